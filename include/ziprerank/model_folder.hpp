@@ -1,0 +1,62 @@
+// A model folder on disk (Hugging Face layout) and the weights its config implies.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ziprerank/config.hpp"
+
+namespace ziprerank {
+
+/// One tensor the architecture needs, by checkpoint name.
+struct WeightSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::string component;  ///< e.g. "vision.blocks", "text.layers", "lm_head"
+  enum class Init { kNormal, kZeros, kOnes } init = Init::kNormal;
+};
+
+/// Every tensor a Qwen3-VL checkpoint of this config holds, with its shape (Hugging Face names).
+std::vector<WeightSpec> expected_weights(const ModelConfig& config);
+
+struct ModelFolder {
+  std::string dir;
+  ModelConfig config;
+  PreprocessorConfig preprocessor;
+  std::string tokenizer_file;  ///< tokenizer.json or tokenizer.model (full path)
+  std::string name;            ///< the "ziprerank.name" note in config.json, else the folder name
+  bool random_init = false;    ///< config.json says the weights are untrained
+};
+
+/// Reads config.json and preprocessor_config.json and finds the tokenizer. Weights are not opened.
+ModelFolder open_model_folder(const std::string& dir);
+
+/// The model used when --model is not given: $ZIPRERANK_MODEL, else the trained model shipped in
+/// models/, else the tiny random model the build generates. Throws InputError when none exists.
+std::string default_model_dir();
+
+/// Writes a randomly initialised model folder: config.json, preprocessor_config.json,
+/// model.safetensors and a tokenizer. `tokenizer_src` is a tokenizer.json / tokenizer.model to
+/// copy; empty means a byte-level tokenizer written from scratch (which fixes the token ids of
+/// the special tokens in the config to its own).
+struct InitOptions {
+  std::string out_dir;
+  std::string tokenizer_src;
+  uint64_t seed = 0;
+  std::string dtype = "float32";  ///< "float32" or "bfloat16"
+  std::string name;
+  bool overwrite = false;
+};
+ModelConfig tiny_model_config();
+void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocessor,
+                       const InitOptions& options);
+
+/// Writes a byte-level BPE tokenizer.json with no merges: the 256 bytes as ids 0..255 and the
+/// Qwen chat/vision special tokens after them. Returns the ids given to the special tokens.
+struct SpecialTokenIds {
+  int64_t endoftext, im_start, im_end, vision_start, vision_end, image_pad, video_pad;
+};
+SpecialTokenIds write_byte_level_tokenizer(const std::string& path);
+
+}  // namespace ziprerank

@@ -1,0 +1,40 @@
+// Process-wide runtime set-up: logging, threads, BLAS sanity, device and dtype selection.
+#pragma once
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <string>
+
+namespace ziprerank {
+
+/// Log level names accepted by --log-level: trace, debug, info, warn, error, off.
+void setup_logging(const std::string& level);
+
+struct BlasInfo {
+  std::string library;     ///< path of the BLAS library mapped into this process, or a description
+  bool reference = false;  ///< the unoptimised netlib reference BLAS
+};
+
+/// Which BLAS libtorch is calling. On Debian's libtorch this is whatever libblas.so.3 points to.
+BlasInfo detect_blas();
+/// Logs a loud warning when the reference BLAS is active (matrix products ~60x slower).
+void warn_if_reference_blas();
+
+/// Sets libtorch's intra-op threads (0 = keep the default). OpenBLAS keeps its own pool, sized by
+/// OPENBLAS_NUM_THREADS; both are logged.
+void configure_threads(int threads);
+
+/// Parses "cpu", "cuda", "cuda:1"; throws UsageError with what is available.
+c10::Device parse_device(const std::string& name);
+/// "auto" -> float32 on CPU, bfloat16 on CUDA; or "float32"/"fp32", "bfloat16"/"bf16", "float16"/"fp16".
+c10::ScalarType parse_dtype(const std::string& name, const c10::Device& device);
+
+/// Peak resident set size of this process in bytes (VmHWM), 0 when unknown.
+size_t peak_rss_bytes();
+/// "1.23 GiB" style.
+std::string format_bytes(double bytes);
+
+const char* version_string();
+
+}  // namespace ziprerank

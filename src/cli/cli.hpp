@@ -1,0 +1,29 @@
+// Shared pieces of the command-line front end. The CLI only parses flags and calls the library.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+namespace ziprerank::cli {
+
+/// Options every model-using command accepts.
+struct CommonOptions {
+  std::string model;  ///< empty = the embedded default model
+  std::string device = "cpu";
+  std::string dtype = "auto";
+  int threads = 0;
+};
+
+/// Adds --model/--device/--dtype/--threads to a subcommand.
+void add_model_options(CLI::App* cmd, CommonOptions& options);
+/// Applies --threads and returns the model folder (resolving the default).
+std::string resolve_model(const CommonOptions& options);
+
+/// Each command group registers its subcommands; the callback runs after parsing and returns the
+/// process exit code.
+using Handler = std::function<int()>;
+void register_model_commands(CLI::App& app, Handler& handler);
+void register_pipeline_commands(CLI::App& app, Handler& handler);
+
+}  // namespace ziprerank::cli

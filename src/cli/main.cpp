@@ -1,0 +1,85 @@
+// ziprerank: a multimodal listwise reranker. This file is the program's edge: it parses the
+// command line, sets up logging, runs one command and maps exceptions to exit codes.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "cli/cli.hpp"
+#include "ziprerank/errors.hpp"
+#include "ziprerank/model_folder.hpp"
+#include "ziprerank/runtime.hpp"
+
+namespace ziprerank::cli {
+
+void add_model_options(CLI::App* cmd, CommonOptions& o) {
+  cmd->add_option("--model", o.model,
+                  "Model folder (Hugging Face layout); default: the embedded model, or $ZIPRERANK_MODEL");
+  cmd->add_option("--device", o.device, "Compute device: cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--dtype", o.dtype,
+                  "Compute dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16")
+      ->capture_default_str();
+  cmd->add_option("--threads", o.threads, "libtorch intra-op threads (0 = library default)")
+      ->capture_default_str();
+}
+
+std::string resolve_model(const CommonOptions& o) {
+  configure_threads(o.threads);
+  if (!o.model.empty()) return o.model;
+  const std::string dir = default_model_dir();
+  spdlog::info("using the embedded model at {}", dir);
+  return dir;
+}
+
+}  // namespace ziprerank::cli
+
+int main(int argc, char** argv) {
+  using namespace ziprerank;
+  CLI::App app{"ziprerank: rerank document pages for a query with a vision-language model.\n"
+               "Results go to stdout, logs to stderr."};
+  app.set_version_flag("--version", std::string("ziprerank ") + version_string());
+  app.require_subcommand(1);
+  app.fallthrough();
+  bool verbose = false;
+  std::string log_level = "info";
+  app.add_flag("-v,--verbose", verbose, "Verbose logging (same as --log-level debug)");
+  app.add_option("--log-level", log_level, "Log level: trace, debug, info, warn, error, off")
+      ->capture_default_str();
+
+  cli::Handler handler;
+  cli::register_model_commands(app, handler);
+  cli::register_pipeline_commands(app, handler);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "ziprerank: error: " << e.what() << "\n"
+              << "Run with --help for usage.\n";
+    return static_cast<int>(ExitCode::kUsage);
+  }
+
+  try {
+    setup_logging(verbose ? "debug" : log_level);
+    warn_if_reference_blas();
+    if (!handler) throw InternalError("no command handler registered");
+    const int code = handler();
+    std::cout.flush();
+    return code;
+  } catch (const Error& e) {
+    spdlog::shutdown();
+    std::cerr << "ziprerank: error: " << e.what() << "\n";
+    return static_cast<int>(e.code());
+  } catch (const std::bad_alloc&) {
+    std::cerr << "ziprerank: error: out of memory\n";
+    return static_cast<int>(ExitCode::kInternal);
+  } catch (const std::exception& e) {
+    std::cerr << "ziprerank: internal error: " << e.what() << "\n";
+    return static_cast<int>(ExitCode::kInternal);
+  }
+}

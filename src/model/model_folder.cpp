@@ -1,0 +1,264 @@
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/json_util.hpp"
+#include "ziprerank/errors.hpp"
+#include "ziprerank/model_folder.hpp"
+#include "ziprerank/safetensors.hpp"
+#include "ziprerank/state_dict.hpp"
+
+namespace ziprerank {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// Name of the trained model shipped in models/ and of the random stand-in the build generates.
+constexpr const char* kShippedModel = "ziprerank-small";
+constexpr const char* kBuildRandomModel = "tiny-random";
+
+// The Qwen2/Qwen3 pre-tokenizer pattern (as written in their tokenizer.json).
+constexpr const char* kQwenSplitPattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+// GPT-2's byte -> printable character table: printable Latin-1 bytes map to themselves, the
+// rest to U+0100 onwards. The id of a byte is its index in this order.
+std::vector<std::pair<int, int>> byte_unicode_order() {
+  std::vector<std::pair<int, int>> order;  // (byte, code point)
+  std::vector<bool> taken(256, false);
+  auto range = [&](int lo, int hi) {
+    for (int b = lo; b <= hi; ++b) {
+      order.emplace_back(b, b);
+      taken[b] = true;
+    }
+  };
+  range('!', '~');
+  range(0xA1, 0xAC);
+  range(0xAE, 0xFF);
+  int next = 256;
+  for (int b = 0; b < 256; ++b) {
+    if (!taken[b]) order.emplace_back(b, next++);
+  }
+  return order;
+}
+
+std::string utf8(int cp) {
+  std::string s;
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    s += static_cast<char>(0xC0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    s += static_cast<char>(0xE0 | (cp >> 12));
+    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+void write_file(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text << "\n";
+  if (!out) throw InputError("cannot write '" + path.string() + "'");
+}
+
+}  // namespace
+
+SpecialTokenIds write_byte_level_tokenizer(const std::string& path) {
+  json vocab = json::object();
+  const auto order = byte_unicode_order();
+  for (size_t i = 0; i < order.size(); ++i) vocab[utf8(order[i].second)] = i;
+  const int64_t base = static_cast<int64_t>(order.size());
+  const std::vector<std::string> specials = {"<|endoftext|>",   "<|im_start|>", "<|im_end|>",
+                                             "<|vision_start|>", "<|vision_end|>",
+                                             "<|image_pad|>",   "<|video_pad|>"};
+  json added = json::array();
+  for (size_t i = 0; i < specials.size(); ++i) {
+    added.push_back({{"id", base + static_cast<int64_t>(i)},
+                     {"content", specials[i]},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
+  }
+  json tok = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", added},
+      {"normalizer", {{"type", "NFC"}}},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         json::array({{{"type", "Split"},
+                       {"pattern", {{"Regex", kQwenSplitPattern}}},
+                       {"behavior", "Isolated"},
+                       {"invert", false}},
+                      {{"type", "ByteLevel"},
+                       {"add_prefix_space", false},
+                       {"trim_offsets", false},
+                       {"use_regex", false}}})}}},
+      {"post_processor", nullptr},
+      {"decoder",
+       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}},
+      {"model",
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", nullptr},
+        {"continuing_subword_prefix", ""},
+        {"end_of_word_suffix", ""},
+        {"fuse_unk", false},
+        {"byte_fallback", false},
+        {"ignore_merges", false},
+        {"vocab", vocab},
+        {"merges", json::array()}}}};
+  write_file(path, tok.dump(1));
+  return SpecialTokenIds{base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6};
+}
+
+ModelConfig tiny_model_config() {
+  ModelConfig c;
+  c.vision.depth = 2;
+  c.vision.hidden_size = 64;
+  c.vision.num_heads = 4;
+  c.vision.intermediate_size = 128;
+  c.vision.out_hidden_size = 64;
+  c.vision.num_position_embeddings = 2304;
+  c.vision.deepstack_visual_indexes = {0};
+  c.text.hidden_size = 64;
+  c.text.intermediate_size = 128;
+  c.text.num_hidden_layers = 2;
+  c.text.num_attention_heads = 4;
+  c.text.num_key_value_heads = 2;
+  c.text.head_dim = 16;
+  c.text.rope.mrope_section = {4, 2, 2};
+  c.text.max_position_embeddings = 32768;
+  c.torch_dtype = "float32";
+  return c;
+}
+
+ModelFolder open_model_folder(const std::string& dir) {
+  if (!fs::is_directory(dir)) {
+    throw InputError("model folder '" + dir + "' does not exist (or is not a folder)");
+  }
+  ModelFolder m;
+  m.dir = dir;
+  const fs::path cfg = fs::path(dir) / "config.json";
+  if (!fs::exists(cfg)) throw InputError("'" + dir + "' has no config.json; is it a model folder?");
+  const std::string text = detail::read_text_file(cfg.string());
+  m.config = parse_model_config(text, cfg.string());
+  const json root = json::parse(text);
+  m.name = fs::path(dir).lexically_normal().filename().string();
+  if (m.name.empty()) m.name = fs::path(dir).lexically_normal().parent_path().filename().string();
+  if (auto it = root.find("ziprerank"); it != root.end() && it->is_object()) {
+    detail::read_opt(*it, "name", m.name, cfg.string(), "ziprerank.");
+    detail::read_opt(*it, "random_init", m.random_init, cfg.string(), "ziprerank.");
+  }
+  const fs::path pre = fs::path(dir) / "preprocessor_config.json";
+  if (!fs::exists(pre)) {
+    throw InputError("'" + dir + "' has no preprocessor_config.json (the image settings)");
+  }
+  m.preprocessor = load_preprocessor_config(pre.string());
+  for (const char* f : {"tokenizer.json", "tokenizer.model"}) {
+    if (fs::exists(fs::path(dir) / f)) {
+      m.tokenizer_file = (fs::path(dir) / f).string();
+      break;
+    }
+  }
+  if (m.tokenizer_file.empty()) throw InputError("'" + dir + "' has no tokenizer.json or tokenizer.model");
+  return m;
+}
+
+std::string default_model_dir() {
+  if (const char* env = std::getenv("ZIPRERANK_MODEL"); env && *env) return env;
+  std::vector<fs::path> roots;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    roots.push_back(exe.parent_path() / "models");                               // build tree
+    roots.push_back(exe.parent_path() / ".." / "share" / "ziprerank" / "models");  // installed
+  }
+#ifdef ZIPRERANK_MODEL_INSTALL_DIR
+  roots.emplace_back(ZIPRERANK_MODEL_INSTALL_DIR);
+#endif
+#ifdef ZIPRERANK_MODEL_BUILD_DIR
+  roots.emplace_back(ZIPRERANK_MODEL_BUILD_DIR);
+#endif
+  for (const char* name : {kShippedModel, kBuildRandomModel}) {
+    for (const auto& root : roots) {
+      const fs::path p = root / name;
+      if (fs::exists(p / "config.json")) return p.lexically_normal().string();
+    }
+  }
+  throw InputError("no default model found; pass --model DIR or set ZIPRERANK_MODEL");
+}
+
+void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocessor,
+                       const InitOptions& options) {
+  const fs::path out(options.out_dir);
+  if (fs::exists(out / "config.json") && !options.overwrite) {
+    throw UsageError("'" + options.out_dir + "' already holds a model; pass --force to overwrite");
+  }
+  fs::create_directories(out);
+
+  // Tokenizer first: a fresh byte-level tokenizer decides the special-token ids.
+  if (options.tokenizer_src.empty()) {
+    const SpecialTokenIds ids = write_byte_level_tokenizer((out / "tokenizer.json").string());
+    config.text.vocab_size = ids.video_pad + 1;
+    config.bos_token_id = config.pad_token_id = ids.endoftext;
+    config.eos_token_id = ids.im_end;
+    config.vision_start_token_id = ids.vision_start;
+    config.vision_end_token_id = ids.vision_end;
+    config.image_token_id = ids.image_pad;
+    config.video_token_id = ids.video_pad;
+    fs::remove(out / "tokenizer.model");
+  } else {
+    const fs::path src(options.tokenizer_src);
+    if (!fs::exists(src)) throw InputError("tokenizer file '" + options.tokenizer_src + "' does not exist");
+    const std::string fname = src.extension() == ".json" ? "tokenizer.json" : "tokenizer.model";
+    fs::copy_file(src, out / fname, fs::copy_options::overwrite_existing);
+    fs::remove(out / (fname == "tokenizer.json" ? "tokenizer.model" : "tokenizer.json"));
+  }
+  const at::ScalarType dtype = options.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  config.torch_dtype = options.dtype;
+  config.validate((out / "config.json").string());
+
+  json cfg = json::parse(model_config_to_json(config));
+  cfg["ziprerank"] = {{"name", options.name.empty() ? out.filename().string() : options.name},
+                      {"random_init", true},
+                      {"seed", options.seed}};
+  write_file(out / "config.json", cfg.dump(2));
+  write_file(out / "preprocessor_config.json", preprocessor_config_to_json(preprocessor));
+
+  at::manual_seed(options.seed);
+  std::vector<at::Tensor> keep;  // the writer borrows the bytes until write()
+  SafetensorsWriter writer;
+  for (const WeightSpec& spec : expected_weights(config)) {
+    at::Tensor t;
+    switch (spec.init) {
+      case WeightSpec::Init::kZeros: t = at::zeros(spec.shape); break;
+      case WeightSpec::Init::kOnes: t = at::ones(spec.shape); break;
+      case WeightSpec::Init::kNormal:
+        t = at::randn(spec.shape) * (spec.component.rfind("vision", 0) == 0
+                                         ? config.vision.initializer_range
+                                         : config.text.initializer_range);
+        break;
+    }
+    t = t.to(dtype).contiguous();
+    writer.add_borrowed(spec.name, from_scalar_type(dtype), spec.shape, t.data_ptr(),
+                        t.numel() * t.element_size());
+    keep.push_back(t);
+  }
+  writer.set_metadata("format", "pt");
+  writer.write((out / "model.safetensors").string());
+  spdlog::info("wrote a randomly initialised model ({} tensors) to {}", writer.size(), out.string());
+}
+
+}  // namespace ziprerank

@@ -1,0 +1,117 @@
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <c10/core/Device.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "ziprerank/errors.hpp"
+#include "ziprerank/runtime.hpp"
+
+#ifndef ZIPRERANK_VERSION
+#define ZIPRERANK_VERSION "0.0.0"
+#endif
+
+namespace ziprerank {
+
+const char* version_string() { return ZIPRERANK_VERSION; }
+
+BlasInfo detect_blas() {
+  // The dynamic loader resolves libblas.so.3 through the alternatives symlinks; /proc/self/maps
+  // shows the file actually mapped.
+  BlasInfo info;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    const auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    const auto base = path.substr(path.rfind('/') + 1);
+    const bool blas_like = base.rfind("libblas.so", 0) == 0 || base.rfind("libopenblas", 0) == 0 ||
+                           base.rfind("libmkl", 0) == 0 || base.rfind("libblis", 0) == 0;
+    if (!blas_like) continue;
+    info.library = path;
+    info.reference = base.rfind("libblas.so", 0) == 0 && path.find("openblas") == std::string::npos &&
+                     path.find("blis") == std::string::npos && path.find("atlas") == std::string::npos;
+    if (!info.reference) break;  // an optimised library wins if several are mapped
+  }
+  if (info.library.empty()) info.library = "built into libtorch (no system BLAS mapped)";
+  return info;
+}
+
+void warn_if_reference_blas() {
+  const BlasInfo info = detect_blas();
+  spdlog::debug("BLAS: {}", info.library);
+  if (info.reference) {
+    spdlog::warn("**************************************************************************");
+    spdlog::warn("The reference (netlib) BLAS is active: {}", info.library);
+    spdlog::warn("Matrix products will run about 60x slower than with OpenBLAS.");
+    spdlog::warn("Fix: apt-get install libopenblas0-pthread  (or run scripts/install_deps.sh)");
+    spdlog::warn("**************************************************************************");
+  }
+}
+
+void configure_threads(int threads) {
+  if (threads < 0) throw UsageError("--threads must be >= 0 (0 keeps the default)");
+  if (threads > 0) at::set_num_threads(threads);
+  const char* ob = std::getenv("OPENBLAS_NUM_THREADS");
+  spdlog::debug("threads: libtorch intra-op {}, OPENBLAS_NUM_THREADS={}", at::get_num_threads(),
+                ob ? ob : "(unset)");
+}
+
+c10::Device parse_device(const std::string& name) {
+  c10::Device device(c10::kCPU);
+  try {
+    device = c10::Device(name);
+  } catch (const std::exception&) {
+    throw UsageError("unknown device '" + name + "' (use cpu or cuda[:N])");
+  }
+  if (device.is_cuda() && !at::hasCUDA()) {
+    throw UsageError("--device " + name +
+                     " requested but this libtorch has no CUDA support or no GPU is visible; "
+                     "use --device cpu or build against a CUDA libtorch (-DTorch_DIR=...)");
+  }
+  if (!device.is_cpu() && !device.is_cuda()) {
+    throw UsageError("unsupported device '" + name + "' (use cpu or cuda[:N])");
+  }
+  return device;
+}
+
+c10::ScalarType parse_dtype(const std::string& name, const c10::Device& device) {
+  if (name == "auto") return device.is_cuda() ? c10::kBFloat16 : c10::kFloat;
+  if (name == "float32" || name == "fp32") return c10::kFloat;
+  if (name == "bfloat16" || name == "bf16") return c10::kBFloat16;
+  if (name == "float16" || name == "fp16") return c10::kHalf;
+  throw UsageError("unknown dtype '" + name + "' (use auto, float32, bfloat16 or float16)");
+}
+
+size_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) {
+      std::istringstream ss(line.substr(6));
+      size_t kb = 0;
+      ss >> kb;
+      return kb * 1024;
+    }
+  }
+  return 0;
+}
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024.0 && u < 4) {
+    bytes /= 1024.0;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.2f %s", bytes, units[u]);
+  return buf;
+}
+
+}  // namespace ziprerank

@@ -1,0 +1,164 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.hpp"
+#include "ziprerank/safetensors.hpp"
+#include "ziprerank/state_dict.hpp"
+
+using namespace ziprerank;
+using namespace ziprerank::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+class Cli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("zr_cli_models_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    const CliResult r = run_cli("--log-level warn init --seed 3 --out " + shell_quote(model().string()));
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static fs::path model() { return dir_ / "tiny"; }
+  static fs::path dir_;
+};
+fs::path Cli::dir_;
+
+int count_lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+}  // namespace
+
+TEST_F(Cli, HelpListsEveryCommand) {
+  const CliResult r = run_cli("--help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* cmd : {"rank", "batch", "eval", "render", "train", "bench", "inspect", "tokenize", "init"}) {
+    EXPECT_NE(r.out.find(cmd), std::string::npos) << cmd;
+  }
+}
+
+TEST_F(Cli, EverySubcommandHasHelp) {
+  for (const char* cmd : {"rank", "batch", "eval", "render", "train", "bench", "inspect", "tokenize", "init"}) {
+    const CliResult r = run_cli(std::string(cmd) + " --help");
+    EXPECT_EQ(r.code, 0) << cmd << ": " << r.err;
+    EXPECT_NE(r.out.find("--help"), std::string::npos) << cmd;
+  }
+  const CliResult rank = run_cli("rank --help");
+  for (const char* flag : {"--query", "--pages", "--keep-ratio", "--scoring", "--window", "--model", "--device"}) {
+    EXPECT_NE(rank.out.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST_F(Cli, BadUsageExitsWithUsageCodeAndOneErrorLine) {
+  CliResult r = run_cli("inspect --no-such-flag");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("error"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+  r = run_cli("");
+  EXPECT_EQ(r.code, 2);
+  r = run_cli("rank --query q --pages x --keep-ratio 1.5");
+  EXPECT_EQ(r.code, 2) << r.err;
+  r = run_cli("--log-level loud inspect --model " + shell_quote(model().string()));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("unknown log level"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, InitThenInspectIsValid) {
+  const CliResult r = run_cli("inspect --model " + shell_quote(model().string()));
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("verdict      OK"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("RANDOMLY INITIALISED"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("vision.blocks"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("byte-level BPE"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("peak RSS"), std::string::npos) << r.out;
+  EXPECT_TRUE(r.err.find("error") == std::string::npos) << r.err;
+
+  const CliResult j = run_cli("inspect --format json --model " + shell_quote(model().string()));
+  ASSERT_EQ(j.code, 0) << j.err;
+  const auto report = nlohmann::json::parse(j.out.substr(0, j.out.rfind("peak RSS")));
+  EXPECT_TRUE(report["valid"].get<bool>());
+  EXPECT_EQ(report["dtypes"]["F32"].get<int>(), static_cast<int>(WeightStore::open(model().string())->names().size()));
+  EXPECT_GT(report["parameters_total"].get<int64_t>(), 100000);
+}
+
+TEST_F(Cli, InitRefusesToOverwriteWithoutForce) {
+  const CliResult r = run_cli("init --out " + shell_quote(model().string()));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, InspectReportsMissingAndMisShapedTensors) {
+  const fs::path broken = dir_ / "broken";
+  fs::create_directories(broken);
+  for (const char* f : {"config.json", "preprocessor_config.json", "tokenizer.json"}) {
+    fs::copy_file(model() / f, broken / f, fs::copy_options::overwrite_existing);
+  }
+  auto store = WeightStore::open(model().string());
+  SafetensorsWriter w;
+  std::vector<float> wrong(7, 0.f);
+  for (const auto& name : store->names()) {
+    if (name == "model.language_model.norm.weight") continue;  // dropped
+    const TensorInfo& ti = store->info(name);
+    if (name == "model.visual.pos_embed.weight") {
+      w.add(name, DType::kF32, {7}, wrong.data(), 28);  // wrong shape
+      continue;
+    }
+    w.add(name, ti.dtype, ti.shape, store->file_of(name).data(ti), ti.nbytes());
+  }
+  w.write((broken / "model.safetensors").string());
+  const CliResult r = run_cli("inspect --model " + shell_quote(broken.string()));
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  EXPECT_NE(r.out.find("INVALID"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("missing tensor 'model.language_model.norm.weight'"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("'model.visual.pos_embed.weight' has shape [7]"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, InspectErrorsAreOneClearLine) {
+  CliResult r = run_cli("inspect --model /nonexistent/model");
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+
+  const fs::path bad = dir_ / "badtype";
+  fs::create_directories(bad);
+  std::ofstream(bad / "config.json") << R"({"model_type": "llava"})";
+  r = run_cli("inspect --model " + shell_quote(bad.string()));
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("unsupported model_type 'llava'"), std::string::npos) << r.err;
+
+  const fs::path trunc = dir_ / "truncated";
+  fs::create_directories(trunc);
+  for (const char* f : {"config.json", "preprocessor_config.json", "tokenizer.json"}) {
+    fs::copy_file(model() / f, trunc / f, fs::copy_options::overwrite_existing);
+  }
+  fs::copy_file(model() / "model.safetensors", trunc / "model.safetensors", fs::copy_options::overwrite_existing);
+  fs::resize_file(trunc / "model.safetensors", fs::file_size(trunc / "model.safetensors") / 2);
+  r = run_cli("inspect --model " + shell_quote(trunc.string()));
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("truncated"), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+}
+
+TEST_F(Cli, TokenizeWritesOneArrayPerLine) {
+  const CliResult r = run_cli("tokenize --model " + shell_quote(model().string()),
+                              "\"[A]\"\n\"<|im_start|>user\\nhi\"\n");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string l1, l2;
+  std::getline(lines, l1);
+  std::getline(lines, l2);
+  // The init tokenizer is byte-level with no merges: one id per byte, GPT-2 byte order.
+  EXPECT_EQ(nlohmann::json::parse(l1), nlohmann::json::parse("[58, 32, 60]"));
+  auto ids = nlohmann::json::parse(l2);
+  ASSERT_EQ(ids.size(), 8u);                    // <|im_start|> u s e r \n h i
+  EXPECT_EQ(ids[0].get<int>(), 257);           // <|im_start|> follows the 256 bytes and <|endoftext|>
+  EXPECT_EQ(ids[5].get<int>(), 198);           // "\n" is byte 10 -> id 198 in GPT-2 byte order
+}
+
+TEST_F(Cli, TokenizeRejectsNonStringLines) {
+  const CliResult r = run_cli("tokenize --model " + shell_quote(model().string()), "\"ok\"\n{\"a\": 1}\n");
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("stdin line 2"), std::string::npos) << r.err;
+}
