@@ -1,0 +1,99 @@
+// The Qwen3-VL architecture (vision tower with DeepStack, Qwen3 text model with interleaved M-RoPE)
+// computed with ATen, loaded from a Hugging Face model folder under its checkpoint names.
+//
+// One code path serves the published 8B ZipRerank checkpoint and the small models ziprerank
+// trains: they differ only in config.json.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ziprerank/config.hpp"
+#include "ziprerank/state_dict.hpp"
+
+namespace ziprerank {
+
+/// Patch grid of one image: temporal x height x width in patches (before the 2x2 merge).
+struct ImageGrid {
+  int64_t t = 1, h = 0, w = 0;
+  int64_t num_patches() const { return t * h * w; }
+  int64_t num_tokens(int64_t merge) const { return t * (h / merge) * (w / merge); }
+};
+
+/// Output of the vision tower for a set of images, concatenated in image order.
+struct VisionFeatures {
+  at::Tensor embeds;                  ///< [N_tokens, D] merged visual tokens
+  std::vector<at::Tensor> deepstack;  ///< one [N_tokens, D] per DeepStack level
+  std::vector<int64_t> tokens_per_image;
+};
+
+/// Per-layer key/value cache for incremental decoding and prefix reuse.
+struct KVCache {
+  std::vector<at::Tensor> keys, values;  ///< [B, kv_heads, S, head_dim] per layer
+  int64_t length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(2); }
+  /// Drops everything after the first n positions (for reusing a shared prefix).
+  void truncate(int64_t n);
+};
+
+/// Inputs of one language-model forward pass.
+struct TextInput {
+  at::Tensor embeds;          ///< [B, S, D]
+  at::Tensor position_ids;    ///< [3, B, S] int64 (t, h, w rows)
+  at::Tensor attention_mask;  ///< optional [B, S_past + S] with 1 for real tokens, 0 for padding
+  at::Tensor visual_mask;     ///< optional [B, S] bool: positions that receive DeepStack features
+  std::vector<at::Tensor> deepstack;  ///< [n_visual, D] per level, rows in visual_mask order
+};
+
+struct ModelOptions {
+  c10::Device device = c10::kCPU;
+  c10::ScalarType dtype = c10::kFloat;
+  bool trainable = false;  ///< parameters get their own memory and can require grad
+};
+
+class VisionTower;
+class TextModel;
+
+class Qwen3VLModel {
+ public:
+  /// Loads config, weights (converted per tensor) and checks every tensor; throws InputError
+  /// listing all missing or mis-shaped tensors.
+  static std::unique_ptr<Qwen3VLModel> load(const std::string& model_dir, const ModelOptions& options);
+  Qwen3VLModel(const ModelConfig& config, StateDict& weights, const ModelOptions& options);
+  ~Qwen3VLModel();
+
+  const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+
+  /// pixel_values: [sum of patches, C*T*P*P] float32 rows in merge-window order (see image.hpp).
+  VisionFeatures encode_images(const at::Tensor& pixel_values, const std::vector<ImageGrid>& grids) const;
+  /// Token embeddings [.., D] in the model dtype.
+  at::Tensor embed(const at::Tensor& token_ids) const;
+  /// Runs the decoder; returns final-normed hidden states [B, S, D]. Appends to `cache` if given.
+  at::Tensor forward(const TextInput& input, KVCache* cache = nullptr) const;
+  /// lm_head over hidden [.., D]: all vocabulary rows, or only `vocab_ids` (in that order).
+  at::Tensor logits(const at::Tensor& hidden, const at::Tensor& vocab_ids = {}) const;
+
+  /// Every parameter under its checkpoint name (shared storage with the model).
+  const std::vector<std::pair<std::string, at::Tensor>>& named_parameters() const { return params_; }
+
+ private:
+  ModelConfig config_;
+  ModelOptions options_;
+  std::vector<std::pair<std::string, at::Tensor>> params_;
+  std::unique_ptr<VisionTower> vision_;
+  std::unique_ptr<TextModel> text_;
+  at::Tensor lm_head_;
+};
+
+/// 3-row (t, h, w) M-RoPE positions of one unpadded token sequence, as transformers'
+/// get_rope_index computes them. `grids` lists the images in order of appearance.
+/// Returns [3, S] int64. `next_position` (optional) receives max position + 1.
+at::Tensor mrope_position_ids(const std::vector<int64_t>& ids, const std::vector<ImageGrid>& grids,
+                              const ModelConfig& config, int64_t* next_position = nullptr);
+
+}  // namespace ziprerank

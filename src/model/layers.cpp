@@ -1,0 +1,94 @@
+#include "model/layers.hpp"
+
+#include <algorithm>
+#include <limits>
+
+#include "ziprerank/errors.hpp"
+
+namespace ziprerank::detail {
+
+at::Tensor take(StateDict& sd, const std::string& name, const std::vector<int64_t>& shape,
+                ParamList& params) {
+  at::Tensor t = sd.get(name, shape);
+  if (t.defined()) params.emplace_back(sd.prefix() + name, t);
+  return t;
+}
+
+Linear::Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, bool has_bias,
+               ParamList& params) {
+  weight = take(sd, name + ".weight", {out, in}, params);
+  if (has_bias) bias = take(sd, name + ".bias", {out}, params);
+}
+
+LayerNorm::LayerNorm(StateDict& sd, const std::string& name, int64_t dim, double eps_, ParamList& params)
+    : eps(eps_) {
+  weight = take(sd, name + ".weight", {dim}, params);
+  bias = take(sd, name + ".bias", {dim}, params);
+}
+
+RMSNorm::RMSNorm(StateDict& sd, const std::string& name, int64_t dim, double eps_, ParamList& params)
+    : eps(eps_) {
+  weight = take(sd, name + ".weight", {dim}, params);
+}
+
+at::Tensor RMSNorm::operator()(const at::Tensor& x) const {
+  const at::Tensor xf = x.to(at::kFloat);
+  const at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
+  return weight * (xf * at::rsqrt(variance + eps)).to(x.scalar_type());
+}
+
+at::Tensor activation(const at::Tensor& x, const std::string& name) {
+  if (name == "silu") return at::silu(x);
+  if (name == "gelu_pytorch_tanh") return at::gelu(x, "tanh");
+  if (name == "gelu") return at::gelu(x);
+  if (name == "quick_gelu") return x * at::sigmoid(1.702 * x);
+  throw InternalError("unsupported activation '" + name + "'");
+}
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+                     bool causal, const at::Tensor& key_padding) {
+  const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3);
+  const int64_t Hkv = k.size(1), Sk = k.size(2);
+  if (H % Hkv != 0) throw InternalError("attention: query heads not a multiple of key/value heads");
+  at::Tensor kk = k, vv = v;
+  if (Hkv != H) {  // grouped-query attention: share each kv head among H/Hkv query heads
+    const int64_t rep = H / Hkv;
+    kk = k.unsqueeze(2).expand({B, Hkv, rep, Sk, D}).reshape({B, H, Sk, D});
+    vv = v.unsqueeze(2).expand({B, Hkv, rep, Sk, D}).reshape({B, H, Sk, D});
+  }
+  const at::Tensor kt = kk.transpose(2, 3);
+  at::Tensor pad_bias;  // [B, 1, 1, Sk] with -inf at padding
+  if (key_padding.defined()) {
+    const auto opts = at::TensorOptions().dtype(at::kFloat).device(q.device());
+    pad_bias = at::zeros({B, 1, 1, Sk}, opts)
+                   .masked_fill(key_padding.to(at::kBool).logical_not().view({B, 1, 1, Sk}),
+                                -std::numeric_limits<float>::infinity());
+  }
+  // Keep the float32 score block of one chunk near 64 MiB.
+  const int64_t budget = int64_t{16} << 20;
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(Sq, budget / std::max<int64_t>(1, B * H * Sk)));
+  std::vector<at::Tensor> outs;
+  for (int64_t r0 = 0; r0 < Sq; r0 += chunk) {
+    const int64_t rows = std::min(chunk, Sq - r0);
+    const at::Tensor qc = q.narrow(2, r0, rows);
+    at::Tensor scores = at::matmul(qc, kt) * scale;
+    at::Tensor scores32 = scores.to(at::kFloat);
+    if (causal) {
+      const auto iopts = at::TensorOptions().dtype(at::kLong).device(q.device());
+      const at::Tensor qpos = at::arange(Sk - Sq + r0, Sk - Sq + r0 + rows, iopts).view({rows, 1});
+      const at::Tensor kpos = at::arange(0, Sk, iopts).view({1, Sk});
+      scores32 = scores32.masked_fill(kpos > qpos, -std::numeric_limits<float>::infinity());
+    }
+    if (pad_bias.defined()) scores32 = scores32 + pad_bias;
+    const at::Tensor probs = at::softmax(scores32, -1).to(q.scalar_type());
+    outs.push_back(at::matmul(probs, vv));
+  }
+  return outs.size() == 1 ? outs[0] : at::cat(outs, 2);
+}
+
+}  // namespace ziprerank::detail

@@ -1,0 +1,58 @@
+// Building blocks shared by the vision tower and the text model. Private to the library.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ziprerank/state_dict.hpp"
+
+namespace ziprerank::detail {
+
+using ParamList = std::vector<std::pair<std::string, at::Tensor>>;
+
+/// Fetches a required weight and records it (under its full checkpoint name) in `params`.
+at::Tensor take(StateDict& sd, const std::string& name, const std::vector<int64_t>& shape,
+                ParamList& params);
+
+struct Linear {
+  at::Tensor weight, bias;  // bias undefined when absent
+  Linear() = default;
+  Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, bool has_bias, ParamList& params);
+  at::Tensor operator()(const at::Tensor& x) const { return at::linear(x, weight, bias); }
+};
+
+struct LayerNorm {
+  at::Tensor weight, bias;
+  double eps = 1e-6;
+  LayerNorm() = default;
+  LayerNorm(StateDict& sd, const std::string& name, int64_t dim, double eps, ParamList& params);
+  at::Tensor operator()(const at::Tensor& x) const {
+    return at::layer_norm(x, {weight.size(0)}, weight, bias, eps);
+  }
+};
+
+/// Qwen3 RMSNorm: normalise in float32, cast back, then scale.
+struct RMSNorm {
+  at::Tensor weight;
+  double eps = 1e-6;
+  RMSNorm() = default;
+  RMSNorm(StateDict& sd, const std::string& name, int64_t dim, double eps, ParamList& params);
+  at::Tensor operator()(const at::Tensor& x) const;
+};
+
+at::Tensor activation(const at::Tensor& x, const std::string& name);
+
+/// Swaps and negates the two halves of the last dimension: (x1, x2) -> (-x2, x1).
+at::Tensor rotate_half(const at::Tensor& x);
+
+/// Scaled dot-product attention. q: [B, H, Sq, d]; k, v: [B, Hkv, Sk, d] with H a multiple of Hkv.
+/// causal: query i sits at absolute position (Sk - Sq + i) and sees keys up to it.
+/// key_padding: optional [B, Sk] (true/1 = real). Softmax runs in float32; queries are processed in
+/// chunks so memory stays bounded for long sequences.
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+                     bool causal, const at::Tensor& key_padding = {});
+
+}  // namespace ziprerank::detail

@@ -1,0 +1,180 @@
+#include "model/vision_tower.hpp"
+
+#include <algorithm>
+
+#include "ziprerank/errors.hpp"
+
+namespace ziprerank {
+
+using detail::LayerNorm;
+using detail::Linear;
+
+VisionTower::VisionTower(const VisionConfig& c, StateDict sd, detail::ParamList& params) : config_(c) {
+  const int64_t H = c.hidden_size;
+  const int64_t merged = H * c.spatial_merge_size * c.spatial_merge_size;
+  at::Tensor w = detail::take(sd, "patch_embed.proj.weight",
+                              {H, c.in_channels, c.temporal_patch_size, c.patch_size, c.patch_size}, params);
+  if (w.defined()) patch_weight_ = w.view({H, -1});  // a view: training updates reach it
+  patch_bias_ = detail::take(sd, "patch_embed.proj.bias", {H}, params);
+  pos_embed_ = detail::take(sd, "pos_embed.weight", {c.num_position_embeddings, H}, params);
+  for (int i = 0; i < c.depth; ++i) {
+    StateDict b = sd.select("blocks." + std::to_string(i) + ".");
+    Block blk;
+    blk.norm1 = LayerNorm(b, "norm1", H, 1e-6, params);
+    blk.norm2 = LayerNorm(b, "norm2", H, 1e-6, params);
+    blk.qkv = Linear(b, "attn.qkv", H, 3 * H, true, params);
+    blk.proj = Linear(b, "attn.proj", H, H, true, params);
+    blk.fc1 = Linear(b, "mlp.linear_fc1", H, c.intermediate_size, true, params);
+    blk.fc2 = Linear(b, "mlp.linear_fc2", c.intermediate_size, H, true, params);
+    blocks_.push_back(std::move(blk));
+  }
+  auto make_merger = [&](StateDict m, bool postshuffle) {
+    Merger mg;
+    mg.postshuffle = postshuffle;
+    mg.merged_dim = merged;
+    mg.norm = LayerNorm(m, "norm", postshuffle ? merged : H, 1e-6, params);
+    mg.fc1 = Linear(m, "linear_fc1", merged, merged, true, params);
+    mg.fc2 = Linear(m, "linear_fc2", merged, c.out_hidden_size, true, params);
+    return mg;
+  };
+  merger_ = make_merger(sd.select("merger."), false);
+  for (size_t i = 0; i < c.deepstack_visual_indexes.size(); ++i) {
+    deepstack_.push_back(make_merger(sd.select("deepstack_merger_list." + std::to_string(i) + "."), true));
+  }
+  // 2D rotary: a quarter of the head for rows and a quarter for columns, then duplicated.
+  const int64_t dim = c.head_dim() / 2;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  inv_freq_ = 1.0 / at::pow(10000.0, at::arange(0, dim, 2, f32) / static_cast<double>(dim));
+}
+
+at::Tensor VisionTower::Merger::operator()(const at::Tensor& x) const {
+  at::Tensor h = postshuffle ? norm(x.reshape({-1, merged_dim})) : norm(x).reshape({-1, merged_dim});
+  return fc2(at::gelu(fc1(h)));
+}
+
+at::Tensor VisionTower::position_embeddings(const std::vector<ImageGrid>& grids) const {
+  // Bilinear interpolation of the learned side x side grid to each image's patch grid, then
+  // reordered into 2x2 merge-window order.
+  const int64_t side = config_.position_grid_side();
+  const int64_t m = config_.spatial_merge_size;
+  const auto dev = pos_embed_.device();
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  std::vector<at::Tensor> out;
+  for (const ImageGrid& g : grids) {
+    const at::Tensor hi = at::linspace(0, static_cast<double>(side - 1), g.h, f32);
+    const at::Tensor wi = at::linspace(0, static_cast<double>(side - 1), g.w, f32);
+    const at::Tensor hf = hi.to(at::kInt), wf = wi.to(at::kInt);  // truncation, as .int()
+    const at::Tensor hc = (hf + 1).clamp_max(side - 1), wc = (wf + 1).clamp_max(side - 1);
+    const at::Tensor dh = hi - hf, dw = wi - wf;
+    const at::Tensor bh = (hf * side).to(at::kLong), bhc = (hc * side).to(at::kLong);
+    const at::Tensor wfl = wf.to(at::kLong), wcl = wc.to(at::kLong);
+    const at::Tensor idx[4] = {(bh.unsqueeze(1) + wfl.unsqueeze(0)).flatten(),
+                               (bh.unsqueeze(1) + wcl.unsqueeze(0)).flatten(),
+                               (bhc.unsqueeze(1) + wfl.unsqueeze(0)).flatten(),
+                               (bhc.unsqueeze(1) + wcl.unsqueeze(0)).flatten()};
+    const at::Tensor wts[4] = {((1 - dh).unsqueeze(1) * (1 - dw).unsqueeze(0)).flatten(),
+                               ((1 - dh).unsqueeze(1) * dw.unsqueeze(0)).flatten(),
+                               (dh.unsqueeze(1) * (1 - dw).unsqueeze(0)).flatten(),
+                               (dh.unsqueeze(1) * dw.unsqueeze(0)).flatten()};
+    at::Tensor sum;
+    for (int i = 0; i < 4; ++i) {
+      const at::Tensor term = pos_embed_.index_select(0, idx[i].to(dev)) *
+                              wts[i].to(dev, pos_embed_.scalar_type()).unsqueeze(1);
+      sum = i == 0 ? term : sum + term;
+    }
+    const int64_t D = pos_embed_.size(1);
+    at::Tensor pe = sum.repeat({g.t, 1})
+                        .view({g.t, g.h / m, m, g.w / m, m, D})
+                        .permute({0, 1, 3, 2, 4, 5})
+                        .reshape({-1, D});
+    out.push_back(pe);
+  }
+  return at::cat(out, 0);
+}
+
+std::pair<at::Tensor, at::Tensor> VisionTower::rotary(const std::vector<ImageGrid>& grids) const {
+  const int64_t m = config_.spatial_merge_size;
+  int64_t max_hw = 0;
+  for (const auto& g : grids) max_hw = std::max({max_hw, g.h, g.w});
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  const at::Tensor table = at::outer(at::arange(max_hw, f32), inv_freq_);  // [max_hw, dim/2]
+  std::vector<at::Tensor> rows, cols;
+  const auto i64 = at::TensorOptions().dtype(at::kLong);
+  for (const ImageGrid& g : grids) {
+    const int64_t mh = g.h / m, mw = g.w / m;
+    const at::Tensor r = (at::arange(mh, i64).view({mh, 1, 1, 1}) * m + at::arange(m, i64).view({1, 1, m, 1}))
+                             .expand({mh, mw, m, m})
+                             .reshape({-1});
+    const at::Tensor c = (at::arange(mw, i64).view({1, mw, 1, 1}) * m + at::arange(m, i64).view({1, 1, 1, m}))
+                             .expand({mh, mw, m, m})
+                             .reshape({-1});
+    rows.push_back(r.repeat({g.t}));
+    cols.push_back(c.repeat({g.t}));
+  }
+  const at::Tensor emb_half = at::cat({table.index_select(0, at::cat(rows)), table.index_select(0, at::cat(cols))}, 1);
+  const at::Tensor emb = at::cat({emb_half, emb_half}, 1).to(pos_embed_.device());
+  return {emb.cos(), emb.sin()};
+}
+
+at::Tensor VisionTower::block_forward(const Block& b, const at::Tensor& x, const at::Tensor& cos,
+                                      const at::Tensor& sin, const std::vector<int64_t>& lengths) const {
+  const int64_t S = x.size(0), heads = config_.num_heads, hd = config_.head_dim();
+  const at::Tensor qkv = b.qkv(b.norm1(x)).reshape({S, 3, heads, hd}).permute({1, 0, 2, 3});
+  at::Tensor q = qkv[0], k = qkv[1], v = qkv[2];  // [S, heads, hd]
+  // Rotary in float32, cast back (as the reference).
+  const at::Tensor c = cos.unsqueeze(-2), s = sin.unsqueeze(-2);
+  const at::Tensor qf = q.to(at::kFloat), kf = k.to(at::kFloat);
+  q = (qf * c + detail::rotate_half(qf) * s).to(x.scalar_type());
+  k = (kf * c + detail::rotate_half(kf) * s).to(x.scalar_type());
+  // Attention never crosses images: each image's patches form their own sequence.
+  std::vector<at::Tensor> outs;
+  int64_t offset = 0;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  for (int64_t len : lengths) {
+    auto seg = [&](const at::Tensor& t) { return t.narrow(0, offset, len).transpose(0, 1).unsqueeze(0); };
+    const at::Tensor o = detail::attention(seg(q), seg(k), seg(v), scale, /*causal=*/false);
+    outs.push_back(o.squeeze(0).transpose(0, 1));  // [len, heads, hd]
+    offset += len;
+  }
+  const at::Tensor attn = (outs.size() == 1 ? outs[0] : at::cat(outs, 0)).reshape({S, heads * hd});
+  at::Tensor h = x + b.proj(attn);
+  h = h + b.fc2(detail::activation(b.fc1(b.norm2(h)), config_.hidden_act));
+  return h;
+}
+
+VisionFeatures VisionTower::forward(const at::Tensor& pixel_values, const std::vector<ImageGrid>& grids) const {
+  int64_t total = 0;
+  std::vector<int64_t> lengths;
+  VisionFeatures out;
+  const int64_t m = config_.spatial_merge_size;
+  for (const ImageGrid& g : grids) {
+    if (g.t < 1 || g.h % m != 0 || g.w % m != 0 || g.h <= 0 || g.w <= 0) {
+      throw InputError("image grid [" + std::to_string(g.t) + ", " + std::to_string(g.h) + ", " +
+                       std::to_string(g.w) + "] is not a positive multiple of the merge size " +
+                       std::to_string(m));
+    }
+    total += g.num_patches();
+    for (int64_t t = 0; t < g.t; ++t) lengths.push_back(g.h * g.w);
+    out.tokens_per_image.push_back(g.num_tokens(m));
+  }
+  if (pixel_values.dim() != 2 || pixel_values.size(0) != total ||
+      pixel_values.size(1) != config_.patch_input_dim()) {
+    throw InputError("pixel_values has shape " + shape_to_string(pixel_values.sizes().vec()) + ", expected [" +
+                     std::to_string(total) + ", " + std::to_string(config_.patch_input_dim()) + "]");
+  }
+  const auto dtype = patch_weight_.scalar_type();
+  const at::Tensor px = pixel_values.to(patch_weight_.device(), dtype);
+  at::Tensor h = at::linear(px, patch_weight_, patch_bias_);
+  h = (h + position_embeddings(grids)).to(dtype);
+  const auto [cos, sin] = rotary(grids);
+  const auto& ds = config_.deepstack_visual_indexes;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    h = block_forward(blocks_[i], h, cos, sin, lengths);
+    const auto it = std::find(ds.begin(), ds.end(), static_cast<int>(i));
+    if (it != ds.end()) out.deepstack.push_back(deepstack_[it - ds.begin()](h));
+  }
+  out.embeds = merger_(h);
+  return out;
+}
+
+}  // namespace ziprerank

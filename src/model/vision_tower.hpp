@@ -1,0 +1,43 @@
+// Qwen3-VL vision tower: patch embedding, interpolated learned positions, 2D rotary, pre-norm
+// blocks with attention confined to each image, the 2x2 patch merger and the DeepStack mergers.
+#pragma once
+
+#include "model/layers.hpp"
+#include "ziprerank/model.hpp"
+
+namespace ziprerank {
+
+class VisionTower {
+ public:
+  VisionTower(const VisionConfig& config, StateDict sd, detail::ParamList& params);
+  VisionFeatures forward(const at::Tensor& pixel_values, const std::vector<ImageGrid>& grids) const;
+
+ private:
+  struct Merger {
+    detail::LayerNorm norm;
+    detail::Linear fc1, fc2;
+    bool postshuffle = false;
+    int64_t merged_dim = 0;
+    at::Tensor operator()(const at::Tensor& x) const;
+  };
+  struct Block {
+    detail::LayerNorm norm1, norm2;
+    detail::Linear qkv, proj, fc1, fc2;
+  };
+
+  at::Tensor position_embeddings(const std::vector<ImageGrid>& grids) const;
+  std::pair<at::Tensor, at::Tensor> rotary(const std::vector<ImageGrid>& grids) const;
+  at::Tensor block_forward(const Block& b, const at::Tensor& x, const at::Tensor& cos,
+                           const at::Tensor& sin, const std::vector<int64_t>& lengths) const;
+
+  VisionConfig config_;
+  at::Tensor patch_weight_;  // [hidden, C*T*P*P]: the Conv3d kernel flattened (stride == kernel)
+  at::Tensor patch_bias_;
+  at::Tensor pos_embed_;     // [num_position_embeddings, hidden]
+  at::Tensor inv_freq_;      // [head_dim / 4] float32
+  std::vector<Block> blocks_;
+  Merger merger_;
+  std::vector<Merger> deepstack_;
+};
+
+}  // namespace ziprerank

@@ -1,0 +1,200 @@
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "model_fixture.hpp"
+#include "ziprerank/errors.hpp"
+#include "ziprerank/model.hpp"
+#include "ziprerank/model_folder.hpp"
+
+using namespace ziprerank;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::unique_ptr<Qwen3VLModel> load_tiny(c10::ScalarType dtype = at::kFloat) {
+  ModelOptions o;
+  o.dtype = dtype;
+  return Qwen3VLModel::load(test::tiny_model_dir(), o);
+}
+
+// A prompt of text, two images and more text, as the ranking prompt lays them out.
+struct Sequence {
+  std::vector<int64_t> ids;
+  std::vector<ImageGrid> grids;
+  at::Tensor pixels;
+};
+
+Sequence make_sequence(const ModelConfig& c, int64_t seed) {
+  Sequence s;
+  s.grids = {{1, 4, 6}, {1, 2, 4}};
+  at::manual_seed(seed);
+  for (int64_t id : {257, 117, 115, 101, 114, 198, 72, 105}) s.ids.push_back(id);
+  int64_t patches = 0;
+  for (const auto& g : s.grids) {
+    s.ids.push_back(c.vision_start_token_id);
+    for (int64_t i = 0; i < g.num_tokens(2); ++i) s.ids.push_back(c.image_token_id);
+    s.ids.push_back(c.vision_end_token_id);
+    patches += g.num_patches();
+  }
+  for (int64_t id : {258, 198, 257, 97, 115, 198, 58}) s.ids.push_back(id);
+  s.pixels = at::rand({patches, c.vision.patch_input_dim()}) * 2 - 1;
+  return s;
+}
+
+// Embeds the sequence with image features scattered in, and returns the input for one pass.
+TextInput build_input(const Qwen3VLModel& m, const Sequence& s, VisionFeatures* vf_out = nullptr) {
+  const auto& c = m.config();
+  VisionFeatures vf = m.encode_images(s.pixels, s.grids);
+  const at::Tensor ids = at::tensor(s.ids, at::kLong);
+  at::Tensor emb = m.embed(ids);
+  const at::Tensor mask = ids.eq(c.image_token_id);
+  emb = emb.index_put({mask}, vf.embeds.to(emb.scalar_type()));
+  TextInput in;
+  in.embeds = emb.unsqueeze(0);
+  in.position_ids = mrope_position_ids(s.ids, s.grids, c).unsqueeze(1);
+  in.visual_mask = mask.unsqueeze(0);
+  in.deepstack = vf.deepstack;
+  if (vf_out) *vf_out = vf;
+  return in;
+}
+
+}  // namespace
+
+TEST(Model, LoadsEveryTensorOfAnInitialisedFolder) {
+  auto m = load_tiny();
+  const auto specs = expected_weights(m->config());
+  EXPECT_EQ(m->named_parameters().size(), specs.size());
+  for (const auto& [name, t] : m->named_parameters()) {
+    EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
+  }
+}
+
+TEST(Model, MropePositionsFollowGetRopeIndex) {
+  const ModelConfig c = tiny_model_config();
+  const int64_t I = c.image_token_id, VS = c.vision_start_token_id, VE = c.vision_end_token_id;
+  // text(2) <vs> image 2x3 (grid 4x6 patches) <ve> text(1)
+  const std::vector<int64_t> ids = {1, 2, VS, I, I, I, I, I, I, VE, 3};
+  int64_t next = 0;
+  const at::Tensor p = mrope_position_ids(ids, {{1, 4, 6}}, c, &next);
+  const std::vector<int64_t> t = {0, 1, 2, 3, 3, 3, 3, 3, 3, 6, 7};
+  const std::vector<int64_t> h = {0, 1, 2, 3, 3, 3, 4, 4, 4, 6, 7};
+  const std::vector<int64_t> w = {0, 1, 2, 3, 4, 5, 3, 4, 5, 6, 7};
+  EXPECT_TRUE(at::equal(p[0], at::tensor(t, at::kLong)));
+  EXPECT_TRUE(at::equal(p[1], at::tensor(h, at::kLong)));
+  EXPECT_TRUE(at::equal(p[2], at::tensor(w, at::kLong)));
+  EXPECT_EQ(next, 8);
+  EXPECT_THROW(mrope_position_ids(ids, {}, c), InputError);
+  EXPECT_THROW(mrope_position_ids(ids, {{1, 4, 6}, {1, 2, 2}}, c), InputError);
+  EXPECT_THROW(mrope_position_ids({1, VS, I, I, VE}, {{1, 4, 6}}, c), InputError);
+}
+
+TEST(Model, KvCachedStepsMatchFullRecompute) {
+  auto m = load_tiny();
+  const Sequence s = make_sequence(m->config(), 11);
+  const TextInput full = build_input(*m, s);
+  const at::Tensor ref = m->logits(m->forward(full));  // [1, S, V]
+  const int64_t S = full.embeds.size(1), split = S - 4;
+
+  KVCache cache;
+  TextInput head = full;
+  head.embeds = full.embeds.narrow(1, 0, split);
+  head.position_ids = full.position_ids.narrow(2, 0, split);
+  head.visual_mask = full.visual_mask.narrow(1, 0, split);
+  at::Tensor out = m->logits(m->forward(head, &cache));
+  EXPECT_EQ(cache.length(), split);
+  std::vector<at::Tensor> pieces = {out};
+  for (int64_t i = split; i < S; ++i) {  // the tail is text: no DeepStack rows there
+    TextInput step;
+    step.embeds = full.embeds.narrow(1, i, 1);
+    step.position_ids = full.position_ids.narrow(2, i, 1);
+    pieces.push_back(m->logits(m->forward(step, &cache)));
+  }
+  const at::Tensor inc = at::cat(pieces, 1);
+  EXPECT_TRUE(at::allclose(inc, ref, 1e-4, 1e-5)) << (inc - ref).abs().max().item<float>();
+
+  // Prefix reuse: truncate and recompute the tail in one go.
+  cache.truncate(split);
+  TextInput tail;
+  tail.embeds = full.embeds.narrow(1, split, S - split);
+  tail.position_ids = full.position_ids.narrow(2, split, S - split);
+  const at::Tensor t2 = m->logits(m->forward(tail, &cache));
+  EXPECT_TRUE(at::allclose(t2, ref.narrow(1, split, S - split), 1e-4, 1e-5));
+}
+
+TEST(Model, ImagesEncodedTogetherEqualOneAtATime) {
+  auto m = load_tiny();
+  const Sequence s = make_sequence(m->config(), 5);
+  const VisionFeatures both = m->encode_images(s.pixels, s.grids);
+  const int64_t n0 = s.grids[0].num_patches();
+  const VisionFeatures a = m->encode_images(s.pixels.narrow(0, 0, n0), {s.grids[0]});
+  const VisionFeatures b = m->encode_images(s.pixels.narrow(0, n0, s.pixels.size(0) - n0), {s.grids[1]});
+  ASSERT_EQ(both.tokens_per_image, (std::vector<int64_t>{6, 2}));
+  EXPECT_TRUE(at::allclose(both.embeds, at::cat({a.embeds, b.embeds}), 1e-5, 1e-6));
+  ASSERT_EQ(both.deepstack.size(), 2u);
+  for (size_t l = 0; l < both.deepstack.size(); ++l) {
+    EXPECT_TRUE(at::allclose(both.deepstack[l], at::cat({a.deepstack[l], b.deepstack[l]}), 1e-5, 1e-6));
+  }
+}
+
+TEST(Model, ZeroDeepStackEqualsNoDeepStack) {
+  auto m = load_tiny();
+  const Sequence s = make_sequence(m->config(), 2);
+  TextInput in = build_input(*m, s);
+  TextInput zero = in;
+  for (auto& d : zero.deepstack) d = at::zeros_like(d);
+  TextInput none = in;
+  none.deepstack.clear();
+  EXPECT_TRUE(at::allclose(m->forward(zero), m->forward(none), 1e-6, 1e-7));
+  EXPECT_FALSE(at::allclose(m->forward(in), m->forward(none), 1e-4, 1e-5)) << "DeepStack must change the output";
+}
+
+TEST(Model, SelectedLogitRowsEqualFullLogits) {
+  auto m = load_tiny();
+  const TextInput in = build_input(*m, make_sequence(m->config(), 3));
+  const at::Tensor h = m->forward(in);
+  const at::Tensor ids = at::tensor(std::vector<int64_t>{32, 33, 34, 51}, at::kLong);
+  const at::Tensor last = h.select(1, h.size(1) - 1);
+  EXPECT_TRUE(at::allclose(m->logits(last, ids), m->logits(last).index_select(1, ids), 1e-5, 1e-6));
+}
+
+TEST(Model, Bfloat16StaysCloseToFloat32) {
+  auto m32 = load_tiny(at::kFloat);
+  auto m16 = load_tiny(at::kBFloat16);
+  const Sequence s = make_sequence(m32->config(), 9);
+  const at::Tensor a = m32->logits(m32->forward(build_input(*m32, s)));
+  const at::Tensor b = m16->logits(m16->forward(build_input(*m16, s))).to(at::kFloat);
+  const float scale = a.abs().max().item<float>();
+  const float err = (a - b).abs().max().item<float>();
+  EXPECT_LT(err, 0.05f * scale + 0.02f) << "max |fp32 - bf16| = " << err << " (logit scale " << scale << ")";
+}
+
+TEST(Model, CheckpointThatDisagreesWithConfigNamesTheTensors) {
+  const fs::path dir = fs::temp_directory_path() / ("zr_mismatch_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::copy(test::tiny_model_dir(), dir);
+  auto cfg = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  cfg["text_config"]["intermediate_size"] = 96;
+  std::ofstream(dir / "config.json") << cfg.dump();
+  try {
+    Qwen3VLModel::load(dir.string(), ModelOptions{});
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("mlp.gate_proj.weight' has shape [128, 64] but the config implies [96, 64]"),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("problems"), std::string::npos) << msg;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Model, RejectsPixelValuesThatDisagreeWithGrids) {
+  auto m = load_tiny();
+  EXPECT_THROW(m->encode_images(at::zeros({10, 1536}), {{1, 4, 6}}), InputError);
+  EXPECT_THROW(m->encode_images(at::zeros({24, 1536}), {{1, 3, 8}}), InputError);
+  EXPECT_THROW(m->embed(at::tensor(std::vector<int64_t>{1, 100000}, at::kLong)), InputError);
+}
