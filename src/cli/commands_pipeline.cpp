@@ -4,8 +4,18 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
 #include "cli/cli.hpp"
 #include "ziprerank/errors.hpp"
+#include "ziprerank/pages.hpp"
+#include "ziprerank/prompt.hpp"
+#include "ziprerank/reranker.hpp"
+#include "ziprerank/runtime.hpp"
 
 namespace ziprerank::cli {
 
@@ -32,6 +42,50 @@ struct PipelineArgs {
                                        "for the commands available now");
 }
 
+RerankOptions rerank_options(const PipelineArgs& a) {
+  RerankOptions o;
+  o.keep_ratio = a.keep_ratio;
+  o.scoring = parse_scoring(a.scoring);
+  o.window = a.window;
+  o.stride = a.stride;
+  o.validate();
+  return o;
+}
+
+std::unique_ptr<Reranker> load_reranker(const CommonOptions& common) {
+  const std::string dir = resolve_model(common);
+  ModelOptions mo;
+  mo.device = parse_device(common.device);
+  mo.dtype = parse_dtype(common.dtype, mo.device);
+  return Reranker::load(dir, mo);
+}
+
+int run_rank(const PipelineArgs& a) {
+  const RerankOptions options = rerank_options(a);
+  const std::vector<PageRef> pages = expand_page_inputs(a.pages);
+  auto reranker = load_reranker(a.common);
+  spdlog::info("ranking {} page(s), keep ratio {}, {} scoring", pages.size(), options.keep_ratio, a.scoring);
+  const RerankResult r = reranker->rerank_pages(a.query, pages, options);
+  const size_t shown = a.top_k > 0 ? std::min<size_t>(a.top_k, r.ranking.size()) : r.ranking.size();
+  if (a.format == "table") {
+    std::printf("%-5s %-12s %s\n", "rank", "score", "page");
+    for (size_t i = 0; i < shown; ++i) {
+      std::printf("%-5zu %-12.4f %s\n", i + 1, r.ranking[i].score, r.ranking[i].id.c_str());
+    }
+  } else {
+    for (size_t i = 0; i < shown; ++i) {
+      nlohmann::json line = {{"rank", i + 1}, {"id", r.ranking[i].id}, {"score", r.ranking[i].score}};
+      std::cout << line.dump() << "\n";
+    }
+  }
+  std::cout.flush();
+  spdlog::info("{} window(s); visual tokens {} -> {}; {:.0f} ms (decode {:.0f}, preprocess {:.0f}, vision {:.0f}, "
+               "prune {:.0f}, llm {:.0f})",
+               r.windows, r.tokens.visual_before, r.tokens.visual_after, r.timing.total, r.timing.decode,
+               r.timing.preprocess, r.timing.vision, r.timing.prune, r.timing.llm);
+  return 0;
+}
+
 void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
   add_model_options(cmd, a.common);
   cmd->add_option("--keep-ratio", a.keep_ratio,
@@ -44,7 +98,7 @@ void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
       ->check(CLI::IsMember({"logits", "generate"}))
       ->capture_default_str();
   cmd->add_option("--window", a.window, "Candidates per forward pass (sliding window)")
-      ->check(CLI::Range(1, 26))
+      ->check(CLI::Range(1, kMaxWindow))
       ->capture_default_str();
   cmd->add_option("--stride", a.stride, "Sliding-window stride")->check(CLI::PositiveNumber)->capture_default_str();
 }
@@ -62,7 +116,7 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
         ->check(CLI::IsMember({"jsonl", "table"}))
         ->capture_default_str();
     cmd->add_option("--top-k", a->top_k, "Print only the best K pages (0 = all)")->capture_default_str();
-    cmd->callback([&handler] { handler = [] { unavailable("rank"); return 0; }; });
+    cmd->callback([a, &handler] { handler = [a] { return run_rank(*a); }; });
   }
   {
     auto a = std::make_shared<PipelineArgs>();

@@ -97,7 +97,8 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size,
   const char* begin = reinterpret_cast<const char*>(data + 8);
   try {
     root = json::parse(begin, begin + n, on_event);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error for bad syntax, out_of_range for numbers too large to represent
     fail(origin, std::string("header is not valid JSON (") + e.what() + ")");
   }
   if (!duplicate.empty()) fail(origin, "tensor name '" + duplicate + "' appears twice in the header");

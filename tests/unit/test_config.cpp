@@ -113,6 +113,8 @@ TEST(Config, RejectsUnknownModelTypeByName) {
 TEST(Config, RejectsBadJsonWithPosition) {
   expect_input_error("{\"model_type\": \"qwen3_vl\",", "invalid JSON at byte");
   expect_input_error("[1, 2]", "JSON object");
+  expect_input_error(R"({"model_type": "qwen3_vl", "text_config": {"hidden_size": 16E777216}})",
+                     "invalid JSON");
 }
 
 TEST(Config, RejectsWrongTypesAndInconsistentShapes) {

@@ -165,6 +165,9 @@ TEST(Safetensors, RejectsBadJson) {
   expect_error(make_file(R"({"a":{"dtype":"F32",)", 0), "not valid JSON");
   expect_error(make_file("[1,2]", 0), "does not start with a JSON object");
   expect_error(make_file(R"({"a": 3})", 0), "not an object");
+  // A number too large to represent (found by fuzzing: must be an error, not a crash).
+  expect_error(make_file(R"({"a":{"dtype":"F32","shape":[1E999],"data_offsets":[0,4]}})", 4),
+               "not valid JSON");
 }
 
 TEST(Safetensors, RejectsDuplicateNames) {

@@ -1,0 +1,104 @@
+// The reranking pipeline: pages -> preprocessing -> vision tower -> query-aware pruning ->
+// sequence assembly -> one language-model pass -> one logit per candidate (or, as the slow
+// baseline, greedy generation of the ranking), with the reference's sliding window on top.
+#pragma once
+
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ziprerank/image.hpp"
+#include "ziprerank/model.hpp"
+#include "ziprerank/model_folder.hpp"
+#include "ziprerank/pages.hpp"
+#include "ziprerank/tokenizer.hpp"
+
+namespace ziprerank {
+
+enum class Scoring { kLogits, kGenerate };
+Scoring parse_scoring(const std::string& name);
+
+struct RerankOptions {
+  double keep_ratio = 0.5;  ///< fraction of visual tokens kept per page; >= 1 disables pruning
+  Scoring scoring = Scoring::kLogits;
+  int window = 20;
+  int stride = 10;
+  bool page_preresize = true;  ///< shrink pages to longest side 1024 first, as the reference
+  void validate() const;
+};
+
+/// Milliseconds spent per stage. What each covers: decode = reading files and rendering PDFs;
+/// preprocess = resizing, normalising, patchifying; vision = vision tower; prune = selection and
+/// sequence assembly; llm = language model (and decoding in generate mode).
+struct StageTiming {
+  double decode = 0, preprocess = 0, vision = 0, prune = 0, llm = 0, total = 0;
+  StageTiming& operator+=(const StageTiming& o);
+};
+
+struct TokenCounts {
+  int64_t input = 0;          ///< tokens fed to the language model, summed over windows
+  int64_t visual_before = 0;  ///< visual tokens before pruning, summed over windows
+  int64_t visual_after = 0;
+  int64_t generated = 0;      ///< generate mode only
+};
+
+struct RankedPage {
+  std::string id;
+  double score = 0;  ///< single window: the identifier logit; otherwise n - rank (as the reference)
+  double logit = NAN;  ///< the identifier logit from the last window that scored this page
+};
+
+struct RerankResult {
+  std::vector<RankedPage> ranking;  ///< best first
+  StageTiming timing;
+  TokenCounts tokens;
+  int windows = 0;
+};
+
+/// Scores of one window, in candidate order, and the order they imply (best first).
+struct WindowScores {
+  std::vector<double> logits;  ///< empty in generate mode
+  std::vector<int> order;
+  std::string generated;       ///< generate mode: the decoded text
+};
+
+class Reranker {
+ public:
+  static std::unique_ptr<Reranker> load(const std::string& model_dir, const ModelOptions& options);
+  Reranker(ModelFolder folder, std::shared_ptr<const Qwen3VLModel> model, std::shared_ptr<const Tokenizer> tokenizer);
+
+  const ModelFolder& folder() const { return folder_; }
+  const Qwen3VLModel& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+
+  /// Decodes and preprocesses one page (timed into `timing`).
+  PreprocessedImage prepare(const Image& image, const RerankOptions& options, StageTiming* timing = nullptr) const;
+
+  /// Reranks preprocessed pages (ids parallel to pages) with the sliding window.
+  RerankResult rerank(const std::string& query, const std::vector<std::string>& ids,
+                      const std::vector<PreprocessedImage>& pages, const RerankOptions& options) const;
+
+  /// Loads, preprocesses and reranks page files.
+  RerankResult rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
+                            const RerankOptions& options) const;
+
+  /// One forward pass over one window whose vision features are already computed.
+  WindowScores score_window(const std::string& query, const std::vector<const VisionFeatures*>& pages,
+                            const std::vector<ImageGrid>& grids, const RerankOptions& options,
+                            StageTiming& timing, TokenCounts& tokens) const;
+
+ private:
+  ModelFolder folder_;
+  std::shared_ptr<const Qwen3VLModel> model_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+};
+
+/// Reference sliding window: windows of `window` from the back to the front, moving by `stride`;
+/// `rank_window(begin, end)` returns the best-first order of positions [begin, end) of the current
+/// list. Returns the final order of the original indices.
+std::vector<int> sliding_window_order(int n, int window, int stride,
+                                      const std::function<std::vector<int>(int, int, const std::vector<int>&)>& rank_window);
+
+}  // namespace ziprerank

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and ranks the sample pages in data/ with the embedded model.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${BUILD_DIR:-$root/build}"
+"$root/scripts/build.sh" >&2
+query="${1:-What did the treaty with the Creek nation settle?}"
+"$build/ziprerank" rank --query "$query" --pages "$root/data/samples/pages" --format table

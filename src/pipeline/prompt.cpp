@@ -1,0 +1,105 @@
+#include "ziprerank/prompt.hpp"
+
+#include <algorithm>
+#include <regex>
+
+#include "ziprerank/errors.hpp"
+
+namespace ziprerank {
+
+std::string identifier(int index) {
+  if (index < 0 || index >= kMaxWindow) throw InternalError("identifier index out of range");
+  return std::string(1, static_cast<char>('A' + index));
+}
+
+std::string ranking_prompt_text(const std::string& query, int n) {
+  std::string pictures;
+  for (int i = 0; i < n; ++i) {
+    if (i) pictures += ", ";
+    pictures += "Picture " + std::to_string(i + 1) + " is passage [" + identifier(i) + "]";
+  }
+  return "You are RankGPT, an intelligent assistant that can rank passages based on their relevancy "
+         "to the query.\n"
+         "\n"
+         "I will provide you with " + std::to_string(n) + " passages as images.\n"
+         "Rank the passages based on their relevance to the search query.\n"
+         "\n"
+         "The images are provided in order: " + pictures + ".\n"
+         "\n"
+         "Search Query: " + query + "\n"
+         "\n"
+         "Rank the passages above based on their relevance to the search query.\n"
+         "The passages should be listed in descending order using identifiers.\n"
+         "The most relevant passages should be listed first.\n"
+         "The output format should be [A] > [B], etc.\n"
+         "Only output the ranking results, do not say anything else.";
+}
+
+int64_t single_token_id(const Tokenizer& tokenizer, const std::string& text) {
+  if (auto id = tokenizer.token_to_id(text)) return *id;
+  const auto ids = tokenizer.encode(text);
+  if (ids.size() != 1) {
+    throw InputError("the tokenizer has no single token for '" + text + "' (got " +
+                     std::to_string(ids.size()) + " tokens); it cannot drive listwise scoring");
+  }
+  return ids[0];
+}
+
+PromptTokens build_ranking_prompt(const Tokenizer& tokenizer, const ModelConfig& config,
+                                  const std::string& query, const std::vector<int64_t>& tokens_per_image) {
+  const int n = static_cast<int>(tokens_per_image.size());
+  if (query.find_first_not_of(" \t\r\n") == std::string::npos) throw InputError("the query is empty");
+  if (n == 0) throw InputError("no candidate pages to rank");
+  if (n > kMaxWindow) {
+    throw InputError(std::to_string(n) + " candidates in one window; at most " + std::to_string(kMaxWindow) +
+                     " fit (identifiers A..Z): use a smaller --window");
+  }
+  // The chat template renders each image as <|vision_start|><|image_pad|><|vision_end|>; the
+  // processor then repeats the pad once per visual token. Tokenizing the rendered text once and
+  // expanding the pad ids afterwards gives the same ids, since special tokens split the text.
+  std::string text = "<|im_start|>user\n" + ranking_prompt_text(query, n);
+  for (int i = 0; i < n; ++i) text += "<|vision_start|><|image_pad|><|vision_end|>";
+  text += "<|im_end|>\n<|im_start|>assistant\n";
+  const std::vector<int64_t> raw = tokenizer.encode(text);
+
+  PromptTokens out;
+  int image = 0;
+  for (int64_t id : raw) {
+    if (id == config.image_token_id) {
+      if (image >= n) throw InternalError("prompt has more image placeholders than images");
+      out.image_starts.push_back(static_cast<int64_t>(out.ids.size()));
+      out.ids.insert(out.ids.end(), tokens_per_image[image], config.image_token_id);
+      ++image;
+    } else {
+      out.ids.push_back(id);
+    }
+  }
+  if (image != n) {
+    throw InputError("the tokenizer did not produce one <|image_pad|> (id " + std::to_string(config.image_token_id) +
+                     ") per image; tokenizer and config.json disagree");
+  }
+  out.ids.push_back(single_token_id(tokenizer, "["));
+  for (int i = 0; i < n; ++i) out.identifier_ids.push_back(single_token_id(tokenizer, identifier(i)));
+  return out;
+}
+
+std::vector<int> parse_generated_ranking(const std::string& text, int n) {
+  std::vector<int> order;
+  std::vector<bool> seen(n, false);
+  // Letters standing alone as identifiers: "[X]" or, for the first one (its "[" was part of the
+  // prompt), "X]" at the very start.
+  static const std::regex kId(R"((?:^|\[)\s*([A-Z])\s*\])");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), kId); it != std::sregex_iterator(); ++it) {
+    const int idx = (*it)[1].str()[0] - 'A';
+    if (idx < n && !seen[idx]) {
+      seen[idx] = true;
+      order.push_back(idx);
+    }
+  }
+  for (int i = 0; i < n; ++i) {
+    if (!seen[i]) order.push_back(i);
+  }
+  return order;
+}
+
+}  // namespace ziprerank

@@ -1,0 +1,273 @@
+#include "ziprerank/reranker.hpp"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+
+#include "ziprerank/errors.hpp"
+#include "ziprerank/prompt.hpp"
+#include "ziprerank/pruning.hpp"
+
+namespace ziprerank {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Work on an accelerator is asynchronous; reading one value waits for it so stage timings are honest.
+void wait_for(const at::Tensor& t) {
+  if (t.defined() && !t.device().is_cpu() && t.numel() > 0) (void)t.reshape({-1})[0].item<float>();
+}
+
+VisionFeatures concat_features(const std::vector<const VisionFeatures*>& pages) {
+  VisionFeatures out;
+  std::vector<at::Tensor> embeds;
+  std::vector<std::vector<at::Tensor>> levels;
+  for (const VisionFeatures* f : pages) {
+    embeds.push_back(f->embeds);
+    out.tokens_per_image.insert(out.tokens_per_image.end(), f->tokens_per_image.begin(), f->tokens_per_image.end());
+    if (levels.empty()) levels.resize(f->deepstack.size());
+    for (size_t l = 0; l < f->deepstack.size(); ++l) levels[l].push_back(f->deepstack[l]);
+  }
+  out.embeds = at::cat(embeds, 0);
+  for (auto& l : levels) out.deepstack.push_back(at::cat(l, 0));
+  return out;
+}
+
+std::vector<int> stable_order_desc(const std::vector<double>& scores) {
+  std::vector<int> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return scores[a] > scores[b]; });
+  return order;
+}
+
+}  // namespace
+
+Scoring parse_scoring(const std::string& name) {
+  if (name == "logits") return Scoring::kLogits;
+  if (name == "generate") return Scoring::kGenerate;
+  throw UsageError("unknown scoring '" + name + "' (use logits or generate)");
+}
+
+void RerankOptions::validate() const {
+  if (!(keep_ratio > 0.0 && keep_ratio <= 1.0)) throw UsageError("--keep-ratio must be in (0, 1]");
+  if (window < 1 || window > kMaxWindow) {
+    throw UsageError("--window must be between 1 and " + std::to_string(kMaxWindow));
+  }
+  if (stride < 1) throw UsageError("--stride must be positive");
+  if (window > 1 && stride >= window) {
+    // The reference's loop never terminates early for stride >= window; windows would not overlap.
+    spdlog::warn("--stride {} >= --window {}: windows do not overlap, pages cannot move between them",
+                 stride, window);
+  }
+}
+
+StageTiming& StageTiming::operator+=(const StageTiming& o) {
+  decode += o.decode;
+  preprocess += o.preprocess;
+  vision += o.vision;
+  prune += o.prune;
+  llm += o.llm;
+  total += o.total;
+  return *this;
+}
+
+std::vector<int> sliding_window_order(
+    int n, int window, int stride,
+    const std::function<std::vector<int>(int, int, const std::vector<int>&)>& rank_window) {
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  int end = n, start = n - window;
+  // As the reference: back to front, until the window has covered the first position.
+  while (end > 0 && start + stride != 0) {
+    start = std::max(start, 0);
+    const std::vector<int> ranked = rank_window(start, end, order);
+    std::vector<int> reordered;
+    for (int pos : ranked) reordered.push_back(order[start + pos]);
+    std::copy(reordered.begin(), reordered.end(), order.begin() + start);
+    end -= stride;
+    start -= stride;
+  }
+  return order;
+}
+
+std::unique_ptr<Reranker> Reranker::load(const std::string& model_dir, const ModelOptions& options) {
+  ModelFolder folder = open_model_folder(model_dir);
+  const auto& vc = folder.config.vision;
+  const auto& pc = folder.preprocessor;
+  if (pc.patch_size != vc.patch_size || pc.merge_size != vc.spatial_merge_size ||
+      pc.temporal_patch_size != vc.temporal_patch_size) {
+    throw InputError(model_dir + ": preprocessor_config.json (patch " + std::to_string(pc.patch_size) + ", merge " +
+                     std::to_string(pc.merge_size) + ") disagrees with config.json (patch " +
+                     std::to_string(vc.patch_size) + ", merge " + std::to_string(vc.spatial_merge_size) + ")");
+  }
+  std::shared_ptr<const Tokenizer> tok = load_tokenizer(model_dir);
+  std::shared_ptr<const Qwen3VLModel> model = Qwen3VLModel::load(model_dir, options);
+  spdlog::info("model {} ({}), {} on {}, tokenizer {}", folder.name, model_dir,
+               c10::toString(options.dtype), options.device.str(), tok->kind());
+  if (folder.random_init) {
+    spdlog::warn("model '{}' is RANDOMLY INITIALISED (untrained): its rankings are meaningless", folder.name);
+  }
+  return std::make_unique<Reranker>(std::move(folder), std::move(model), std::move(tok));
+}
+
+Reranker::Reranker(ModelFolder folder, std::shared_ptr<const Qwen3VLModel> model,
+                   std::shared_ptr<const Tokenizer> tokenizer)
+    : folder_(std::move(folder)), model_(std::move(model)), tokenizer_(std::move(tokenizer)) {}
+
+PreprocessedImage Reranker::prepare(const Image& image, const RerankOptions& options, StageTiming* timing) const {
+  const auto t0 = Clock::now();
+  PreprocessedImage p = preprocess_image(image, folder_.preprocessor, options.page_preresize);
+  if (timing) timing->preprocess += ms_since(t0);
+  return p;
+}
+
+WindowScores Reranker::score_window(const std::string& query, const std::vector<const VisionFeatures*>& pages,
+                                    const std::vector<ImageGrid>& grids, const RerankOptions& options,
+                                    StageTiming& timing, TokenCounts& tokens) const {
+  c10::InferenceMode guard;
+  const ModelConfig& c = model_->config();
+  auto t0 = Clock::now();
+  const VisionFeatures vf = concat_features(pages);
+  const PromptTokens prompt = build_ranking_prompt(*tokenizer_, c, query, vf.tokens_per_image);
+  AssembledSequence seq = assemble_sequence(*model_, prompt.ids, grids, vf, options.keep_ratio);
+  wait_for(seq.input.embeds);
+  timing.prune += ms_since(t0);
+  tokens.input += seq.input.embeds.size(1);
+  tokens.visual_before += seq.visual_before;
+  tokens.visual_after += seq.visual_after;
+
+  WindowScores out;
+  const int n = static_cast<int>(pages.size());
+  t0 = Clock::now();
+  if (options.scoring == Scoring::kLogits) {
+    const at::Tensor hidden = model_->forward(seq.input);
+    const at::Tensor last = hidden.select(1, hidden.size(1) - 1);  // the "[" position
+    const at::Tensor ids = at::tensor(prompt.identifier_ids, at::kLong);
+    const at::Tensor logits = model_->logits(last, ids).to(at::kCPU, at::kDouble).reshape({-1});
+    out.logits.assign(logits.data_ptr<double>(), logits.data_ptr<double>() + logits.numel());
+    out.order = stable_order_desc(out.logits);
+  } else {
+    // Greedy decoding of "A] > [C] > ...", at most 5 tokens per candidate, as the reference.
+    KVCache cache;
+    at::Tensor hidden = model_->forward(seq.input, &cache);
+    int64_t next_pos = seq.input.position_ids.max().item<int64_t>() + 1;
+    std::vector<int64_t> generated;
+    const auto dev = hidden.device();
+    for (int step = 0; step < 5 * n; ++step) {
+      const at::Tensor logits = model_->logits(hidden.select(1, hidden.size(1) - 1));
+      const int64_t tok = logits.argmax(-1).item<int64_t>();
+      if (tok == c.eos_token_id || tok == c.pad_token_id) break;
+      generated.push_back(tok);
+      TextInput step_in;
+      step_in.embeds = model_->embed(at::full({1, 1}, tok, at::TensorOptions().dtype(at::kLong).device(dev)));
+      step_in.position_ids = at::full({3, 1, 1}, next_pos++, at::TensorOptions().dtype(at::kLong).device(dev));
+      hidden = model_->forward(step_in, &cache);
+    }
+    tokens.generated += static_cast<int64_t>(generated.size());
+    out.generated = tokenizer_->decode(generated);
+    out.order = parse_generated_ranking(out.generated, n);
+  }
+  timing.llm += ms_since(t0);
+  return out;
+}
+
+RerankResult Reranker::rerank(const std::string& query, const std::vector<std::string>& ids,
+                              const std::vector<PreprocessedImage>& pages, const RerankOptions& options) const {
+  c10::InferenceMode guard;
+  options.validate();
+  if (ids.size() != pages.size()) throw InternalError("rerank: ids and pages differ in length");
+  if (pages.empty()) throw InputError("no candidate pages to rank");
+  if (query.find_first_not_of(" \t\r\n") == std::string::npos) throw InputError("the query is empty");
+  RerankResult result;
+  const auto t_start = Clock::now();
+
+  // Each page is encoded once: the vision tower never looks across images, so features can be
+  // shared by every window the page appears in.
+  std::vector<VisionFeatures> features(pages.size());
+  std::vector<ImageGrid> grids(pages.size());
+  auto t0 = Clock::now();
+  const size_t chunk = 8;
+  for (size_t b = 0; b < pages.size(); b += chunk) {
+    const size_t e = std::min(pages.size(), b + chunk);
+    std::vector<at::Tensor> px;
+    std::vector<ImageGrid> g;
+    for (size_t i = b; i < e; ++i) {
+      const auto& thw = pages[i].grid_thw;
+      grids[i] = ImageGrid{thw[0], thw[1], thw[2]};
+      g.push_back(grids[i]);
+      px.push_back(pages[i].pixel_values);
+    }
+    VisionFeatures vf = model_->encode_images(at::cat(px, 0), g);
+    int64_t off = 0;
+    for (size_t i = b; i < e; ++i) {
+      const int64_t n = vf.tokens_per_image[i - b];
+      features[i].embeds = vf.embeds.narrow(0, off, n);
+      for (const auto& d : vf.deepstack) features[i].deepstack.push_back(d.narrow(0, off, n));
+      features[i].tokens_per_image = {n};
+      off += n;
+    }
+    wait_for(vf.embeds);
+  }
+  result.timing.vision += ms_since(t0);
+
+  const int n = static_cast<int>(pages.size());
+  std::vector<double> last_logit(pages.size(), NAN);
+  const std::vector<int> order = sliding_window_order(
+      n, options.window, options.stride, [&](int begin, int end, const std::vector<int>& current) {
+        std::vector<const VisionFeatures*> win;
+        std::vector<ImageGrid> win_grids;
+        for (int p = begin; p < end; ++p) {
+          win.push_back(&features[current[p]]);
+          win_grids.push_back(grids[current[p]]);
+        }
+        const WindowScores ws = score_window(query, win, win_grids, options, result.timing, result.tokens);
+        for (size_t k = 0; k < ws.logits.size(); ++k) last_logit[current[begin + k]] = ws.logits[k];
+        ++result.windows;
+        return ws.order;
+      });
+
+  const bool single_logit_window = result.windows == 1 && options.scoring == Scoring::kLogits;
+  for (int r = 0; r < n; ++r) {
+    const int idx = order[r];
+    RankedPage page;
+    page.id = ids[idx];
+    page.logit = last_logit[idx];
+    page.score = single_logit_window ? last_logit[idx] : static_cast<double>(n - r);
+    result.ranking.push_back(page);
+  }
+  result.timing.total = ms_since(t_start);
+  return result;
+}
+
+RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
+                                    const RerankOptions& options) const {
+  options.validate();
+  StageTiming pre;
+  std::vector<PreprocessedImage> prepared;
+  std::vector<std::string> ids;
+  const auto t0 = Clock::now();
+  for (const PageRef& p : pages) {
+    auto td = Clock::now();
+    const Image img = load_page(p);
+    pre.decode += ms_since(td);
+    prepared.push_back(prepare(img, options, &pre));
+    ids.push_back(p.id);
+  }
+  const double prep_total = ms_since(t0);
+  RerankResult r = rerank(query, ids, prepared, options);
+  r.timing.decode += pre.decode;
+  r.timing.preprocess += pre.preprocess;
+  r.timing.total += prep_total;
+  return r;
+}
+
+}  // namespace ziprerank
