@@ -6,11 +6,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.hpp"
+#include "ziprerank/batch.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/pages.hpp"
 #include "ziprerank/prompt.hpp"
@@ -86,6 +91,69 @@ int run_rank(const PipelineArgs& a) {
   return 0;
 }
 
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_stop_signal(int) {
+  // First Ctrl-C: finish the current query, save it, stop. A second one ends the process.
+  g_stop.store(true);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+}
+
+std::string format_duration(double s) {
+  char buf[32];
+  const int t = static_cast<int>(s + 0.5);
+  if (t >= 3600) {
+    std::snprintf(buf, sizeof(buf), "%dh%02dm", t / 3600, (t / 60) % 60);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%dm%02ds", t / 60, t % 60);
+  }
+  return buf;
+}
+
+int run_batch_command(const PipelineArgs& a) {
+  BatchOptions o;
+  o.input = a.input;
+  o.output = a.output;
+  o.resume = a.resume;
+  o.format = a.format;
+  if (!a.shard.empty()) parse_shard(a.shard, o.shard_index, o.shard_count);
+  o.rerank = rerank_options(a);
+  auto reranker = load_reranker(a.common);
+
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  double last_print = -1e9;
+  auto progress = [&](const BatchProgress& p) {
+    const double rate = p.elapsed_s > 0 ? p.done / p.elapsed_s : 0;
+    const double eta = rate > 0 ? (p.total - p.done) / rate : 0;
+    const bool last = p.done == p.total;
+    if (tty) {
+      const int width = 30;
+      const int filled = p.total ? static_cast<int>(width * p.done / p.total) : width;
+      std::fprintf(stderr, "\r[%s%s] %zu/%zu  %.2f q/s  ETA %s  failed %zu%s",
+                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(), p.done,
+                   p.total, rate, format_duration(eta).c_str(), p.failed, last ? "\n" : "");
+      std::fflush(stderr);
+    } else if (last || p.elapsed_s - last_print >= 10.0) {
+      last_print = p.elapsed_s;
+      std::fprintf(stderr, "progress: %zu/%zu queries, %.2f q/s, ETA %s, failed %zu\n", p.done, p.total, rate,
+                   format_duration(eta).c_str(), p.failed);
+    }
+  };
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  const BatchSummary s = run_batch(*reranker, o, g_stop, progress);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  spdlog::info("batch: {} ok, {} failed, {} skipped (already done) of {} in {}", s.ok, s.failed, s.skipped,
+               s.in_shard, o.output);
+  if (s.interrupted) {
+    spdlog::warn("interrupted: every finished query is saved; rerun with --resume to continue");
+    return static_cast<int>(ExitCode::kInterrupted);
+  }
+  return s.failed ? static_cast<int>(ExitCode::kPartialFailure) : 0;
+}
+
 void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
   add_model_options(cmd, a.common);
   cmd->add_option("--keep-ratio", a.keep_ratio,
@@ -125,8 +193,13 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
     cmd->add_option("-i,--input", a->input, "Queries JSONL")->required();
     cmd->add_option("-o,--output", a->output, "Run JSONL to write")->required();
     cmd->add_flag("--resume", a->resume, "Skip queries already finished in --output");
-    cmd->add_option("--shard", a->shard, "Run shard K/N of the input (K in 1..N)");
-    cmd->callback([&handler] { handler = [] { unavailable("batch"); return 0; }; });
+    cmd->add_option("--shard", a->shard,
+                    "Run the K-th of N contiguous slices of the input (K/N, 1-based); the N outputs "
+                    "concatenated in order equal the full run");
+    cmd->add_option("--format", a->format, "Output: jsonl (run JSONL) or trec (qid Q0 docid rank score tag)")
+        ->check(CLI::IsMember({"jsonl", "trec"}))
+        ->capture_default_str();
+    cmd->callback([a, &handler] { handler = [a] { return run_batch_command(*a); }; });
   }
   {
     auto a = std::make_shared<PipelineArgs>();

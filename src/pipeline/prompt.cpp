@@ -1,7 +1,7 @@
 #include "ziprerank/prompt.hpp"
 
 #include <algorithm>
-#include <regex>
+#include <cctype>
 
 #include "ziprerank/errors.hpp"
 
@@ -84,21 +84,37 @@ PromptTokens build_ranking_prompt(const Tokenizer& tokenizer, const ModelConfig&
 }
 
 std::vector<int> parse_generated_ranking(const std::string& text, int n) {
+  // As the reference parser: every letter A..T is an identifier (brackets optional); when there is
+  // none, every run of digits is a 1-based position; then missing candidates follow in order.
   std::vector<int> order;
   std::vector<bool> seen(n, false);
-  // Letters standing alone as identifiers: "[X]" or, for the first one (its "[" was part of the
-  // prompt), "X]" at the very start.
-  static const std::regex kId(R"((?:^|\[)\s*([A-Z])\s*\])");
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), kId); it != std::sregex_iterator(); ++it) {
-    const int idx = (*it)[1].str()[0] - 'A';
-    if (idx < n && !seen[idx]) {
+  auto take = [&](int idx) {
+    if (idx >= 0 && idx < n && !seen[idx]) {
       seen[idx] = true;
       order.push_back(idx);
     }
+  };
+  bool any_letter = false;
+  for (char ch : text) {
+    if (ch >= 'A' && ch <= 'T') {
+      any_letter = true;
+      take(ch - 'A');
+    }
   }
-  for (int i = 0; i < n; ++i) {
-    if (!seen[i]) order.push_back(i);
+  if (!any_letter) {
+    for (size_t i = 0; i < text.size();) {
+      if (!std::isdigit(static_cast<unsigned char>(text[i]))) {
+        ++i;
+        continue;
+      }
+      size_t j = i;
+      while (j < text.size() && std::isdigit(static_cast<unsigned char>(text[j]))) ++j;
+      const std::string digits = text.substr(i, j - i);
+      if (digits.size() < 6) take(std::stoi(digits) - 1);
+      i = j;
+    }
   }
+  for (int i = 0; i < n; ++i) take(i);
   return order;
 }
 

