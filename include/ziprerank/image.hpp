@@ -67,13 +67,17 @@ ResizedSize smart_resize(int64_t height, int64_t width, int64_t factor, int64_t 
                          int64_t max_pixels);
 
 /// Which arithmetic the antialiased resize uses. The Python reference resizes a uint8 tensor
-/// with torchvision v2, whose behaviour depends on the installed versions:
+/// with torchvision v2, whose behaviour depends on the installed versions. The two differ by
+/// up to ~20 levels near sharp edges when upscaling (the uint8 path clips its intermediate
+/// row pass to 0..255) and by 1 level in a few samples when downscaling.
 enum class ResizeArithmetic {
-  /// torch >= 2.1 with torchvision >= 0.16 on CPU (what transformers' fast Qwen2-VL processor
-  /// runs by default): interpolate() works on uint8 directly with 16-bit fixed-point weights.
+  /// torch >= 2.1 with torchvision >= 0.16 on CPU, what transformers' fast Qwen2-VL processor
+  /// runs by default: interpolate() works on uint8 directly with 16-bit fixed-point weights.
+  /// (For bilinear, torchvision takes this path only when torch's CPU capability string
+  /// contains "AVX2"; an AVX-512 build reports "AVX512" and uses kFloatRound instead.)
   kUint8FixedPoint,
-  /// Older torchvision, or tensors on a GPU: the image is converted to float32, interpolated,
-  /// clamped, rounded half to even and cast back to uint8.
+  /// Older torchvision, or tensors on a GPU: the image is converted to float32, interpolated
+  /// by the linked libtorch, clamped, rounded half to even and cast back to uint8.
   kFloatRound,
 };
 

@@ -9,13 +9,19 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <ATen/Parallel.h>
+
 #include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.hpp"
 #include "ziprerank/batch.hpp"
+#include "ziprerank/bench.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/pages.hpp"
 #include "ziprerank/prompt.hpp"
@@ -154,6 +160,91 @@ int run_batch_command(const PipelineArgs& a) {
   return s.failed ? static_cast<int>(ExitCode::kPartialFailure) : 0;
 }
 
+struct BenchArgs {
+  CommonOptions common;
+  std::string input;
+  std::vector<std::string> pages;
+  std::string query = "Which page reports the net revenue by year?";
+  int num_pages = 20;
+  std::string page_size = "791x1024";
+  std::string keep_ratios = "1.0,0.5,0.25";
+  std::string scorings = "logits,generate";
+  int repeats = 5;
+  int warmup = 1;
+  int window = 20;
+  std::string format = "table";
+};
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s + ",") {
+    if (c == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else if (c != ' ') {
+      cur += c;
+    }
+  }
+  return out;
+}
+
+int run_bench_command(const BenchArgs& a) {
+  BenchOptions o;
+  o.repeats = a.repeats;
+  o.warmup = a.warmup;
+  o.window = a.window;
+  for (const auto& sc : split_list(a.scorings)) {
+    for (const auto& kr : split_list(a.keep_ratios)) {
+      BenchConfig c;
+      c.scoring = parse_scoring(sc);
+      try {
+        c.keep_ratio = std::stod(kr);
+      } catch (const std::exception&) {
+        throw UsageError("--keep-ratios: '" + kr + "' is not a number");
+      }
+      if (!(c.keep_ratio > 0 && c.keep_ratio <= 1)) throw UsageError("--keep-ratios values must be in (0, 1]");
+      o.configs.push_back(c);
+    }
+  }
+  if (o.configs.empty()) throw UsageError("nothing to benchmark: give --scoring and --keep-ratios");
+  std::string query = a.query;
+  std::vector<PageRef> pages;
+  std::vector<Image> images;
+  if (!a.input.empty()) {
+    std::ifstream in(a.input);
+    std::string line;
+    while (std::getline(in, line) && line.find_first_not_of(" \t\r") == std::string::npos) {
+    }
+    if (line.empty()) throw InputError("'" + a.input + "' holds no query");
+    const std::string base = std::filesystem::absolute(a.input).parent_path().string();
+    const BatchQuery q = parse_batch_query(line, base, a.input + ":1");
+    query = q.query;
+    pages = q.candidates;
+    if (static_cast<int>(pages.size()) > a.window) pages.resize(a.window);
+  } else if (!a.pages.empty()) {
+    pages = expand_page_inputs(a.pages);
+    if (static_cast<int>(pages.size()) > a.window) pages.resize(a.window);
+  } else {
+    int w = 0, h = 0;
+    char x = 0;
+    std::istringstream ss(a.page_size);
+    if (!(ss >> w >> x >> h) || x != 'x' || w < 32 || h < 32) throw UsageError("--page-size must look like 791x1024");
+    images = synthetic_pages(a.num_pages, w, h, 7);
+  }
+  auto reranker = load_reranker(a.common);
+  spdlog::info("bench: {} page(s) per window, {} warm-up + {} timed repeats per configuration",
+               pages.empty() ? images.size() : pages.size(), a.warmup, a.repeats);
+  const auto rows = run_bench(*reranker, query, pages, images, o);
+  std::cout << (a.format == "jsonl" ? format_bench_jsonl(rows) : format_bench_table(rows));
+  if (a.format != "jsonl") {
+    std::cout << "model " << reranker->folder().name << ", device " << a.common.device << ", threads "
+              << at::get_num_threads() << ", peak RSS " << format_bytes(static_cast<double>(peak_rss_bytes()))
+              << "\n";
+  }
+  return 0;
+}
+
 void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
   add_model_options(cmd, a.common);
   cmd->add_option("--keep-ratio", a.keep_ratio,
@@ -202,14 +293,6 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
     cmd->callback([a, &handler] { handler = [a] { return run_batch_command(*a); }; });
   }
   {
-    auto a = std::make_shared<PipelineArgs>();
-    auto* cmd = app.add_subcommand("eval", "Recall, nDCG, MRR, MAP and Precision of a run against qrels");
-    cmd->add_option("--run", a->run, "Run JSONL (or TREC run file)")->required();
-    cmd->add_option("--qrels", a->qrels, "Queries JSONL with `relevant` ids (or TREC qrels)")->required();
-    cmd->add_option("--format", a->format, "Output: table or json")->capture_default_str();
-    cmd->callback([&handler] { handler = [] { unavailable("eval"); return 0; }; });
-  }
-  {
     auto* cmd = app.add_subcommand("render", "Render text passages or documents to page images");
     cmd->callback([&handler] { handler = [] { unavailable("render"); return 0; }; });
   }
@@ -219,10 +302,28 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
     cmd->callback([&handler] { handler = [] { unavailable("train"); return 0; }; });
   }
   {
-    auto a = std::make_shared<PipelineArgs>();
-    auto* cmd = app.add_subcommand("bench", "Per-stage latency across scoring modes and keep ratios");
+    auto a = std::make_shared<BenchArgs>();
+    auto* cmd = app.add_subcommand(
+        "bench", "Per-stage latency (decode, preprocess, vision, pruning, LLM) of one window across scoring "
+                 "modes and keep ratios; median and spread after warm-up");
     add_model_options(cmd, a->common);
-    cmd->callback([&handler] { handler = [] { unavailable("bench"); return 0; }; });
+    cmd->add_option("-i,--input", a->input, "Batch JSONL: benchmark its first query's pages");
+    cmd->add_option("-p,--pages", a->pages, "Image files, folders or PDFs to benchmark on");
+    cmd->add_option("-q,--query", a->query, "Query text")->capture_default_str();
+    cmd->add_option("--num-pages", a->num_pages, "Synthetic pages when no --input/--pages")->capture_default_str();
+    cmd->add_option("--page-size", a->page_size, "Synthetic page size WxH")->capture_default_str();
+    cmd->add_option("--keep-ratios", a->keep_ratios, "Comma-separated keep ratios")->capture_default_str();
+    cmd->add_option("--scoring", a->scorings, "Comma-separated scoring modes (logits, generate)")
+        ->capture_default_str();
+    cmd->add_option("--repeats", a->repeats, "Timed repeats per configuration")->capture_default_str();
+    cmd->add_option("--warmup", a->warmup, "Untimed warm-up runs per configuration")->capture_default_str();
+    cmd->add_option("--window", a->window, "Pages per window (extra pages are dropped)")
+        ->check(CLI::Range(1, kMaxWindow))
+        ->capture_default_str();
+    cmd->add_option("--format", a->format, "Output: table or jsonl")
+        ->check(CLI::IsMember({"table", "jsonl"}))
+        ->capture_default_str();
+    cmd->callback([a, &handler] { handler = [a] { return run_bench_command(*a); }; });
   }
 }
 

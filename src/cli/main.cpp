@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli/cli.hpp"
+#include "cli/commands_eval.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/model_folder.hpp"
 #include "ziprerank/runtime.hpp"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   cli::Handler handler;
   cli::register_model_commands(app, handler);
   cli::register_pipeline_commands(app, handler);
+  cli::register_eval_command(app, handler);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,49 @@
+// `ziprerank bench`: per-stage latency of reranking one window, across scoring modes and keep
+// ratios, with warm-up and repeats. Model loading is excluded; every repeat runs the whole
+// pipeline for the window (decode, preprocess, vision, pruning, language model).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ziprerank/pages.hpp"
+#include "ziprerank/reranker.hpp"
+
+namespace ziprerank {
+
+struct BenchConfig {
+  Scoring scoring = Scoring::kLogits;
+  double keep_ratio = 1.0;
+};
+
+struct BenchOptions {
+  std::vector<BenchConfig> configs;
+  int warmup = 1;
+  int repeats = 5;
+  int window = 20;
+};
+
+struct Stat {
+  double median = 0, min = 0, max = 0, mean = 0, stdev = 0;
+};
+Stat summarize(std::vector<double> values);
+
+struct BenchRow {
+  BenchConfig config;
+  Stat decode, preprocess, vision, prune, llm, total;
+  int64_t input_tokens = 0, visual_before = 0, visual_after = 0, generated = 0;
+  int pages = 0;
+};
+
+/// Synthetic document-like pages (text lines, a table, a figure) of the given size, for when no
+/// real pages are given. Deterministic for a seed.
+std::vector<Image> synthetic_pages(int count, int width, int height, uint64_t seed);
+
+/// Runs every configuration on the same pages (decoded from `pages`, or `images` when non-empty).
+std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& query, const std::vector<PageRef>& pages,
+                                const std::vector<Image>& images, const BenchOptions& options);
+
+std::string format_bench_table(const std::vector<BenchRow>& rows);
+std::string format_bench_jsonl(const std::vector<BenchRow>& rows);
+
+}  // namespace ziprerank

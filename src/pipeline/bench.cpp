@@ -1,0 +1,187 @@
+#include "ziprerank/bench.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+#include <random>
+#include <sstream>
+#include <spdlog/spdlog.h>
+
+#include "ziprerank/errors.hpp"
+
+namespace ziprerank {
+
+Stat summarize(std::vector<double> v) {
+  Stat s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  s.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  s.min = v.front();
+  s.max = v.back();
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(n);
+  for (double x : v) s.stdev += (x - s.mean) * (x - s.mean);
+  s.stdev = n > 1 ? std::sqrt(s.stdev / static_cast<double>(n - 1)) : 0.0;
+  return s;
+}
+
+std::vector<Image> synthetic_pages(int count, int width, int height, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Image> out;
+  for (int p = 0; p < count; ++p) {
+    cv::Mat m(height, width, CV_8UC3, cv::Scalar(255, 255, 255));
+    const int margin = width / 12;
+    int y = margin;
+    std::uniform_int_distribution<int> word(8, 60), gap(4, 10);
+    const double fs = height / 1400.0;
+    cv::putText(m, "Section " + std::to_string(p + 1), {margin, y + 20}, cv::FONT_HERSHEY_DUPLEX, 1.4 * fs * 1.5,
+                {0, 0, 0}, 2);
+    y += 60;
+    while (y < height - margin) {
+      const int kind = static_cast<int>(rng() % 10);
+      if (kind == 0 && y + 200 < height - margin) {  // a ruled table
+        for (int r = 0; r <= 5; ++r) cv::line(m, {margin, y + 30 * r}, {width - margin, y + 30 * r}, {0, 0, 0}, 1);
+        for (int c = 0; c <= 4; ++c) {
+          const int x = margin + c * (width - 2 * margin) / 4;
+          cv::line(m, {x, y}, {x, y + 150}, {0, 0, 0}, 1);
+        }
+        y += 180;
+      } else if (kind == 1 && y + 220 < height - margin) {  // a figure
+        cv::rectangle(m, {margin + 40, y}, {width - margin - 40, y + 180}, {90, 120, 200}, cv::FILLED);
+        y += 210;
+      } else {  // a line of words
+        int x = margin;
+        while (x < width - margin - 20) {
+          const int w = std::min(word(rng), width - margin - x);
+          cv::rectangle(m, {x, y}, {x + w, y + 9}, {30, 30, 30}, cv::FILLED);
+          x += w + gap(rng);
+        }
+        y += 18;
+      }
+    }
+    Image img;
+    img.width = width;
+    img.height = height;
+    cv::Mat rgb;
+    cv::cvtColor(m, rgb, cv::COLOR_BGR2RGB);
+    img.rgb.assign(rgb.data, rgb.data + rgb.total() * 3);
+    out.push_back(std::move(img));
+  }
+  return out;
+}
+
+std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& query, const std::vector<PageRef>& pages,
+                                const std::vector<Image>& images, const BenchOptions& o) {
+  if (o.repeats < 1) throw UsageError("--repeats must be at least 1");
+  if (o.warmup < 0) throw UsageError("--warmup must be >= 0");
+  std::vector<BenchRow> rows;
+  for (const BenchConfig& cfg : o.configs) {
+    RerankOptions ro;
+    ro.scoring = cfg.scoring;
+    ro.keep_ratio = cfg.keep_ratio;
+    ro.window = o.window;
+    ro.stride = std::max(1, o.window / 2);
+    std::vector<double> dec, pre, vis, pru, llm, tot;
+    BenchRow row;
+    row.config = cfg;
+    for (int it = 0; it < o.warmup + o.repeats; ++it) {
+      RerankResult r;
+      if (!pages.empty()) {
+        r = reranker.rerank_pages(query, pages, ro);
+      } else {
+        const auto t0 = std::chrono::steady_clock::now();
+        StageTiming t;
+        std::vector<PreprocessedImage> prepared;
+        std::vector<std::string> ids;
+        for (size_t i = 0; i < images.size(); ++i) {
+          prepared.push_back(reranker.prepare(images[i], ro, &t));
+          ids.push_back("page" + std::to_string(i + 1));
+        }
+        const double prep = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        r = reranker.rerank(query, ids, prepared, ro);
+        r.timing.preprocess += t.preprocess;
+        r.timing.total += prep;
+      }
+      if (it < o.warmup) continue;
+      dec.push_back(r.timing.decode);
+      pre.push_back(r.timing.preprocess);
+      vis.push_back(r.timing.vision);
+      pru.push_back(r.timing.prune);
+      llm.push_back(r.timing.llm);
+      tot.push_back(r.timing.total);
+      row.input_tokens = r.tokens.input;
+      row.visual_before = r.tokens.visual_before;
+      row.visual_after = r.tokens.visual_after;
+      row.generated = r.tokens.generated;
+      row.pages = static_cast<int>(r.ranking.size());
+    }
+    row.decode = summarize(dec);
+    row.preprocess = summarize(pre);
+    row.vision = summarize(vis);
+    row.prune = summarize(pru);
+    row.llm = summarize(llm);
+    row.total = summarize(tot);
+    spdlog::info("bench {} keep {}: total median {:.1f} ms", cfg.scoring == Scoring::kLogits ? "logits" : "generate",
+                 cfg.keep_ratio, row.total.median);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+namespace {
+const char* scoring_name(Scoring s) { return s == Scoring::kLogits ? "logits" : "generate"; }
+}  // namespace
+
+std::string format_bench_table(const std::vector<BenchRow>& rows) {
+  std::ostringstream o;
+  char line[512];
+  std::snprintf(line, sizeof(line), "%-9s %5s %6s %9s %9s %9s %9s %9s %11s %9s %10s %8s\n", "scoring", "keep",
+                "pages", "decode", "preproc", "vision", "prune", "llm", "total", "(spread)", "vis.tokens", "speedup");
+  o << line;
+  const double base = rows.empty() ? 0 : rows.front().total.median;
+  for (const auto& r : rows) {
+    char tokens[32], spread[32];
+    std::snprintf(tokens, sizeof(tokens), "%lld->%lld", static_cast<long long>(r.visual_before),
+                  static_cast<long long>(r.visual_after));
+    std::snprintf(spread, sizeof(spread), "%.0f-%.0f", r.total.min, r.total.max);
+    std::snprintf(line, sizeof(line), "%-9s %5.2f %6d %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %9s %10s %7.2fx\n",
+                  scoring_name(r.config.scoring), r.config.keep_ratio, r.pages, r.decode.median, r.preprocess.median,
+                  r.vision.median, r.prune.median, r.llm.median, r.total.median, spread, tokens,
+                  r.total.median > 0 ? base / r.total.median : 0.0);
+    o << line;
+  }
+  o << "times are medians in ms over the repeats after warm-up; spread = min-max of total; model loading is "
+       "excluded;\nspeedup = first row's total / this row's total (same run, same machine)\n";
+  return o.str();
+}
+
+std::string format_bench_jsonl(const std::vector<BenchRow>& rows) {
+  std::ostringstream o;
+  auto stat = [](const Stat& s) {
+    return nlohmann::json{{"median", s.median}, {"min", s.min}, {"max", s.max}, {"mean", s.mean}, {"stdev", s.stdev}};
+  };
+  for (const auto& r : rows) {
+    nlohmann::json j = {{"scoring", scoring_name(r.config.scoring)},
+                        {"keep_ratio", r.config.keep_ratio},
+                        {"pages", r.pages},
+                        {"timing_ms",
+                         {{"decode", stat(r.decode)},
+                          {"preprocess", stat(r.preprocess)},
+                          {"vision", stat(r.vision)},
+                          {"prune", stat(r.prune)},
+                          {"llm", stat(r.llm)},
+                          {"total", stat(r.total)}}},
+                        {"tokens",
+                         {{"input", r.input_tokens},
+                          {"visual_before", r.visual_before},
+                          {"visual_after", r.visual_after},
+                          {"generated", r.generated}}}};
+    o << j.dump() << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace ziprerank
