@@ -21,6 +21,9 @@ BlasInfo detect_blas();
 /// Logs a loud warning when the reference BLAS is active (matrix products ~60x slower).
 void warn_if_reference_blas();
 
+/// Tunes glibc's allocator for large, short-lived tensors (a 2x speed-up measured on CPU).
+void tune_allocator();
+
 /// Sets libtorch's intra-op threads (0 = keep the default). OpenBLAS keeps its own pool, sized by
 /// OPENBLAS_NUM_THREADS; both are logged.
 void configure_threads(int threads);

@@ -36,6 +36,7 @@ std::string resolve_model(const CommonOptions& o) {
 
 int main(int argc, char** argv) {
   using namespace ziprerank;
+  tune_allocator();
   CLI::App app{"ziprerank: rerank document pages for a query with a vision-language model.\n"
                "Results go to stdout, logs to stderr."};
   app.set_version_flag("--version", std::string("ziprerank ") + version_string());

@@ -69,8 +69,9 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                    .masked_fill(key_padding.to(at::kBool).logical_not().view({B, 1, 1, Sk}),
                                 -std::numeric_limits<float>::infinity());
   }
-  // Keep the float32 score block of one chunk near 64 MiB.
-  const int64_t budget = int64_t{16} << 20;
+  // Keep the float32 score block of one chunk near 16 MiB: small enough to be served from the
+  // reused heap (see tune_allocator) instead of fresh mmap'ed pages on every chunk.
+  const int64_t budget = int64_t{4} << 20;
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(Sq, budget / std::max<int64_t>(1, B * H * Sk)));
   std::vector<at::Tensor> outs;
   for (int64_t r0 = 0; r0 < Sq; r0 += chunk) {
