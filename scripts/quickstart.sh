@@ -4,5 +4,5 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 "$root/scripts/build.sh" >&2
-query="${1:-What did the treaty with the Creek nation settle?}"
+query="${1:-How can the Constitution be amended?}"
 "$build/ziprerank" rank --query "$query" --pages "$root/data/samples/pages" --format table
