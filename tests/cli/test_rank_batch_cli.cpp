@@ -232,3 +232,45 @@ TEST_F(RankBatch, BadQueriesBecomeErrorRecordsAndTheRunGoesOn) {
   }
   EXPECT_EQ(lines[2]["query_id"], "nofield");
 }
+
+TEST_F(RankBatch, CtrlCStopsAfterTheCurrentQueryAndResumeFinishes) {
+  const std::string q = shell_quote((dir_ / "queries.jsonl").string());
+  const std::string out = (dir_ / "run_interrupted.jsonl").string();
+  fs::remove(out);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " --log-level warn batch " + model_flag() + " -i " + q +
+                            " -o " + shell_quote(out) + " 2>/dev/null";
+    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  for (int i = 0; i < 600 && (!fs::exists(out) || fs::file_size(out) == 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  const auto partial = read_jsonl(slurp(out));  // every line complete and parseable
+  if (partial.size() < 6) {
+    EXPECT_EQ(WEXITSTATUS(status), 130);
+  }
+  const CliResult r = run_cli("batch " + model_flag() + " --resume -i " + q + " -o " + shell_quote(out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_jsonl(slurp(out)).size(), 6u);
+}
+
+TEST_F(RankBatch, TrecOutputEvaluates) {
+  const std::string q = shell_quote((dir_ / "queries.jsonl").string());
+  const std::string out = (dir_ / "run.trec").string();
+  fs::remove(out);
+  CliResult r = run_cli("batch " + model_flag() + " --format trec -i " + q + " -o " + shell_quote(out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string text = slurp(out);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 24 + 5 + 5 + 7 + 7 + 9) << text;  // one line per candidate
+  EXPECT_NE(text.find("q0 Q0 img#"), std::string::npos);
+  r = run_cli("eval --format json --run " + shell_quote(out) + " --qrels " + q);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto report = json::parse(r.out);
+  EXPECT_FALSE(report.dump().empty());
+}
