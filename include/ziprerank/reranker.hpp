@@ -5,6 +5,9 @@
 
 #include <cmath>
 #include <functional>
+#include <list>
+#include <mutex>
+#include <unordered_map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,6 +67,31 @@ struct WindowScores {
   std::string generated;       ///< generate mode: the decoded text
 };
 
+/// A page after the vision tower: what every window it appears in needs.
+struct EncodedPage {
+  VisionFeatures features;
+  ImageGrid grid;
+  size_t bytes() const;
+};
+
+/// Vision features of pages by file (path, PDF page, size and modification time), least recently
+/// used first out. Features do not depend on the query, so reuse across queries is exact; batch
+/// runs over MMDocIR-style data see the same document pages for many questions.
+class VisionCache {
+ public:
+  explicit VisionCache(size_t max_bytes) : max_bytes_(max_bytes) {}
+  std::shared_ptr<const EncodedPage> get(const std::string& key);
+  void put(const std::string& key, std::shared_ptr<const EncodedPage> page);
+  size_t hits() const { return hits_; }
+  size_t misses() const { return misses_; }
+
+ private:
+  size_t max_bytes_ = 0, bytes_ = 0, hits_ = 0, misses_ = 0;
+  std::list<std::pair<std::string, std::shared_ptr<const EncodedPage>>> lru_;  // front = most recent
+  std::unordered_map<std::string, decltype(lru_)::iterator> index_;
+  std::mutex mutex_;
+};
+
 class Reranker {
  public:
   static std::unique_ptr<Reranker> load(const std::string& model_dir, const ModelOptions& options);
@@ -80,9 +108,21 @@ class Reranker {
   RerankResult rerank(const std::string& query, const std::vector<std::string>& ids,
                       const std::vector<PreprocessedImage>& pages, const RerankOptions& options) const;
 
-  /// Loads, preprocesses and reranks page files.
+  /// Loads, preprocesses and reranks page files (through the vision cache when one is set).
   RerankResult rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
                             const RerankOptions& options) const;
+
+  /// Runs the vision tower over preprocessed pages (in chunks); adds the time to `timing.vision`.
+  std::vector<std::shared_ptr<const EncodedPage>> encode(const std::vector<PreprocessedImage>& pages,
+                                                         StageTiming& timing) const;
+  /// Ranks encoded pages with the sliding window.
+  RerankResult rank_encoded(const std::string& query, const std::vector<std::string>& ids,
+                            const std::vector<std::shared_ptr<const EncodedPage>>& pages,
+                            const RerankOptions& options) const;
+
+  /// Keeps vision features of up to `max_bytes` for reuse by later rerank_pages calls (0 = off).
+  void set_vision_cache(size_t max_bytes);
+  const VisionCache* vision_cache() const { return cache_.get(); }
 
   /// One forward pass over one window whose vision features are already computed.
   WindowScores score_window(const std::string& query, const std::vector<const VisionFeatures*>& pages,
@@ -93,6 +133,7 @@ class Reranker {
   ModelFolder folder_;
   std::shared_ptr<const Qwen3VLModel> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
+  std::unique_ptr<VisionCache> cache_;
 };
 
 /// Reference sliding window: windows of `window` from the back to the front, moving by `stride`;

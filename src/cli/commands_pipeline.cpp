@@ -45,6 +45,7 @@ struct PipelineArgs {
   int top_k = 0;
   bool resume = false;
   std::string shard;
+  int vision_cache_mb = 1024;
 };
 
 [[noreturn]] void unavailable(const std::string& command) {
@@ -126,6 +127,8 @@ int run_batch_command(const PipelineArgs& a) {
   if (!a.shard.empty()) parse_shard(a.shard, o.shard_index, o.shard_count);
   o.rerank = rerank_options(a);
   auto reranker = load_reranker(a.common);
+  if (a.vision_cache_mb < 0) throw UsageError("--vision-cache-mb must be >= 0");
+  reranker->set_vision_cache(static_cast<size_t>(a.vision_cache_mb) << 20);
 
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   double last_print = -1e9;
@@ -153,6 +156,9 @@ int run_batch_command(const PipelineArgs& a) {
   std::signal(SIGTERM, SIG_DFL);
   spdlog::info("batch: {} ok, {} failed, {} skipped (already done) of {} in {}", s.ok, s.failed, s.skipped,
                s.in_shard, o.output);
+  if (const VisionCache* cache = reranker->vision_cache()) {
+    spdlog::info("vision cache: {} page(s) reused, {} encoded", cache->hits(), cache->misses());
+  }
   if (s.interrupted) {
     spdlog::warn("interrupted: every finished query is saved; rerun with --resume to continue");
     return static_cast<int>(ExitCode::kInterrupted);
@@ -287,6 +293,9 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
     cmd->add_option("--shard", a->shard,
                     "Run the K-th of N contiguous slices of the input (K/N, 1-based); the N outputs "
                     "concatenated in order equal the full run");
+    cmd->add_option("--vision-cache-mb", a->vision_cache_mb,
+                    "Memory for reusing pages' vision features across queries (exact; 0 = off)")
+        ->capture_default_str();
     cmd->add_option("--format", a->format, "Output: jsonl (run JSONL) or trec (qid Q0 docid rank score tag)")
         ->check(CLI::IsMember({"jsonl", "trec"}))
         ->capture_default_str();

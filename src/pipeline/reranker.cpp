@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <numeric>
 
 #include "ziprerank/errors.hpp"
@@ -180,8 +181,81 @@ WindowScores Reranker::score_window(const std::string& query, const std::vector<
   return out;
 }
 
-RerankResult Reranker::rerank(const std::string& query, const std::vector<std::string>& ids,
-                              const std::vector<PreprocessedImage>& pages, const RerankOptions& options) const {
+size_t EncodedPage::bytes() const {
+  size_t n = features.embeds.numel() * features.embeds.element_size();
+  for (const auto& d : features.deepstack) n += d.numel() * d.element_size();
+  return n;
+}
+
+std::shared_ptr<const EncodedPage> VisionCache::get(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = index_.find(key);
+  if (it == index_.end()) {
+    ++misses_;
+    return nullptr;
+  }
+  ++hits_;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->second;
+}
+
+void VisionCache::put(const std::string& key, std::shared_ptr<const EncodedPage> page) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const size_t size = page->bytes();
+  if (size > max_bytes_ || index_.count(key)) return;
+  lru_.emplace_front(key, std::move(page));
+  index_[key] = lru_.begin();
+  bytes_ += size;
+  while (bytes_ > max_bytes_ && !lru_.empty()) {
+    bytes_ -= lru_.back().second->bytes();
+    index_.erase(lru_.back().first);
+    lru_.pop_back();
+  }
+}
+
+void Reranker::set_vision_cache(size_t max_bytes) {
+  cache_ = max_bytes > 0 ? std::make_unique<VisionCache>(max_bytes) : nullptr;
+}
+
+std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(const std::vector<PreprocessedImage>& pages,
+                                                                 StageTiming& timing) const {
+  c10::InferenceMode guard;
+  std::vector<std::shared_ptr<const EncodedPage>> out;
+  const auto t0 = Clock::now();
+  // Pages are encoded a few at a time: bigger matrix products, bounded memory. Attention never
+  // crosses pages, so this equals encoding each page alone.
+  const size_t chunk = 8;
+  for (size_t b = 0; b < pages.size(); b += chunk) {
+    const size_t e = std::min(pages.size(), b + chunk);
+    std::vector<at::Tensor> px;
+    std::vector<ImageGrid> grids;
+    for (size_t i = b; i < e; ++i) {
+      const auto& thw = pages[i].grid_thw;
+      grids.push_back(ImageGrid{thw[0], thw[1], thw[2]});
+      px.push_back(pages[i].pixel_values);
+    }
+    const VisionFeatures vf = model_->encode_images(at::cat(px, 0), grids);
+    int64_t off = 0;
+    for (size_t i = b; i < e; ++i) {
+      auto page = std::make_shared<EncodedPage>();
+      const int64_t n = vf.tokens_per_image[i - b];
+      page->grid = grids[i - b];
+      // clone(): a cached page must not keep the whole chunk's tensors alive.
+      page->features.embeds = vf.embeds.narrow(0, off, n).clone();
+      for (const auto& d : vf.deepstack) page->features.deepstack.push_back(d.narrow(0, off, n).clone());
+      page->features.tokens_per_image = {n};
+      off += n;
+      out.push_back(std::move(page));
+    }
+    wait_for(vf.embeds);
+  }
+  timing.vision += ms_since(t0);
+  return out;
+}
+
+RerankResult Reranker::rank_encoded(const std::string& query, const std::vector<std::string>& ids,
+                                    const std::vector<std::shared_ptr<const EncodedPage>>& pages,
+                                    const RerankOptions& options) const {
   c10::InferenceMode guard;
   options.validate();
   if (ids.size() != pages.size()) throw InternalError("rerank: ids and pages differ in length");
@@ -189,36 +263,6 @@ RerankResult Reranker::rerank(const std::string& query, const std::vector<std::s
   if (query.find_first_not_of(" \t\r\n") == std::string::npos) throw InputError("the query is empty");
   RerankResult result;
   const auto t_start = Clock::now();
-
-  // Each page is encoded once: the vision tower never looks across images, so features can be
-  // shared by every window the page appears in.
-  std::vector<VisionFeatures> features(pages.size());
-  std::vector<ImageGrid> grids(pages.size());
-  auto t0 = Clock::now();
-  const size_t chunk = 8;
-  for (size_t b = 0; b < pages.size(); b += chunk) {
-    const size_t e = std::min(pages.size(), b + chunk);
-    std::vector<at::Tensor> px;
-    std::vector<ImageGrid> g;
-    for (size_t i = b; i < e; ++i) {
-      const auto& thw = pages[i].grid_thw;
-      grids[i] = ImageGrid{thw[0], thw[1], thw[2]};
-      g.push_back(grids[i]);
-      px.push_back(pages[i].pixel_values);
-    }
-    VisionFeatures vf = model_->encode_images(at::cat(px, 0), g);
-    int64_t off = 0;
-    for (size_t i = b; i < e; ++i) {
-      const int64_t n = vf.tokens_per_image[i - b];
-      features[i].embeds = vf.embeds.narrow(0, off, n);
-      for (const auto& d : vf.deepstack) features[i].deepstack.push_back(d.narrow(0, off, n));
-      features[i].tokens_per_image = {n};
-      off += n;
-    }
-    wait_for(vf.embeds);
-  }
-  result.timing.vision += ms_since(t0);
-
   const int n = static_cast<int>(pages.size());
   std::vector<double> last_logit(pages.size(), NAN);
   const std::vector<int> order = sliding_window_order(
@@ -226,8 +270,8 @@ RerankResult Reranker::rerank(const std::string& query, const std::vector<std::s
         std::vector<const VisionFeatures*> win;
         std::vector<ImageGrid> win_grids;
         for (int p = begin; p < end; ++p) {
-          win.push_back(&features[current[p]]);
-          win_grids.push_back(grids[current[p]]);
+          win.push_back(&pages[current[p]]->features);
+          win_grids.push_back(pages[current[p]]->grid);
         }
         const WindowScores ws = score_window(query, win, win_grids, options, result.timing, result.tokens);
         for (size_t k = 0; k < ws.logits.size(); ++k) last_logit[current[begin + k]] = ws.logits[k];
@@ -248,24 +292,67 @@ RerankResult Reranker::rerank(const std::string& query, const std::vector<std::s
   return result;
 }
 
+RerankResult Reranker::rerank(const std::string& query, const std::vector<std::string>& ids,
+                              const std::vector<PreprocessedImage>& pages, const RerankOptions& options) const {
+  options.validate();
+  if (pages.empty()) throw InputError("no candidate pages to rank");
+  if (query.find_first_not_of(" \t\r\n") == std::string::npos) throw InputError("the query is empty");
+  StageTiming vision;
+  const auto t0 = Clock::now();
+  const auto encoded = encode(pages, vision);
+  const double encode_ms = ms_since(t0);
+  RerankResult r = rank_encoded(query, ids, encoded, options);
+  r.timing.vision += vision.vision;
+  r.timing.total += encode_ms;
+  return r;
+}
+
+namespace {
+std::string cache_key(const PageRef& p, const RerankOptions& o) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(p.path, ec);
+  const auto mtime = std::filesystem::last_write_time(p.path, ec).time_since_epoch().count();
+  return p.path + "#" + std::to_string(p.pdf_page) + "|" + std::to_string(size) + "|" + std::to_string(mtime) +
+         (o.page_preresize ? "" : "|raw");
+}
+}  // namespace
+
 RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
                                     const RerankOptions& options) const {
   options.validate();
+  if (pages.empty()) throw InputError("no candidate pages to rank");
+  if (query.find_first_not_of(" \t\r\n") == std::string::npos) throw InputError("the query is empty");
   StageTiming pre;
-  std::vector<PreprocessedImage> prepared;
-  std::vector<std::string> ids;
   const auto t0 = Clock::now();
-  for (const PageRef& p : pages) {
+  std::vector<std::shared_ptr<const EncodedPage>> encoded(pages.size());
+  std::vector<std::string> ids, keys(pages.size());
+  std::vector<size_t> missing;
+  std::vector<PreprocessedImage> prepared;
+  for (size_t i = 0; i < pages.size(); ++i) {
+    ids.push_back(pages[i].id);
+    if (cache_) {
+      keys[i] = cache_key(pages[i], options);
+      encoded[i] = cache_->get(keys[i]);
+      if (encoded[i]) continue;
+    }
     auto td = Clock::now();
-    const Image img = load_page(p);
+    const Image img = load_page(pages[i]);
     pre.decode += ms_since(td);
     prepared.push_back(prepare(img, options, &pre));
-    ids.push_back(p.id);
+    missing.push_back(i);
+  }
+  if (!prepared.empty()) {
+    const auto fresh = encode(prepared, pre);
+    for (size_t k = 0; k < missing.size(); ++k) {
+      encoded[missing[k]] = fresh[k];
+      if (cache_) cache_->put(keys[missing[k]], fresh[k]);
+    }
   }
   const double prep_total = ms_since(t0);
-  RerankResult r = rerank(query, ids, prepared, options);
+  RerankResult r = rank_encoded(query, ids, encoded, options);
   r.timing.decode += pre.decode;
   r.timing.preprocess += pre.preprocess;
+  r.timing.vision += pre.vision;
   r.timing.total += prep_total;
   return r;
 }

@@ -141,6 +141,17 @@ TEST_F(RankBatch, BatchThenEvalRoundTrip) {
   EXPECT_EQ(lines[0]["ranking"].size(), 24u);
   EXPECT_EQ(lines[0]["windows"].get<int>(), 2);  // 24 candidates, window 20, stride 10
   EXPECT_EQ(lines[1]["ranking"].size(), 5u);
+  EXPECT_NE(r.err.find("page(s) reused"), std::string::npos) << r.err;
+
+  // Reusing vision features across queries is exact: the same run without the cache.
+  const std::string nocache = (dir_ / "run_nocache.jsonl").string();
+  fs::remove(nocache);
+  const CliResult r2 = run_cli("batch " + model_flag() + " --vision-cache-mb 0 --input " +
+                               shell_quote((dir_ / "queries.jsonl").string()) + " --output " + shell_quote(nocache));
+  ASSERT_EQ(r2.code, 0) << r2.err;
+  const auto plain = read_jsonl(slurp(nocache));
+  ASSERT_EQ(plain.size(), lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(plain[i]["ranking"], lines[i]["ranking"]);
 }
 
 TEST_F(RankBatch, ResumeAfterSigkillGivesTheSameRun) {
