@@ -20,21 +20,23 @@ namespace ziprerank {
 struct BatchQuery {
   std::string query_id;
   std::string query;
-  std::vector<PageRef> candidates;  ///< id = the candidate's id; path resolved against the file's folder
+  std::vector<PageRef>
+      candidates;  ///< id = the candidate's id; path resolved against the file's folder
   std::vector<std::string> relevant;
   std::string domain;
 };
 
 /// Parses one JSONL line. `base_dir` resolves relative paths. Throws InputError naming `origin`
 /// (e.g. "queries.jsonl:12") and the field at fault.
-BatchQuery parse_batch_query(const std::string& line, const std::string& base_dir, const std::string& origin);
+BatchQuery parse_batch_query(const std::string& line, const std::string& base_dir,
+                             const std::string& origin);
 
 struct BatchOptions {
   std::string input;
   std::string output;
   bool resume = false;
-  int shard_index = 1;  ///< K of --shard K/N (1-based)
-  int shard_count = 1;  ///< N
+  int shard_index = 1;           ///< K of --shard K/N (1-based)
+  int shard_count = 1;           ///< N
   std::string format = "jsonl";  ///< jsonl or trec
   RerankOptions rerank;
 };
@@ -58,11 +60,13 @@ struct BatchSummary {
 };
 
 /// Runs the batch. `stop` is polled between queries. `progress` is called after each query.
-BatchSummary run_batch(const Reranker& reranker, const BatchOptions& options, const std::atomic<bool>& stop,
+BatchSummary run_batch(const Reranker& reranker, const BatchOptions& options,
+                       const std::atomic<bool>& stop,
                        const std::function<void(const BatchProgress&)>& progress);
 
 /// Query ids already finished in an output file (JSONL or TREC). A torn final line (a crash
 /// mid-write) is removed from the file when `repair` is set.
-std::vector<std::string> finished_query_ids(const std::string& path, const std::string& format, bool repair);
+std::vector<std::string> finished_query_ids(const std::string& path, const std::string& format,
+                                            bool repair);
 
 }  // namespace ziprerank

@@ -40,8 +40,9 @@ struct BenchRow {
 std::vector<Image> synthetic_pages(int count, int width, int height, uint64_t seed);
 
 /// Runs every configuration on the same pages (decoded from `pages`, or `images` when non-empty).
-std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& query, const std::vector<PageRef>& pages,
-                                const std::vector<Image>& images, const BenchOptions& options);
+std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& query,
+                                const std::vector<PageRef>& pages, const std::vector<Image>& images,
+                                const BenchOptions& options);
 
 std::string format_bench_table(const std::vector<BenchRow>& rows);
 std::string format_bench_jsonl(const std::vector<BenchRow>& rows);

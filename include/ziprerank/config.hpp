@@ -26,7 +26,9 @@ struct VisionConfig {
 
   int head_dim() const { return hidden_size / num_heads; }
   /// Width of one row of pixel_values: channels x temporal x patch x patch.
-  int patch_input_dim() const { return in_channels * temporal_patch_size * patch_size * patch_size; }
+  int patch_input_dim() const {
+    return in_channels * temporal_patch_size * patch_size * patch_size;
+  }
   /// Side of the learned position-embedding grid (48 for 2304 entries).
   int position_grid_side() const;
 };
@@ -100,7 +102,8 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 ModelConfig load_model_config(const std::string& path);
 std::string model_config_to_json(const ModelConfig& config, int indent = 2);
 
-PreprocessorConfig parse_preprocessor_config(const std::string& json_text, const std::string& origin);
+PreprocessorConfig parse_preprocessor_config(const std::string& json_text,
+                                             const std::string& origin);
 PreprocessorConfig load_preprocessor_config(const std::string& path);
 std::string preprocessor_config_to_json(const PreprocessorConfig& config, int indent = 2);
 

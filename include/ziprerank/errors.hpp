@@ -1,4 +1,5 @@
-// Error types used throughout ziprerank. Library code throws; the CLI maps each kind to an exit code.
+// Error types used throughout ziprerank. Library code throws; the CLI maps each kind to an exit
+// code.
 #pragma once
 
 #include <stdexcept>

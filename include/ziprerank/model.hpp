@@ -62,7 +62,8 @@ class Qwen3VLModel {
  public:
   /// Loads config, weights (converted per tensor) and checks every tensor; throws InputError
   /// listing all missing or mis-shaped tensors.
-  static std::unique_ptr<Qwen3VLModel> load(const std::string& model_dir, const ModelOptions& options);
+  static std::unique_ptr<Qwen3VLModel> load(const std::string& model_dir,
+                                            const ModelOptions& options);
   Qwen3VLModel(const ModelConfig& config, StateDict& weights, const ModelOptions& options);
   ~Qwen3VLModel();
 
@@ -70,7 +71,8 @@ class Qwen3VLModel {
   const ModelOptions& options() const { return options_; }
 
   /// pixel_values: [sum of patches, C*T*P*P] float32 rows in merge-window order (see image.hpp).
-  VisionFeatures encode_images(const at::Tensor& pixel_values, const std::vector<ImageGrid>& grids) const;
+  VisionFeatures encode_images(const at::Tensor& pixel_values,
+                               const std::vector<ImageGrid>& grids) const;
   /// Token embeddings [.., D] in the model dtype.
   at::Tensor embed(const at::Tensor& token_ids) const;
   /// Runs the decoder; returns final-normed hidden states [B, S, D]. Appends to `cache` if given.
@@ -79,7 +81,9 @@ class Qwen3VLModel {
   at::Tensor logits(const at::Tensor& hidden, const at::Tensor& vocab_ids = {}) const;
 
   /// Every parameter under its checkpoint name (shared storage with the model).
-  const std::vector<std::pair<std::string, at::Tensor>>& named_parameters() const { return params_; }
+  const std::vector<std::pair<std::string, at::Tensor>>& named_parameters() const {
+    return params_;
+  }
 
  private:
   ModelConfig config_;

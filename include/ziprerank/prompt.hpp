@@ -25,15 +25,16 @@ std::string ranking_prompt_text(const std::string& query, int n);
 int64_t single_token_id(const Tokenizer& tokenizer, const std::string& text);
 
 struct PromptTokens {
-  std::vector<int64_t> ids;              ///< full sequence, image pads expanded, ends with "["
-  std::vector<int64_t> image_starts;     ///< index of each image's first pad token
-  std::vector<int64_t> identifier_ids;   ///< token id of each candidate's letter
+  std::vector<int64_t> ids;             ///< full sequence, image pads expanded, ends with "["
+  std::vector<int64_t> image_starts;    ///< index of each image's first pad token
+  std::vector<int64_t> identifier_ids;  ///< token id of each candidate's letter
 };
 
 /// Builds the token sequence for `query` and images with the given visual token counts.
 /// Throws InputError for an empty query or more than kMaxWindow images.
 PromptTokens build_ranking_prompt(const Tokenizer& tokenizer, const ModelConfig& config,
-                                  const std::string& query, const std::vector<int64_t>& tokens_per_image);
+                                  const std::string& query,
+                                  const std::vector<int64_t>& tokens_per_image);
 
 /// Parses a generated ranking such as "A] > [C] > [B]" (the text after the opening "[") into
 /// candidate indices, as the reference does: letters in order of appearance, duplicates and

@@ -25,16 +25,16 @@ std::vector<at::Tensor> select_visual_tokens(const at::Tensor& text_embeds,
 
 /// The language-model input of one sequence plus bookkeeping.
 struct AssembledSequence {
-  TextInput input;                    ///< batch of 1
-  int64_t visual_before = 0;          ///< visual tokens before pruning
-  int64_t visual_after = 0;           ///< visual tokens fed to the language model
+  TextInput input;            ///< batch of 1
+  int64_t visual_before = 0;  ///< visual tokens before pruning
+  int64_t visual_after = 0;   ///< visual tokens fed to the language model
   std::vector<int64_t> kept_per_image;
 };
 
 /// Builds embeddings, positions, visual mask and DeepStack rows for `ids` (image pads expanded,
 /// one run per image, in order) with the given vision features. keep_ratio >= 1 keeps every token.
 AssembledSequence assemble_sequence(const Qwen3VLModel& model, const std::vector<int64_t>& ids,
-                                    const std::vector<ImageGrid>& grids, const VisionFeatures& vision,
-                                    double keep_ratio);
+                                    const std::vector<ImageGrid>& grids,
+                                    const VisionFeatures& vision, double keep_ratio);
 
 }  // namespace ziprerank

@@ -6,10 +6,10 @@
 #include <cmath>
 #include <functional>
 #include <list>
-#include <mutex>
-#include <unordered_map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "ziprerank/image.hpp"
@@ -44,7 +44,7 @@ struct TokenCounts {
   int64_t input = 0;          ///< tokens fed to the language model, summed over windows
   int64_t visual_before = 0;  ///< visual tokens before pruning, summed over windows
   int64_t visual_after = 0;
-  int64_t generated = 0;      ///< generate mode only
+  int64_t generated = 0;  ///< generate mode only
 };
 
 struct RankedPage {
@@ -64,7 +64,7 @@ struct RerankResult {
 struct WindowScores {
   std::vector<double> logits;  ///< empty in generate mode
   std::vector<int> order;
-  std::string generated;       ///< generate mode: the decoded text
+  std::string generated;  ///< generate mode: the decoded text
 };
 
 /// A page after the vision tower: what every window it appears in needs.
@@ -87,7 +87,8 @@ class VisionCache {
 
  private:
   size_t max_bytes_ = 0, bytes_ = 0, hits_ = 0, misses_ = 0;
-  std::list<std::pair<std::string, std::shared_ptr<const EncodedPage>>> lru_;  // front = most recent
+  std::list<std::pair<std::string, std::shared_ptr<const EncodedPage>>>
+      lru_;  // front = most recent
   std::unordered_map<std::string, decltype(lru_)::iterator> index_;
   std::mutex mutex_;
 };
@@ -95,26 +96,29 @@ class VisionCache {
 class Reranker {
  public:
   static std::unique_ptr<Reranker> load(const std::string& model_dir, const ModelOptions& options);
-  Reranker(ModelFolder folder, std::shared_ptr<const Qwen3VLModel> model, std::shared_ptr<const Tokenizer> tokenizer);
+  Reranker(ModelFolder folder, std::shared_ptr<const Qwen3VLModel> model,
+           std::shared_ptr<const Tokenizer> tokenizer);
 
   const ModelFolder& folder() const { return folder_; }
   const Qwen3VLModel& model() const { return *model_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 
   /// Decodes and preprocesses one page (timed into `timing`).
-  PreprocessedImage prepare(const Image& image, const RerankOptions& options, StageTiming* timing = nullptr) const;
+  PreprocessedImage prepare(const Image& image, const RerankOptions& options,
+                            StageTiming* timing = nullptr) const;
 
   /// Reranks preprocessed pages (ids parallel to pages) with the sliding window.
   RerankResult rerank(const std::string& query, const std::vector<std::string>& ids,
-                      const std::vector<PreprocessedImage>& pages, const RerankOptions& options) const;
+                      const std::vector<PreprocessedImage>& pages,
+                      const RerankOptions& options) const;
 
   /// Loads, preprocesses and reranks page files (through the vision cache when one is set).
   RerankResult rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
                             const RerankOptions& options) const;
 
   /// Runs the vision tower over preprocessed pages (in chunks); adds the time to `timing.vision`.
-  std::vector<std::shared_ptr<const EncodedPage>> encode(const std::vector<PreprocessedImage>& pages,
-                                                         StageTiming& timing) const;
+  std::vector<std::shared_ptr<const EncodedPage>> encode(
+      const std::vector<PreprocessedImage>& pages, StageTiming& timing) const;
   /// Ranks encoded pages with the sliding window.
   RerankResult rank_encoded(const std::string& query, const std::vector<std::string>& ids,
                             const std::vector<std::shared_ptr<const EncodedPage>>& pages,
@@ -125,7 +129,8 @@ class Reranker {
   const VisionCache* vision_cache() const { return cache_.get(); }
 
   /// One forward pass over one window whose vision features are already computed.
-  WindowScores score_window(const std::string& query, const std::vector<const VisionFeatures*>& pages,
+  WindowScores score_window(const std::string& query,
+                            const std::vector<const VisionFeatures*>& pages,
                             const std::vector<ImageGrid>& grids, const RerankOptions& options,
                             StageTiming& timing, TokenCounts& tokens) const;
 
@@ -139,7 +144,8 @@ class Reranker {
 /// Reference sliding window: windows of `window` from the back to the front, moving by `stride`;
 /// `rank_window(begin, end)` returns the best-first order of positions [begin, end) of the current
 /// list. Returns the final order of the original indices.
-std::vector<int> sliding_window_order(int n, int window, int stride,
-                                      const std::function<std::vector<int>(int, int, const std::vector<int>&)>& rank_window);
+std::vector<int> sliding_window_order(
+    int n, int window, int stride,
+    const std::function<std::vector<int>(int, int, const std::vector<int>&)>& rank_window);
 
 }  // namespace ziprerank

@@ -30,7 +30,8 @@ void configure_threads(int threads);
 
 /// Parses "cpu", "cuda", "cuda:1"; throws UsageError with what is available.
 c10::Device parse_device(const std::string& name);
-/// "auto" -> float32 on CPU, bfloat16 on CUDA; or "float32"/"fp32", "bfloat16"/"bf16", "float16"/"fp16".
+/// "auto" -> float32 on CPU, bfloat16 on CUDA; or "float32"/"fp32", "bfloat16"/"bf16",
+/// "float16"/"fp16".
 c10::ScalarType parse_dtype(const std::string& name, const c10::Device& device);
 
 /// Peak resident set size of this process in bytes (VmHWM), 0 when unknown.

@@ -5,9 +5,9 @@
 // then the data section. Offsets are relative to the start of the data section.
 //
 // These files come from the internet, so the parser trusts nothing: header length within the file,
-// valid JSON, no duplicate names, every offset pair inside the data section, tensors tiling the data
-// section without overlap or gap, byte length == product(shape) x element size, and a size cap on
-// the header so a hostile length cannot trigger a huge allocation.
+// valid JSON, no duplicate names, every offset pair inside the data section, tensors tiling the
+// data section without overlap or gap, byte length == product(shape) x element size, and a size cap
+// on the header so a hostile length cannot trigger a huge allocation.
 #pragma once
 
 #include <cstddef>
@@ -37,8 +37,8 @@ struct TensorInfo {
 };
 
 struct SafetensorsHeader {
-  uint64_t header_size = 0;  ///< N, the JSON length
-  uint64_t data_size = 0;    ///< bytes after the header
+  uint64_t header_size = 0;         ///< N, the JSON length
+  uint64_t data_size = 0;           ///< bytes after the header
   std::vector<TensorInfo> tensors;  ///< in data-offset order
   std::map<std::string, std::string> metadata;
 };

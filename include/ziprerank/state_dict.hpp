@@ -25,7 +25,8 @@ DType from_scalar_type(at::ScalarType type);
 
 class WeightStore {
  public:
-  /// Opens the weights of a model folder (single file or sharded). Throws InputError naming the file.
+  /// Opens the weights of a model folder (single file or sharded). Throws InputError naming the
+  /// file.
   static std::shared_ptr<const WeightStore> open(const std::string& model_dir);
   /// Opens explicit safetensors files (tests, tools).
   static std::shared_ptr<const WeightStore> open_files(const std::vector<std::string>& paths);

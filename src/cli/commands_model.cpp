@@ -66,10 +66,12 @@ int run_init(const InitArgs& a) {
   ModelConfig config = a.config.empty() ? tiny_model_config() : load_model_config(a.config);
   PreprocessorConfig pre =
       a.preprocessor.empty() ? qwen3_vl_preprocessor() : load_preprocessor_config(a.preprocessor);
-  if (pre.patch_size != config.vision.patch_size || pre.merge_size != config.vision.spatial_merge_size ||
+  if (pre.patch_size != config.vision.patch_size ||
+      pre.merge_size != config.vision.spatial_merge_size ||
       pre.temporal_patch_size != config.vision.temporal_patch_size) {
-    throw UsageError("the preprocessor's patch/merge/temporal sizes (" + std::to_string(pre.patch_size) +
-                     "/" + std::to_string(pre.merge_size) + "/" + std::to_string(pre.temporal_patch_size) +
+    throw UsageError("the preprocessor's patch/merge/temporal sizes (" +
+                     std::to_string(pre.patch_size) + "/" + std::to_string(pre.merge_size) + "/" +
+                     std::to_string(pre.temporal_patch_size) +
                      ") differ from the vision config's; pass a matching --preprocessor");
   }
   InitOptions o;
@@ -108,8 +110,9 @@ int run_tokenize(const TokenizeArgs& a) {
 void register_model_commands(CLI::App& app, Handler& handler) {
   {
     auto args = std::make_shared<InspectArgs>();
-    auto* cmd = app.add_subcommand("inspect", "Show a model folder's architecture, parameters and dtypes, "
-                                              "and check its weights against its config");
+    auto* cmd = app.add_subcommand("inspect",
+                                   "Show a model folder's architecture, parameters and dtypes, "
+                                   "and check its weights against its config");
     add_model_options(cmd, args->common);
     cmd->add_option("--format", args->format, "Output format: table or json")
         ->check(CLI::IsMember({"table", "json"}))
@@ -122,16 +125,19 @@ void register_model_commands(CLI::App& app, Handler& handler) {
         "init", "Write a randomly initialised model folder (for tests and as a training seed)");
     cmd->add_option("--config", args->config,
                     "config.json describing the architecture (default: a tiny built-in config)");
-    cmd->add_option("--preprocessor", args->preprocessor,
-                    "preprocessor_config.json (default: Qwen3-VL's: patch 16, merge 2, mean/std 0.5)");
-    cmd->add_option("--tokenizer", args->tokenizer,
-                    "tokenizer.json or tokenizer.model to copy (default: a byte-level BPE with no "
-                    "merges; the config's vocab size and special-token ids are then set to its own)");
+    cmd->add_option(
+        "--preprocessor", args->preprocessor,
+        "preprocessor_config.json (default: Qwen3-VL's: patch 16, merge 2, mean/std 0.5)");
+    cmd->add_option(
+        "--tokenizer", args->tokenizer,
+        "tokenizer.json or tokenizer.model to copy (default: a byte-level BPE with no "
+        "merges; the config's vocab size and special-token ids are then set to its own)");
     cmd->add_option("--out", args->out, "Folder to write")->required();
     cmd->add_option("--dtype", args->dtype, "Stored dtype: float32 or bfloat16")
         ->check(CLI::IsMember({"float32", "bfloat16"}))
         ->capture_default_str();
-    cmd->add_option("--name", args->name, "Name recorded in config.json (default: the folder name)");
+    cmd->add_option("--name", args->name,
+                    "Name recorded in config.json (default: the folder name)");
     cmd->add_option("--seed", args->seed, "Random seed")->capture_default_str();
     cmd->add_flag("--force", args->force, "Overwrite an existing model folder");
     cmd->callback([args, &handler] { handler = [args] { return run_init(*args); }; });
@@ -141,8 +147,9 @@ void register_model_commands(CLI::App& app, Handler& handler) {
     auto* cmd = app.add_subcommand(
         "tokenize",
         "Read one JSON string per line on stdin, write its token ids as a JSON array per line");
-    cmd->add_option("--model", args->model,
-                    "Folder holding tokenizer.json or tokenizer.model (default: the embedded model)");
+    cmd->add_option(
+        "--model", args->model,
+        "Folder holding tokenizer.json or tokenizer.model (default: the embedded model)");
     cmd->callback([args, &handler] { handler = [args] { return run_tokenize(*args); }; });
   }
 }

@@ -1,23 +1,20 @@
 // Commands of the reranking pipeline and training. Their flags are declared here so that --help
 // documents the full interface; each command reports plainly when this build cannot run it yet.
-#include <memory>
-#include <string>
-#include <vector>
-
+#include <ATen/Parallel.h>
 #include <spdlog/spdlog.h>
-
 #include <unistd.h>
 
 #include <atomic>
-#include <ATen/Parallel.h>
-
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-#include <cstdio>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "cli/cli.hpp"
 #include "ziprerank/batch.hpp"
@@ -76,7 +73,8 @@ int run_rank(const PipelineArgs& a) {
   const RerankOptions options = rerank_options(a);
   const std::vector<PageRef> pages = expand_page_inputs(a.pages);
   auto reranker = load_reranker(a.common);
-  spdlog::info("ranking {} page(s), keep ratio {}, {} scoring", pages.size(), options.keep_ratio, a.scoring);
+  spdlog::info("ranking {} page(s), keep ratio {}, {} scoring", pages.size(), options.keep_ratio,
+               a.scoring);
   const RerankResult r = reranker->rerank_pages(a.query, pages, options);
   const size_t shown = a.top_k > 0 ? std::min<size_t>(a.top_k, r.ranking.size()) : r.ranking.size();
   if (a.format == "table") {
@@ -86,15 +84,18 @@ int run_rank(const PipelineArgs& a) {
     }
   } else {
     for (size_t i = 0; i < shown; ++i) {
-      nlohmann::json line = {{"rank", i + 1}, {"id", r.ranking[i].id}, {"score", r.ranking[i].score}};
+      nlohmann::json line = {
+          {"rank", i + 1}, {"id", r.ranking[i].id}, {"score", r.ranking[i].score}};
       std::cout << line.dump() << "\n";
     }
   }
   std::cout.flush();
-  spdlog::info("{} window(s); visual tokens {} -> {}; {:.0f} ms (decode {:.0f}, preprocess {:.0f}, vision {:.0f}, "
-               "prune {:.0f}, llm {:.0f})",
-               r.windows, r.tokens.visual_before, r.tokens.visual_after, r.timing.total, r.timing.decode,
-               r.timing.preprocess, r.timing.vision, r.timing.prune, r.timing.llm);
+  spdlog::info(
+      "{} window(s); visual tokens {} -> {}; {:.0f} ms (decode {:.0f}, preprocess {:.0f}, vision "
+      "{:.0f}, "
+      "prune {:.0f}, llm {:.0f})",
+      r.windows, r.tokens.visual_before, r.tokens.visual_after, r.timing.total, r.timing.decode,
+      r.timing.preprocess, r.timing.vision, r.timing.prune, r.timing.llm);
   return 0;
 }
 
@@ -140,13 +141,13 @@ int run_batch_command(const PipelineArgs& a) {
       const int width = 30;
       const int filled = p.total ? static_cast<int>(width * p.done / p.total) : width;
       std::fprintf(stderr, "\r[%s%s] %zu/%zu  %.2f q/s  ETA %s  failed %zu%s",
-                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(), p.done,
-                   p.total, rate, format_duration(eta).c_str(), p.failed, last ? "\n" : "");
+                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                   p.done, p.total, rate, format_duration(eta).c_str(), p.failed, last ? "\n" : "");
       std::fflush(stderr);
     } else if (last || p.elapsed_s - last_print >= 10.0) {
       last_print = p.elapsed_s;
-      std::fprintf(stderr, "progress: %zu/%zu queries, %.2f q/s, ETA %s, failed %zu\n", p.done, p.total, rate,
-                   format_duration(eta).c_str(), p.failed);
+      std::fprintf(stderr, "progress: %zu/%zu queries, %.2f q/s, ETA %s, failed %zu\n", p.done,
+                   p.total, rate, format_duration(eta).c_str(), p.failed);
     }
   };
   std::signal(SIGINT, on_stop_signal);
@@ -154,8 +155,8 @@ int run_batch_command(const PipelineArgs& a) {
   const BatchSummary s = run_batch(*reranker, o, g_stop, progress);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
-  spdlog::info("batch: {} ok, {} failed, {} skipped (already done) of {} in {}", s.ok, s.failed, s.skipped,
-               s.in_shard, o.output);
+  spdlog::info("batch: {} ok, {} failed, {} skipped (already done) of {} in {}", s.ok, s.failed,
+               s.skipped, s.in_shard, o.output);
   if (const VisionCache* cache = reranker->vision_cache()) {
     spdlog::info("vision cache: {} page(s) reused, {} encoded", cache->hits(), cache->misses());
   }
@@ -209,7 +210,8 @@ int run_bench_command(const BenchArgs& a) {
       } catch (const std::exception&) {
         throw UsageError("--keep-ratios: '" + kr + "' is not a number");
       }
-      if (!(c.keep_ratio > 0 && c.keep_ratio <= 1)) throw UsageError("--keep-ratios values must be in (0, 1]");
+      if (!(c.keep_ratio > 0 && c.keep_ratio <= 1))
+        throw UsageError("--keep-ratios values must be in (0, 1]");
       o.configs.push_back(c);
     }
   }
@@ -235,7 +237,8 @@ int run_bench_command(const BenchArgs& a) {
     int w = 0, h = 0;
     char x = 0;
     std::istringstream ss(a.page_size);
-    if (!(ss >> w >> x >> h) || x != 'x' || w < 32 || h < 32) throw UsageError("--page-size must look like 791x1024");
+    if (!(ss >> w >> x >> h) || x != 'x' || w < 32 || h < 32)
+      throw UsageError("--page-size must look like 791x1024");
     images = synthetic_pages(a.num_pages, w, h, 7);
   }
   auto reranker = load_reranker(a.common);
@@ -244,9 +247,9 @@ int run_bench_command(const BenchArgs& a) {
   const auto rows = run_bench(*reranker, query, pages, images, o);
   std::cout << (a.format == "jsonl" ? format_bench_jsonl(rows) : format_bench_table(rows));
   if (a.format != "jsonl") {
-    std::cout << "model " << reranker->folder().name << ", device " << a.common.device << ", threads "
-              << at::get_num_threads() << ", peak RSS " << format_bytes(static_cast<double>(peak_rss_bytes()))
-              << "\n";
+    std::cout << "model " << reranker->folder().name << ", device " << a.common.device
+              << ", threads " << at::get_num_threads() << ", peak RSS "
+              << format_bytes(static_cast<double>(peak_rss_bytes())) << "\n";
   }
   return 0;
 }
@@ -265,7 +268,9 @@ void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
   cmd->add_option("--window", a.window, "Candidates per forward pass (sliding window)")
       ->check(CLI::Range(1, kMaxWindow))
       ->capture_default_str();
-  cmd->add_option("--stride", a.stride, "Sliding-window stride")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--stride", a.stride, "Sliding-window stride")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
 }
 
 }  // namespace
@@ -273,59 +278,81 @@ void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
 void register_pipeline_commands(CLI::App& app, Handler& handler) {
   {
     auto a = std::make_shared<PipelineArgs>();
-    auto* cmd = app.add_subcommand("rank", "Rank the pages of image files, folders or PDFs for one query");
+    auto* cmd =
+        app.add_subcommand("rank", "Rank the pages of image files, folders or PDFs for one query");
     add_ranking_options(cmd, *a);
     cmd->add_option("-q,--query", a->query, "The search query")->required();
-    cmd->add_option("-p,--pages", a->pages, "Image files, folders of images, or PDF files")->required();
+    cmd->add_option("-p,--pages", a->pages, "Image files, folders of images, or PDF files")
+        ->required();
     cmd->add_option("--format", a->format, "Output: jsonl or table")
         ->check(CLI::IsMember({"jsonl", "table"}))
         ->capture_default_str();
-    cmd->add_option("--top-k", a->top_k, "Print only the best K pages (0 = all)")->capture_default_str();
+    cmd->add_option("--top-k", a->top_k, "Print only the best K pages (0 = all)")
+        ->capture_default_str();
     cmd->callback([a, &handler] { handler = [a] { return run_rank(*a); }; });
   }
   {
     auto a = std::make_shared<PipelineArgs>();
-    auto* cmd = app.add_subcommand("batch", "Rerank many queries from a JSONL file (resumable, shardable)");
+    auto* cmd =
+        app.add_subcommand("batch", "Rerank many queries from a JSONL file (resumable, shardable)");
     add_ranking_options(cmd, *a);
     cmd->add_option("-i,--input", a->input, "Queries JSONL")->required();
     cmd->add_option("-o,--output", a->output, "Run JSONL to write")->required();
     cmd->add_flag("--resume", a->resume, "Skip queries already finished in --output");
-    cmd->add_option("--shard", a->shard,
-                    "Run the K-th of N contiguous slices of the input (K/N, 1-based); the N outputs "
-                    "concatenated in order equal the full run");
+    cmd->add_option(
+        "--shard", a->shard,
+        "Run the K-th of N contiguous slices of the input (K/N, 1-based); the N outputs "
+        "concatenated in order equal the full run");
     cmd->add_option("--vision-cache-mb", a->vision_cache_mb,
                     "Memory for reusing pages' vision features across queries (exact; 0 = off)")
         ->capture_default_str();
-    cmd->add_option("--format", a->format, "Output: jsonl (run JSONL) or trec (qid Q0 docid rank score tag)")
+    cmd->add_option("--format", a->format,
+                    "Output: jsonl (run JSONL) or trec (qid Q0 docid rank score tag)")
         ->check(CLI::IsMember({"jsonl", "trec"}))
         ->capture_default_str();
     cmd->callback([a, &handler] { handler = [a] { return run_batch_command(*a); }; });
   }
   {
     auto* cmd = app.add_subcommand("render", "Render text passages or documents to page images");
-    cmd->callback([&handler] { handler = [] { unavailable("render"); return 0; }; });
+    cmd->callback([&handler] {
+      handler = [] {
+        unavailable("render");
+        return 0;
+      };
+    });
   }
   {
     auto* cmd = app.add_subcommand(
-        "train", "Train: stage 1 (rendered-text listwise pretraining) or stage 2 (page distillation)");
-    cmd->callback([&handler] { handler = [] { unavailable("train"); return 0; }; });
+        "train",
+        "Train: stage 1 (rendered-text listwise pretraining) or stage 2 (page distillation)");
+    cmd->callback([&handler] {
+      handler = [] {
+        unavailable("train");
+        return 0;
+      };
+    });
   }
   {
     auto a = std::make_shared<BenchArgs>();
     auto* cmd = app.add_subcommand(
-        "bench", "Per-stage latency (decode, preprocess, vision, pruning, LLM) of one window across scoring "
-                 "modes and keep ratios; median and spread after warm-up");
+        "bench",
+        "Per-stage latency (decode, preprocess, vision, pruning, LLM) of one window across scoring "
+        "modes and keep ratios; median and spread after warm-up");
     add_model_options(cmd, a->common);
     cmd->add_option("-i,--input", a->input, "Batch JSONL: benchmark its first query's pages");
     cmd->add_option("-p,--pages", a->pages, "Image files, folders or PDFs to benchmark on");
     cmd->add_option("-q,--query", a->query, "Query text")->capture_default_str();
-    cmd->add_option("--num-pages", a->num_pages, "Synthetic pages when no --input/--pages")->capture_default_str();
+    cmd->add_option("--num-pages", a->num_pages, "Synthetic pages when no --input/--pages")
+        ->capture_default_str();
     cmd->add_option("--page-size", a->page_size, "Synthetic page size WxH")->capture_default_str();
-    cmd->add_option("--keep-ratios", a->keep_ratios, "Comma-separated keep ratios")->capture_default_str();
+    cmd->add_option("--keep-ratios", a->keep_ratios, "Comma-separated keep ratios")
+        ->capture_default_str();
     cmd->add_option("--scoring", a->scorings, "Comma-separated scoring modes (logits, generate)")
         ->capture_default_str();
-    cmd->add_option("--repeats", a->repeats, "Timed repeats per configuration")->capture_default_str();
-    cmd->add_option("--warmup", a->warmup, "Untimed warm-up runs per configuration")->capture_default_str();
+    cmd->add_option("--repeats", a->repeats, "Timed repeats per configuration")
+        ->capture_default_str();
+    cmd->add_option("--warmup", a->warmup, "Untimed warm-up runs per configuration")
+        ->capture_default_str();
     cmd->add_option("--window", a->window, "Pages per window (extra pages are dropped)")
         ->check(CLI::Range(1, kMaxWindow))
         ->capture_default_str();

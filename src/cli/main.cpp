@@ -14,11 +14,14 @@
 namespace ziprerank::cli {
 
 void add_model_options(CLI::App* cmd, CommonOptions& o) {
-  cmd->add_option("--model", o.model,
-                  "Model folder (Hugging Face layout); default: the embedded model, or $ZIPRERANK_MODEL");
-  cmd->add_option("--device", o.device, "Compute device: cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--dtype", o.dtype,
-                  "Compute dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16")
+  cmd->add_option(
+      "--model", o.model,
+      "Model folder (Hugging Face layout); default: the embedded model, or $ZIPRERANK_MODEL");
+  cmd->add_option("--device", o.device, "Compute device: cpu, cuda or cuda:N")
+      ->capture_default_str();
+  cmd->add_option(
+         "--dtype", o.dtype,
+         "Compute dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16")
       ->capture_default_str();
   cmd->add_option("--threads", o.threads, "libtorch intra-op threads (0 = library default)")
       ->capture_default_str();
@@ -37,8 +40,9 @@ std::string resolve_model(const CommonOptions& o) {
 int main(int argc, char** argv) {
   using namespace ziprerank;
   tune_allocator();
-  CLI::App app{"ziprerank: rerank document pages for a query with a vision-language model.\n"
-               "Results go to stdout, logs to stderr."};
+  CLI::App app{
+      "ziprerank: rerank document pages for a query with a vision-language model.\n"
+      "Results go to stdout, logs to stderr."};
   app.set_version_flag("--version", std::string("ziprerank ") + version_string());
   app.require_subcommand(1);
   app.fallthrough();

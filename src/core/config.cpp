@@ -11,8 +11,8 @@
 
 namespace ziprerank {
 
-using nlohmann::json;
 using detail::read_opt;
+using nlohmann::json;
 
 const std::vector<std::string>& supported_model_types() {
   static const std::vector<std::string> kTypes = {"qwen3_vl"};
@@ -95,7 +95,8 @@ void parse_text(const json& t, TextConfig& c, const std::string& origin) {
   read_opt(t, "attention_bias", c.attention_bias, origin, s);
   read_opt(t, "initializer_range", c.initializer_range, origin, s);
   read_opt(t, "rope_theta", c.rope.rope_theta, origin, s);
-  // transformers 4.x: "rope_scaling"; transformers 5: "rope_parameters" (which also holds rope_theta).
+  // transformers 4.x: "rope_scaling"; transformers 5: "rope_parameters" (which also holds
+  // rope_theta).
   for (const char* key : {"rope_scaling", "rope_parameters"}) {
     auto it = t.find(key);
     if (it == t.end() || it->is_null()) continue;
@@ -186,7 +187,8 @@ void ModelConfig::validate(const std::string& origin) const {
   if (t.rope.mrope_interleaved) {
     const auto& ms = t.rope.mrope_section;
     if (ms[1] * 3 > t.head_dim / 2 || ms[2] * 3 > t.head_dim / 2) {
-      throw InputError(origin + ": mrope_section does not fit the interleaved layout for head_dim " +
+      throw InputError(origin +
+                       ": mrope_section does not fit the interleaved layout for head_dim " +
                        std::to_string(t.head_dim));
     }
   }

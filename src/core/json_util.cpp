@@ -18,8 +18,8 @@ nlohmann::json parse_json(const std::string& text, const std::string& origin) {
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(origin + ": invalid JSON at byte " + std::to_string(e.byte) + " (" +
-                     e.what() + ")");
+    throw InputError(origin + ": invalid JSON at byte " + std::to_string(e.byte) + " (" + e.what() +
+                     ")");
   } catch (const nlohmann::json::exception& e) {
     // e.g. a number too large to represent
     throw InputError(origin + ": invalid JSON (" + std::string(e.what()) + ")");

@@ -21,9 +21,12 @@ using nlohmann::json;
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
   }
   return "?";
 }
@@ -46,9 +49,8 @@ DType parse_dtype(const std::string& s, const std::string& origin, const std::st
   if (s == "F32") return DType::kF32;
   if (s == "F16") return DType::kF16;
   if (s == "BF16") return DType::kBF16;
-  static const std::set<std::string> kKnown = {"BOOL", "U8",  "I8",  "I16", "U16", "I32",
-                                               "U32",  "I64", "U64", "F64", "F8_E4M3",
-                                               "F8_E5M2"};
+  static const std::set<std::string> kKnown = {"BOOL", "U8",  "I8",  "I16", "U16",     "I32",
+                                               "U32",  "I64", "U64", "F64", "F8_E4M3", "F8_E5M2"};
   if (kKnown.count(s)) {
     fail(origin, "tensor '" + tensor + "' has dtype " + s +
                      ", which ziprerank does not load (supported: F32, F16, BF16)");
@@ -58,7 +60,8 @@ DType parse_dtype(const std::string& s, const std::string& origin, const std::st
 
 uint64_t read_u64(const json& v, const std::string& origin, const std::string& what) {
   if (v.is_number_unsigned()) return v.get<uint64_t>();
-  if (v.is_number_integer() && v.get<int64_t>() >= 0) return static_cast<uint64_t>(v.get<int64_t>());
+  if (v.is_number_integer() && v.get<int64_t>() >= 0)
+    return static_cast<uint64_t>(v.get<int64_t>());
   fail(origin, what + " must be a non-negative integer");
 }
 
@@ -66,7 +69,9 @@ uint64_t read_u64(const json& v, const std::string& origin, const std::string& w
 
 SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size,
                                            const std::string& origin) {
-  if (size < 8) fail(origin, "file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+  if (size < 8)
+    fail(origin,
+         "file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];
   if (n > kMaxSafetensorsHeader) {
@@ -101,7 +106,8 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size,
     // parse_error for bad syntax, out_of_range for numbers too large to represent
     fail(origin, std::string("header is not valid JSON (") + e.what() + ")");
   }
-  if (!duplicate.empty()) fail(origin, "tensor name '" + duplicate + "' appears twice in the header");
+  if (!duplicate.empty())
+    fail(origin, "tensor name '" + duplicate + "' appears twice in the header");
   if (!root.is_object()) fail(origin, "header is not a JSON object");
 
   for (auto it = root.begin(); it != root.end(); ++it) {
@@ -110,7 +116,8 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size,
     if (name == "__metadata__") {
       if (!entry.is_object()) fail(origin, "__metadata__ must be an object of strings");
       for (auto m = entry.begin(); m != entry.end(); ++m) {
-        if (!m.value().is_string()) fail(origin, "__metadata__ value '" + m.key() + "' is not a string");
+        if (!m.value().is_string())
+          fail(origin, "__metadata__ value '" + m.key() + "' is not a string");
         h.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
@@ -119,8 +126,10 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size,
     auto dt = entry.find("dtype");
     auto sh = entry.find("shape");
     auto off = entry.find("data_offsets");
-    if (dt == entry.end() || !dt->is_string()) fail(origin, "tensor '" + name + "' has no string 'dtype'");
-    if (sh == entry.end() || !sh->is_array()) fail(origin, "tensor '" + name + "' has no 'shape' array");
+    if (dt == entry.end() || !dt->is_string())
+      fail(origin, "tensor '" + name + "' has no string 'dtype'");
+    if (sh == entry.end() || !sh->is_array())
+      fail(origin, "tensor '" + name + "' has no 'shape' array");
     if (off == entry.end() || !off->is_array() || off->size() != 2) {
       fail(origin, "tensor '" + name + "' needs 'data_offsets' = [begin, end]");
     }
@@ -130,8 +139,10 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size,
     uint64_t numel = 1;
     for (const json& d : *sh) {
       const uint64_t dim = read_u64(d, origin, "shape of '" + name + "'");
-      if (dim > static_cast<uint64_t>(INT64_MAX)) fail(origin, "shape of '" + name + "' is too large");
-      if (__builtin_mul_overflow(numel, dim, &numel)) fail(origin, "shape of '" + name + "' overflows");
+      if (dim > static_cast<uint64_t>(INT64_MAX))
+        fail(origin, "shape of '" + name + "' is too large");
+      if (__builtin_mul_overflow(numel, dim, &numel))
+        fail(origin, "shape of '" + name + "' overflows");
       info.shape.push_back(static_cast<int64_t>(dim));
     }
     info.begin = read_u64((*off)[0], origin, "data_offsets of '" + name + "'");
@@ -231,7 +242,8 @@ SafetensorsWriter::Entry& SafetensorsWriter::new_entry(const std::string& name, 
     throw InternalError("safetensors writer: invalid tensor name '" + name + "'");
   }
   for (const auto& e : entries_) {
-    if (e.name == name) throw InternalError("safetensors writer: tensor '" + name + "' added twice");
+    if (e.name == name)
+      throw InternalError("safetensors writer: tensor '" + name + "' added twice");
   }
   uint64_t numel = 1;
   for (int64_t d : shape) {
@@ -267,7 +279,8 @@ void SafetensorsWriter::write(const std::string& path) const {
   // Entries are written in name order, like the reference implementation, so output is stable.
   std::vector<const Entry*> order;
   for (const auto& e : entries_) order.push_back(&e);
-  std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) { return a->name < b->name; });
+  std::sort(order.begin(), order.end(),
+            [](const Entry* a, const Entry* b) { return a->name < b->name; });
 
   json header = json::object();
   if (!metadata_.empty()) header["__metadata__"] = metadata_;

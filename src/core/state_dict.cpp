@@ -14,19 +14,26 @@ namespace fs = std::filesystem;
 
 at::ScalarType to_scalar_type(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return at::kFloat;
-    case DType::kF16: return at::kHalf;
-    case DType::kBF16: return at::kBFloat16;
+    case DType::kF32:
+      return at::kFloat;
+    case DType::kF16:
+      return at::kHalf;
+    case DType::kBF16:
+      return at::kBFloat16;
   }
   throw InternalError("unknown DType");
 }
 
 DType from_scalar_type(at::ScalarType type) {
   switch (type) {
-    case at::kFloat: return DType::kF32;
-    case at::kHalf: return DType::kF16;
-    case at::kBFloat16: return DType::kBF16;
-    default: break;
+    case at::kFloat:
+      return DType::kF32;
+    case at::kHalf:
+      return DType::kF16;
+    case at::kBFloat16:
+      return DType::kBF16;
+    default:
+      break;
   }
   throw InternalError(std::string("cannot store scalar type ") + at::toString(type) +
                       " in safetensors (use float32, float16 or bfloat16)");
@@ -57,7 +64,8 @@ std::shared_ptr<const WeightStore> WeightStore::open(const std::string& model_di
   std::vector<std::string> shards;
   std::map<std::string, std::string> expected;  // tensor -> shard
   for (auto it = wm->begin(); it != wm->end(); ++it) {
-    if (!it.value().is_string()) throw InputError(origin + ": weight_map['" + it.key() + "'] is not a file name");
+    if (!it.value().is_string())
+      throw InputError(origin + ": weight_map['" + it.key() + "'] is not a file name");
     const std::string shard = it.value().get<std::string>();
     if (shard.find('/') != std::string::npos || shard == "..") {
       throw InputError(origin + ": shard name '" + shard + "' must be a plain file name");
@@ -68,13 +76,15 @@ std::shared_ptr<const WeightStore> WeightStore::open(const std::string& model_di
   std::vector<std::string> paths;
   for (const auto& s : shards) {
     const fs::path p = dir / s;
-    if (!fs::exists(p)) throw InputError(origin + " lists shard '" + s + "', which is missing from " + model_dir);
+    if (!fs::exists(p))
+      throw InputError(origin + " lists shard '" + s + "', which is missing from " + model_dir);
     paths.push_back(p.string());
   }
   auto store = open_files(paths);
   for (const auto& [name, shard] : expected) {
     if (!store->contains(name)) {
-      throw InputError(origin + ": tensor '" + name + "' should be in shard '" + shard + "' but is not");
+      throw InputError(origin + ": tensor '" + name + "' should be in shard '" + shard +
+                       "' but is not");
     }
     const std::string actual = fs::path(store->file_of(name).path()).filename().string();
     if (actual != shard) {
@@ -133,7 +143,8 @@ at::Tensor WeightStore::view(const std::string& name) const {
     return out;
   }
   auto keep_alive = file.mapping();
-  return at::from_blob(const_cast<uint8_t*>(ptr), ti.shape, [keep_alive](void*) {}, options);
+  return at::from_blob(
+      const_cast<uint8_t*>(ptr), ti.shape, [keep_alive](void*) {}, options);
 }
 
 at::Tensor WeightStore::load(const std::string& name, at::ScalarType dtype,
@@ -175,7 +186,8 @@ at::Tensor StateDict::fetch(const std::string& name, const std::vector<int64_t>&
                             bool required) {
   const std::string full = prefix_ + name;
   if (!store_->contains(full)) {
-    if (required) record_->problems.push_back("missing tensor '" + full + "' " + shape_to_string(shape));
+    if (required)
+      record_->problems.push_back("missing tensor '" + full + "' " + shape_to_string(shape));
     return {};
   }
   record_->used.insert(full);

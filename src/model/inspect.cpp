@@ -23,27 +23,26 @@ InspectResult inspect_model(const std::string& dir) {
   r["name"] = folder.name;
   r["random_init"] = folder.random_init;
   r["model_type"] = c.model_type;
-  r["architecture"] = {
-      {"vision",
-       {{"depth", c.vision.depth},
-        {"hidden_size", c.vision.hidden_size},
-        {"num_heads", c.vision.num_heads},
-        {"intermediate_size", c.vision.intermediate_size},
-        {"patch_size", c.vision.patch_size},
-        {"spatial_merge_size", c.vision.spatial_merge_size},
-        {"deepstack_visual_indexes", c.vision.deepstack_visual_indexes}}},
-      {"text",
-       {{"layers", c.text.num_hidden_layers},
-        {"hidden_size", c.text.hidden_size},
-        {"heads", c.text.num_attention_heads},
-        {"kv_heads", c.text.num_key_value_heads},
-        {"head_dim", c.text.head_dim},
-        {"intermediate_size", c.text.intermediate_size},
-        {"vocab_size", c.text.vocab_size},
-        {"rope_theta", c.text.rope.rope_theta},
-        {"mrope_section", c.text.rope.mrope_section},
-        {"mrope_interleaved", c.text.rope.mrope_interleaved}}},
-      {"tie_word_embeddings", c.tie_word_embeddings}};
+  r["architecture"] = {{"vision",
+                        {{"depth", c.vision.depth},
+                         {"hidden_size", c.vision.hidden_size},
+                         {"num_heads", c.vision.num_heads},
+                         {"intermediate_size", c.vision.intermediate_size},
+                         {"patch_size", c.vision.patch_size},
+                         {"spatial_merge_size", c.vision.spatial_merge_size},
+                         {"deepstack_visual_indexes", c.vision.deepstack_visual_indexes}}},
+                       {"text",
+                        {{"layers", c.text.num_hidden_layers},
+                         {"hidden_size", c.text.hidden_size},
+                         {"heads", c.text.num_attention_heads},
+                         {"kv_heads", c.text.num_key_value_heads},
+                         {"head_dim", c.text.head_dim},
+                         {"intermediate_size", c.text.intermediate_size},
+                         {"vocab_size", c.text.vocab_size},
+                         {"rope_theta", c.text.rope.rope_theta},
+                         {"mrope_section", c.text.rope.mrope_section},
+                         {"mrope_interleaved", c.text.rope.mrope_interleaved}}},
+                       {"tie_word_embeddings", c.tie_word_embeddings}};
   r["preprocessor"] = {{"min_pixels", folder.preprocessor.min_pixels},
                        {"max_pixels", folder.preprocessor.max_pixels},
                        {"patch_size", folder.preprocessor.patch_size},
@@ -96,7 +95,8 @@ InspectResult inspect_model(const std::string& dir) {
     r["tokenizer"] = {{"kind", tok->kind()}, {"vocab_size", tok->vocab_size()}};
     if (tok->vocab_size() > c.text.vocab_size) {
       problems.push_back("tokenizer has " + std::to_string(tok->vocab_size()) +
-                         " ids but the embedding has only " + std::to_string(c.text.vocab_size) + " rows");
+                         " ids but the embedding has only " + std::to_string(c.text.vocab_size) +
+                         " rows");
     }
     for (auto [token, id] : {std::pair<const char*, int64_t>{"<|image_pad|>", c.image_token_id},
                              {"<|vision_start|>", c.vision_start_token_id},
@@ -122,22 +122,25 @@ std::string format_inspect_table(const json& r) {
   std::ostringstream o;
   const auto& v = r["architecture"]["vision"];
   const auto& t = r["architecture"]["text"];
-  o << "model        " << r["name"].get<std::string>() << "  (" << r["model_dir"].get<std::string>() << ")\n";
-  if (r["random_init"].get<bool>()) o << "             RANDOMLY INITIALISED: untrained weights, rankings are meaningless\n";
+  o << "model        " << r["name"].get<std::string>() << "  (" << r["model_dir"].get<std::string>()
+    << ")\n";
+  if (r["random_init"].get<bool>())
+    o << "             RANDOMLY INITIALISED: untrained weights, rankings are meaningless\n";
   o << "type         " << r["model_type"].get<std::string>() << "\n";
-  o << "vision       depth " << v["depth"] << ", hidden " << v["hidden_size"] << ", heads " << v["num_heads"]
-    << ", mlp " << v["intermediate_size"] << ", patch " << v["patch_size"] << ", merge "
-    << v["spatial_merge_size"] << ", deepstack " << v["deepstack_visual_indexes"].dump() << "\n";
-  o << "text         layers " << t["layers"] << ", hidden " << t["hidden_size"] << ", heads " << t["heads"]
-    << "/" << t["kv_heads"] << " kv, head_dim " << t["head_dim"] << ", mlp " << t["intermediate_size"]
-    << ", vocab " << t["vocab_size"] << "\n";
+  o << "vision       depth " << v["depth"] << ", hidden " << v["hidden_size"] << ", heads "
+    << v["num_heads"] << ", mlp " << v["intermediate_size"] << ", patch " << v["patch_size"]
+    << ", merge " << v["spatial_merge_size"] << ", deepstack "
+    << v["deepstack_visual_indexes"].dump() << "\n";
+  o << "text         layers " << t["layers"] << ", hidden " << t["hidden_size"] << ", heads "
+    << t["heads"] << "/" << t["kv_heads"] << " kv, head_dim " << t["head_dim"] << ", mlp "
+    << t["intermediate_size"] << ", vocab " << t["vocab_size"] << "\n";
   o << "rope         theta " << t["rope_theta"] << ", mrope_section " << t["mrope_section"].dump()
     << (t["mrope_interleaved"].get<bool>() ? " interleaved" : "") << "\n";
   o << "tokenizer    " << r["tokenizer"]["kind"].get<std::string>();
   if (r["tokenizer"].contains("vocab_size")) o << ", " << r["tokenizer"]["vocab_size"] << " ids";
   o << "\n";
-  o << "parameters   " << r["parameters_total"] << " total, " << format_bytes(r["weights_bytes"].get<double>())
-    << " on disk\n";
+  o << "parameters   " << r["parameters_total"] << " total, "
+    << format_bytes(r["weights_bytes"].get<double>()) << " on disk\n";
   for (const auto& [component, n] : r["parameters"].items()) {
     char line[128];
     std::snprintf(line, sizeof(line), "  %-20s %14llu\n", component.c_str(),
@@ -158,7 +161,8 @@ std::string format_inspect_table(const json& r) {
   }
   o << "\n";
   if (!r["unexpected_tensors"].empty()) {
-    o << "unused       " << r["unexpected_tensors"].size() << " tensor(s) not part of the architecture, e.g. "
+    o << "unused       " << r["unexpected_tensors"].size()
+      << " tensor(s) not part of the architecture, e.g. "
       << r["unexpected_tensors"][0].get<std::string>() << "\n";
   }
   if (r["valid"].get<bool>()) {

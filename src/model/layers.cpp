@@ -20,13 +20,15 @@ Linear::Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, 
   if (has_bias) bias = take(sd, name + ".bias", {out}, params);
 }
 
-LayerNorm::LayerNorm(StateDict& sd, const std::string& name, int64_t dim, double eps_, ParamList& params)
+LayerNorm::LayerNorm(StateDict& sd, const std::string& name, int64_t dim, double eps_,
+                     ParamList& params)
     : eps(eps_) {
   weight = take(sd, name + ".weight", {dim}, params);
   bias = take(sd, name + ".bias", {dim}, params);
 }
 
-RMSNorm::RMSNorm(StateDict& sd, const std::string& name, int64_t dim, double eps_, ParamList& params)
+RMSNorm::RMSNorm(StateDict& sd, const std::string& name, int64_t dim, double eps_,
+                 ParamList& params)
     : eps(eps_) {
   weight = take(sd, name + ".weight", {dim}, params);
 }
@@ -72,7 +74,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   // Keep the float32 score block of one chunk near 16 MiB: small enough to be served from the
   // reused heap (see tune_allocator) instead of fresh mmap'ed pages on every chunk.
   const int64_t budget = int64_t{4} << 20;
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(Sq, budget / std::max<int64_t>(1, B * H * Sk)));
+  const int64_t chunk =
+      std::max<int64_t>(1, std::min<int64_t>(Sq, budget / std::max<int64_t>(1, B * H * Sk)));
   std::vector<at::Tensor> outs;
   for (int64_t r0 = 0; r0 < Sq; r0 += chunk) {
     const int64_t rows = std::min(chunk, Sq - r0);

@@ -20,7 +20,8 @@ at::Tensor take(StateDict& sd, const std::string& name, const std::vector<int64_
 struct Linear {
   at::Tensor weight, bias;  // bias undefined when absent
   Linear() = default;
-  Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, bool has_bias, ParamList& params);
+  Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, bool has_bias,
+         ParamList& params);
   at::Tensor operator()(const at::Tensor& x) const { return at::linear(x, weight, bias); }
 };
 

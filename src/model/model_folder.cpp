@@ -1,3 +1,5 @@
+#include "ziprerank/model_folder.hpp"
+
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 
@@ -7,7 +9,6 @@
 
 #include "core/json_util.hpp"
 #include "ziprerank/errors.hpp"
-#include "ziprerank/model_folder.hpp"
 #include "ziprerank/safetensors.hpp"
 #include "ziprerank/state_dict.hpp"
 
@@ -75,9 +76,9 @@ SpecialTokenIds write_byte_level_tokenizer(const std::string& path) {
   const auto order = byte_unicode_order();
   for (size_t i = 0; i < order.size(); ++i) vocab[utf8(order[i].second)] = i;
   const int64_t base = static_cast<int64_t>(order.size());
-  const std::vector<std::string> specials = {"<|endoftext|>",   "<|im_start|>", "<|im_end|>",
-                                             "<|vision_start|>", "<|vision_end|>",
-                                             "<|image_pad|>",   "<|video_pad|>"};
+  const std::vector<std::string> specials = {"<|endoftext|>",    "<|im_start|>",   "<|im_end|>",
+                                             "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                                             "<|video_pad|>"};
   json added = json::array();
   for (size_t i = 0; i < specials.size(); ++i) {
     added.push_back({{"id", base + static_cast<int64_t>(i)},
@@ -88,37 +89,38 @@ SpecialTokenIds write_byte_level_tokenizer(const std::string& path) {
                      {"normalized", false},
                      {"special", true}});
   }
-  json tok = {
-      {"version", "1.0"},
-      {"truncation", nullptr},
-      {"padding", nullptr},
-      {"added_tokens", added},
-      {"normalizer", {{"type", "NFC"}}},
-      {"pre_tokenizer",
-       {{"type", "Sequence"},
-        {"pretokenizers",
-         json::array({{{"type", "Split"},
-                       {"pattern", {{"Regex", kQwenSplitPattern}}},
-                       {"behavior", "Isolated"},
-                       {"invert", false}},
-                      {{"type", "ByteLevel"},
-                       {"add_prefix_space", false},
-                       {"trim_offsets", false},
-                       {"use_regex", false}}})}}},
-      {"post_processor", nullptr},
-      {"decoder",
-       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}},
-      {"model",
-       {{"type", "BPE"},
-        {"dropout", nullptr},
-        {"unk_token", nullptr},
-        {"continuing_subword_prefix", ""},
-        {"end_of_word_suffix", ""},
-        {"fuse_unk", false},
-        {"byte_fallback", false},
-        {"ignore_merges", false},
-        {"vocab", vocab},
-        {"merges", json::array()}}}};
+  json tok = {{"version", "1.0"},
+              {"truncation", nullptr},
+              {"padding", nullptr},
+              {"added_tokens", added},
+              {"normalizer", {{"type", "NFC"}}},
+              {"pre_tokenizer",
+               {{"type", "Sequence"},
+                {"pretokenizers", json::array({{{"type", "Split"},
+                                                {"pattern", {{"Regex", kQwenSplitPattern}}},
+                                                {"behavior", "Isolated"},
+                                                {"invert", false}},
+                                               {{"type", "ByteLevel"},
+                                                {"add_prefix_space", false},
+                                                {"trim_offsets", false},
+                                                {"use_regex", false}}})}}},
+              {"post_processor", nullptr},
+              {"decoder",
+               {{"type", "ByteLevel"},
+                {"add_prefix_space", false},
+                {"trim_offsets", false},
+                {"use_regex", false}}},
+              {"model",
+               {{"type", "BPE"},
+                {"dropout", nullptr},
+                {"unk_token", nullptr},
+                {"continuing_subword_prefix", ""},
+                {"end_of_word_suffix", ""},
+                {"fuse_unk", false},
+                {"byte_fallback", false},
+                {"ignore_merges", false},
+                {"vocab", vocab},
+                {"merges", json::array()}}}};
   write_file(path, tok.dump(1));
   return SpecialTokenIds{base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6};
 }
@@ -172,7 +174,8 @@ ModelFolder open_model_folder(const std::string& dir) {
       break;
     }
   }
-  if (m.tokenizer_file.empty()) throw InputError("'" + dir + "' has no tokenizer.json or tokenizer.model");
+  if (m.tokenizer_file.empty())
+    throw InputError("'" + dir + "' has no tokenizer.json or tokenizer.model");
   return m;
 }
 
@@ -182,7 +185,7 @@ std::string default_model_dir() {
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
-    roots.push_back(exe.parent_path() / "models");                               // build tree
+    roots.push_back(exe.parent_path() / "models");                                 // build tree
     roots.push_back(exe.parent_path() / ".." / "share" / "ziprerank" / "models");  // installed
   }
 #ifdef ZIPRERANK_MODEL_INSTALL_DIR
@@ -221,7 +224,8 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
     fs::remove(out / "tokenizer.model");
   } else {
     const fs::path src(options.tokenizer_src);
-    if (!fs::exists(src)) throw InputError("tokenizer file '" + options.tokenizer_src + "' does not exist");
+    if (!fs::exists(src))
+      throw InputError("tokenizer file '" + options.tokenizer_src + "' does not exist");
     const std::string fname = src.extension() == ".json" ? "tokenizer.json" : "tokenizer.model";
     fs::copy_file(src, out / fname, fs::copy_options::overwrite_existing);
     fs::remove(out / (fname == "tokenizer.json" ? "tokenizer.model" : "tokenizer.json"));
@@ -243,8 +247,12 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
   for (const WeightSpec& spec : expected_weights(config)) {
     at::Tensor t;
     switch (spec.init) {
-      case WeightSpec::Init::kZeros: t = at::zeros(spec.shape); break;
-      case WeightSpec::Init::kOnes: t = at::ones(spec.shape); break;
+      case WeightSpec::Init::kZeros:
+        t = at::zeros(spec.shape);
+        break;
+      case WeightSpec::Init::kOnes:
+        t = at::ones(spec.shape);
+        break;
       case WeightSpec::Init::kNormal:
         t = at::randn(spec.shape) * (spec.component.rfind("vision", 0) == 0
                                          ? config.vision.initializer_range
@@ -258,7 +266,8 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
   }
   writer.set_metadata("format", "pt");
   writer.write((out / "model.safetensors").string());
-  spdlog::info("wrote a randomly initialised model ({} tensors) to {}", writer.size(), out.string());
+  spdlog::info("wrote a randomly initialised model ({} tensors) to {}", writer.size(),
+               out.string());
 }
 
 }  // namespace ziprerank

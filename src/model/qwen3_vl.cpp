@@ -19,20 +19,23 @@ void KVCache::truncate(int64_t n) {
   }
 }
 
-Qwen3VLModel::Qwen3VLModel(const ModelConfig& config, StateDict& weights, const ModelOptions& options)
+Qwen3VLModel::Qwen3VLModel(const ModelConfig& config, StateDict& weights,
+                           const ModelOptions& options)
     : config_(config), options_(options) {
   vision_ = std::make_unique<VisionTower>(config.vision, weights.select("model.visual."), params_);
   text_ = std::make_unique<TextModel>(config, weights.select("model.language_model."), params_);
   if (config.tie_word_embeddings) {
     lm_head_ = text_->embed_weight();
   } else {
-    lm_head_ = detail::take(weights, "lm_head.weight", {config.text.vocab_size, config.text.hidden_size}, params_);
+    lm_head_ = detail::take(weights, "lm_head.weight",
+                            {config.text.vocab_size, config.text.hidden_size}, params_);
   }
 }
 
 Qwen3VLModel::~Qwen3VLModel() = default;
 
-std::unique_ptr<Qwen3VLModel> Qwen3VLModel::load(const std::string& model_dir, const ModelOptions& options) {
+std::unique_ptr<Qwen3VLModel> Qwen3VLModel::load(const std::string& model_dir,
+                                                 const ModelOptions& options) {
   const ModelFolder folder = open_model_folder(model_dir);
   auto store = WeightStore::open(model_dir);
   LoadOptions lo;
@@ -44,8 +47,8 @@ std::unique_ptr<Qwen3VLModel> Qwen3VLModel::load(const std::string& model_dir, c
   sd.finish(model_dir);
   const auto unused = sd.unused();
   if (!unused.empty()) {
-    spdlog::warn("{}: {} tensor(s) in the checkpoint are not used by the model, e.g. '{}'", model_dir,
-                 unused.size(), unused.front());
+    spdlog::warn("{}: {} tensor(s) in the checkpoint are not used by the model, e.g. '{}'",
+                 model_dir, unused.size(), unused.front());
   }
   if (options.trainable) {
     for (auto& [name, t] : model->params_) t.set_requires_grad(true);
@@ -63,8 +66,9 @@ at::Tensor Qwen3VLModel::embed(const at::Tensor& token_ids) const {
   if (token_ids.numel() > 0) {
     const int64_t lo = token_ids.min().item<int64_t>(), hi = token_ids.max().item<int64_t>();
     if (lo < 0 || hi >= V) {
-      throw InputError("token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the model's vocabulary of " +
-                       std::to_string(V) + " (tokenizer and model do not match?)");
+      throw InputError("token id " + std::to_string(lo < 0 ? lo : hi) +
+                       " is outside the model's vocabulary of " + std::to_string(V) +
+                       " (tokenizer and model do not match?)");
     }
   }
   return text_->embed(token_ids.to(lm_head_.device()));

@@ -12,7 +12,8 @@ using detail::RMSNorm;
 TextModel::TextModel(const ModelConfig& c, StateDict sd, detail::ParamList& params) : config_(c) {
   const auto& t = c.text;
   const int64_t D = t.hidden_size, hd = t.head_dim;
-  const int64_t qdim = int64_t{t.num_attention_heads} * hd, kvdim = int64_t{t.num_key_value_heads} * hd;
+  const int64_t qdim = int64_t{t.num_attention_heads} * hd,
+                kvdim = int64_t{t.num_key_value_heads} * hd;
   embed_tokens_ = detail::take(sd, "embed_tokens.weight", {t.vocab_size, D}, params);
   for (int i = 0; i < t.num_hidden_layers; ++i) {
     StateDict l = sd.select("layers." + std::to_string(i) + ".");
@@ -32,10 +33,12 @@ TextModel::TextModel(const ModelConfig& c, StateDict sd, detail::ParamList& para
   }
   norm_ = RMSNorm(sd, "norm", D, t.rms_norm_eps, params);
   const auto i64 = at::TensorOptions().dtype(at::kLong);
-  inv_freq_ = 1.0 / at::pow(t.rope.rope_theta, at::arange(0, hd, 2, i64).to(at::kFloat) / static_cast<double>(hd));
+  inv_freq_ = 1.0 / at::pow(t.rope.rope_theta,
+                            at::arange(0, hd, 2, i64).to(at::kFloat) / static_cast<double>(hd));
 }
 
-std::pair<at::Tensor, at::Tensor> TextModel::rope(const at::Tensor& position_ids, at::ScalarType dtype) const {
+std::pair<at::Tensor, at::Tensor> TextModel::rope(const at::Tensor& position_ids,
+                                                  at::ScalarType dtype) const {
   // freqs[r] = position[r] x inv_freq for the t, h, w rows: [3, B, S, head_dim / 2] in float32.
   const at::Tensor pos = position_ids.to(at::kFloat);
   const at::Tensor inv = inv_freq_.to(pos.device());
@@ -47,7 +50,8 @@ std::pair<at::Tensor, at::Tensor> TextModel::rope(const at::Tensor& position_ids
     // sec[1] (resp. sec[2]) triples; everything else stays t.
     for (int dim = 1; dim <= 2; ++dim) {
       const int64_t len = int64_t{sec[dim]} * 3;
-      const at::Tensor idx = at::arange(dim, len, 3, at::TensorOptions().dtype(at::kLong).device(pos.device()));
+      const at::Tensor idx =
+          at::arange(dim, len, 3, at::TensorOptions().dtype(at::kLong).device(pos.device()));
       f.index_copy_(-1, idx, freqs[dim].index_select(-1, idx));
     }
   } else {
@@ -81,7 +85,8 @@ at::Tensor TextModel::forward(const TextInput& in, KVCache* cache) const {
 
   at::Tensor visual_rows;  // flat row indices of the visual positions in [B * S]
   if (!in.deepstack.empty()) {
-    if (!in.visual_mask.defined()) throw InternalError("DeepStack features given without a visual mask");
+    if (!in.visual_mask.defined())
+      throw InternalError("DeepStack features given without a visual mask");
     visual_rows = in.visual_mask.reshape({-1}).nonzero().squeeze(1);
   }
   at::Tensor h = x0;
@@ -108,8 +113,9 @@ at::Tensor TextModel::forward(const TextInput& in, KVCache* cache) const {
     if (i < in.deepstack.size()) {
       const at::Tensor ds = in.deepstack[i].to(h.device(), h.scalar_type());
       if (ds.size(0) != visual_rows.size(0)) {
-        throw InternalError("DeepStack level " + std::to_string(i) + " has " + std::to_string(ds.size(0)) +
-                            " rows for " + std::to_string(visual_rows.size(0)) + " visual positions");
+        throw InternalError("DeepStack level " + std::to_string(i) + " has " +
+                            std::to_string(ds.size(0)) + " rows for " +
+                            std::to_string(visual_rows.size(0)) + " visual positions");
       }
       h = h.reshape({B * S, -1}).index_add(0, visual_rows, ds).view({B, S, -1});
     }

@@ -9,12 +9,15 @@ namespace ziprerank {
 class TextModel {
  public:
   TextModel(const ModelConfig& config, StateDict sd, detail::ParamList& params);
-  at::Tensor embed(const at::Tensor& ids) const { return embed_tokens_.index_select(0, ids.flatten()).view(embed_shape(ids)); }
+  at::Tensor embed(const at::Tensor& ids) const {
+    return embed_tokens_.index_select(0, ids.flatten()).view(embed_shape(ids));
+  }
   at::Tensor forward(const TextInput& input, KVCache* cache) const;
   const at::Tensor& embed_weight() const { return embed_tokens_; }
 
   /// cos/sin [B, S, head_dim] of the (interleaved) multimodal rotary embedding, in `dtype`.
-  std::pair<at::Tensor, at::Tensor> rope(const at::Tensor& position_ids, at::ScalarType dtype) const;
+  std::pair<at::Tensor, at::Tensor> rope(const at::Tensor& position_ids,
+                                         at::ScalarType dtype) const;
 
  private:
   struct Layer {

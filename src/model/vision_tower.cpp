@@ -9,11 +9,13 @@ namespace ziprerank {
 using detail::LayerNorm;
 using detail::Linear;
 
-VisionTower::VisionTower(const VisionConfig& c, StateDict sd, detail::ParamList& params) : config_(c) {
+VisionTower::VisionTower(const VisionConfig& c, StateDict sd, detail::ParamList& params)
+    : config_(c) {
   const int64_t H = c.hidden_size;
   const int64_t merged = H * c.spatial_merge_size * c.spatial_merge_size;
-  at::Tensor w = detail::take(sd, "patch_embed.proj.weight",
-                              {H, c.in_channels, c.temporal_patch_size, c.patch_size, c.patch_size}, params);
+  at::Tensor w =
+      detail::take(sd, "patch_embed.proj.weight",
+                   {H, c.in_channels, c.temporal_patch_size, c.patch_size, c.patch_size}, params);
   if (w.defined()) patch_weight_ = w.view({H, -1});  // a view: training updates reach it
   patch_bias_ = detail::take(sd, "patch_embed.proj.bias", {H}, params);
   pos_embed_ = detail::take(sd, "pos_embed.weight", {c.num_position_embeddings, H}, params);
@@ -39,7 +41,8 @@ VisionTower::VisionTower(const VisionConfig& c, StateDict sd, detail::ParamList&
   };
   merger_ = make_merger(sd.select("merger."), false);
   for (size_t i = 0; i < c.deepstack_visual_indexes.size(); ++i) {
-    deepstack_.push_back(make_merger(sd.select("deepstack_merger_list." + std::to_string(i) + "."), true));
+    deepstack_.push_back(
+        make_merger(sd.select("deepstack_merger_list." + std::to_string(i) + "."), true));
   }
   // 2D rotary: a quarter of the head for rows and a quarter for columns, then duplicated.
   const int64_t dim = c.head_dim() / 2;
@@ -48,7 +51,8 @@ VisionTower::VisionTower(const VisionConfig& c, StateDict sd, detail::ParamList&
 }
 
 at::Tensor VisionTower::Merger::operator()(const at::Tensor& x) const {
-  at::Tensor h = postshuffle ? norm(x.reshape({-1, merged_dim})) : norm(x).reshape({-1, merged_dim});
+  at::Tensor h =
+      postshuffle ? norm(x.reshape({-1, merged_dim})) : norm(x).reshape({-1, merged_dim});
   return fc2(at::gelu(fc1(h)));
 }
 
@@ -102,22 +106,26 @@ std::pair<at::Tensor, at::Tensor> VisionTower::rotary(const std::vector<ImageGri
   const auto i64 = at::TensorOptions().dtype(at::kLong);
   for (const ImageGrid& g : grids) {
     const int64_t mh = g.h / m, mw = g.w / m;
-    const at::Tensor r = (at::arange(mh, i64).view({mh, 1, 1, 1}) * m + at::arange(m, i64).view({1, 1, m, 1}))
-                             .expand({mh, mw, m, m})
-                             .reshape({-1});
-    const at::Tensor c = (at::arange(mw, i64).view({1, mw, 1, 1}) * m + at::arange(m, i64).view({1, 1, 1, m}))
-                             .expand({mh, mw, m, m})
-                             .reshape({-1});
+    const at::Tensor r =
+        (at::arange(mh, i64).view({mh, 1, 1, 1}) * m + at::arange(m, i64).view({1, 1, m, 1}))
+            .expand({mh, mw, m, m})
+            .reshape({-1});
+    const at::Tensor c =
+        (at::arange(mw, i64).view({1, mw, 1, 1}) * m + at::arange(m, i64).view({1, 1, 1, m}))
+            .expand({mh, mw, m, m})
+            .reshape({-1});
     rows.push_back(r.repeat({g.t}));
     cols.push_back(c.repeat({g.t}));
   }
-  const at::Tensor emb_half = at::cat({table.index_select(0, at::cat(rows)), table.index_select(0, at::cat(cols))}, 1);
+  const at::Tensor emb_half =
+      at::cat({table.index_select(0, at::cat(rows)), table.index_select(0, at::cat(cols))}, 1);
   const at::Tensor emb = at::cat({emb_half, emb_half}, 1).to(pos_embed_.device());
   return {emb.cos(), emb.sin()};
 }
 
 at::Tensor VisionTower::block_forward(const Block& b, const at::Tensor& x, const at::Tensor& cos,
-                                      const at::Tensor& sin, const std::vector<int64_t>& lengths) const {
+                                      const at::Tensor& sin,
+                                      const std::vector<int64_t>& lengths) const {
   const int64_t S = x.size(0), heads = config_.num_heads, hd = config_.head_dim();
   const at::Tensor qkv = b.qkv(b.norm1(x)).reshape({S, 3, heads, hd}).permute({1, 0, 2, 3});
   at::Tensor q = qkv[0], k = qkv[1], v = qkv[2];  // [S, heads, hd]
@@ -131,7 +139,9 @@ at::Tensor VisionTower::block_forward(const Block& b, const at::Tensor& x, const
   int64_t offset = 0;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   for (int64_t len : lengths) {
-    auto seg = [&](const at::Tensor& t) { return t.narrow(0, offset, len).transpose(0, 1).unsqueeze(0); };
+    auto seg = [&](const at::Tensor& t) {
+      return t.narrow(0, offset, len).transpose(0, 1).unsqueeze(0);
+    };
     const at::Tensor o = detail::attention(seg(q), seg(k), seg(v), scale, /*causal=*/false);
     outs.push_back(o.squeeze(0).transpose(0, 1));  // [len, heads, hd]
     offset += len;
@@ -142,7 +152,8 @@ at::Tensor VisionTower::block_forward(const Block& b, const at::Tensor& x, const
   return h;
 }
 
-VisionFeatures VisionTower::forward(const at::Tensor& pixel_values, const std::vector<ImageGrid>& grids) const {
+VisionFeatures VisionTower::forward(const at::Tensor& pixel_values,
+                                    const std::vector<ImageGrid>& grids) const {
   int64_t total = 0;
   std::vector<int64_t> lengths;
   VisionFeatures out;
@@ -159,8 +170,9 @@ VisionFeatures VisionTower::forward(const at::Tensor& pixel_values, const std::v
   }
   if (pixel_values.dim() != 2 || pixel_values.size(0) != total ||
       pixel_values.size(1) != config_.patch_input_dim()) {
-    throw InputError("pixel_values has shape " + shape_to_string(pixel_values.sizes().vec()) + ", expected [" +
-                     std::to_string(total) + ", " + std::to_string(config_.patch_input_dim()) + "]");
+    throw InputError("pixel_values has shape " + shape_to_string(pixel_values.sizes().vec()) +
+                     ", expected [" + std::to_string(total) + ", " +
+                     std::to_string(config_.patch_input_dim()) + "]");
   }
   const auto dtype = patch_weight_.scalar_type();
   const at::Tensor px = pixel_values.to(patch_weight_.device(), dtype);

@@ -33,8 +33,8 @@ class VisionTower {
   VisionConfig config_;
   at::Tensor patch_weight_;  // [hidden, C*T*P*P]: the Conv3d kernel flattened (stride == kernel)
   at::Tensor patch_bias_;
-  at::Tensor pos_embed_;     // [num_position_embeddings, hidden]
-  at::Tensor inv_freq_;      // [head_dim / 4] float32
+  at::Tensor pos_embed_;  // [num_position_embeddings, hidden]
+  at::Tensor inv_freq_;   // [head_dim / 4] float32
   std::vector<Block> blocks_;
   Merger merger_;
   std::vector<Merger> deepstack_;

@@ -1,6 +1,7 @@
 #include "ziprerank/batch.hpp"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,7 +11,6 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-#include <spdlog/spdlog.h>
 
 #include "ziprerank/errors.hpp"
 #include "ziprerank/run_io.hpp"
@@ -26,7 +26,8 @@ std::string require_string(const json& obj, const char* key, const std::string& 
   auto it = obj.find(key);
   if (it == obj.end()) throw InputError(origin + ": missing field '" + std::string(key) + "'");
   if (it->is_number_integer()) return std::to_string(it->get<int64_t>());  // numeric ids are common
-  if (!it->is_string()) throw InputError(origin + ": field '" + std::string(key) + "' must be a string");
+  if (!it->is_string())
+    throw InputError(origin + ": field '" + std::string(key) + "' must be a string");
   return it->get<std::string>();
 }
 
@@ -63,7 +64,8 @@ class DurableAppender {
   int fd_ = -1;
 };
 
-std::string format_run_line(const std::string& format, const std::string& query_id, const RerankResult& r) {
+std::string format_run_line(const std::string& format, const std::string& query_id,
+                            const RerankResult& r) {
   if (format == "trec") {
     std::ostringstream out;
     std::vector<std::pair<std::string, double>> ranking;
@@ -90,14 +92,17 @@ std::string format_run_line(const std::string& format, const std::string& query_
   return line.dump() + "\n";
 }
 
-std::string format_error_line(const std::string& format, const std::string& query_id, const std::string& error) {
-  if (format == "trec") return "";  // TREC runs have no error records; the log and exit status say it
+std::string format_error_line(const std::string& format, const std::string& query_id,
+                              const std::string& error) {
+  if (format == "trec")
+    return "";  // TREC runs have no error records; the log and exit status say it
   return json{{"query_id", query_id}, {"error", error}}.dump() + "\n";
 }
 
 }  // namespace
 
-BatchQuery parse_batch_query(const std::string& line, const std::string& base_dir, const std::string& origin) {
+BatchQuery parse_batch_query(const std::string& line, const std::string& base_dir,
+                             const std::string& origin) {
   json obj;
   try {
     obj = json::parse(line);
@@ -113,7 +118,8 @@ BatchQuery parse_batch_query(const std::string& line, const std::string& base_di
     throw InputError(origin + ": query '" + q.query_id + "' has an empty 'query'");
   }
   auto cands = obj.find("candidates");
-  if (cands == obj.end() || !cands->is_array()) throw InputError(origin + ": missing 'candidates' array");
+  if (cands == obj.end() || !cands->is_array())
+    throw InputError(origin + ": missing 'candidates' array");
   if (cands->empty()) throw InputError(origin + ": query '" + q.query_id + "' has zero candidates");
   std::set<std::string> seen;
   for (size_t i = 0; i < cands->size(); ++i) {
@@ -122,16 +128,19 @@ BatchQuery parse_batch_query(const std::string& line, const std::string& base_di
     if (!c.is_object()) throw InputError(where + " is not an object");
     PageRef p;
     p.id = require_string(c, "id", where);
-    if (!seen.insert(p.id).second) throw InputError(origin + ": duplicate candidate id '" + p.id + "'");
+    if (!seen.insert(p.id).second)
+      throw InputError(origin + ": duplicate candidate id '" + p.id + "'");
     const bool has_image = c.contains("image"), has_pdf = c.contains("pdf");
-    if (has_image == has_pdf) throw InputError(where + " ('" + p.id + "') needs exactly one of 'image' or 'pdf'");
+    if (has_image == has_pdf)
+      throw InputError(where + " ('" + p.id + "') needs exactly one of 'image' or 'pdf'");
     if (has_image) {
       p.path = resolve(require_string(c, "image", where), base_dir);
     } else {
       p.path = resolve(require_string(c, "pdf", where), base_dir);
       auto page = c.find("page");
       if (page == c.end() || !page->is_number_integer() || page->get<int64_t>() < 1) {
-        throw InputError(where + " ('" + p.id + "'): a 'pdf' candidate needs a 1-based integer 'page'");
+        throw InputError(where + " ('" + p.id +
+                         "'): a 'pdf' candidate needs a 1-based integer 'page'");
       }
       p.pdf_page = static_cast<int>(page->get<int64_t>());
     }
@@ -142,7 +151,8 @@ BatchQuery parse_batch_query(const std::string& line, const std::string& base_di
       if (r.is_string()) q.relevant.push_back(r.get<std::string>());
     }
   }
-  if (auto d = obj.find("domain"); d != obj.end() && d->is_string()) q.domain = d->get<std::string>();
+  if (auto d = obj.find("domain"); d != obj.end() && d->is_string())
+    q.domain = d->get<std::string>();
   return q;
 }
 
@@ -157,7 +167,8 @@ void parse_shard(const std::string& text, int& index, int& count) {
   count = n;
 }
 
-std::vector<std::string> finished_query_ids(const std::string& path, const std::string& format, bool repair) {
+std::vector<std::string> finished_query_ids(const std::string& path, const std::string& format,
+                                            bool repair) {
   std::vector<std::string> ids;
   if (!fs::exists(path)) return ids;
   std::ifstream in(path, std::ios::binary);
@@ -165,7 +176,8 @@ std::vector<std::string> finished_query_ids(const std::string& path, const std::
   // Everything after the last newline is a line torn by a crash: drop it.
   const size_t complete = text.empty() ? 0 : text.rfind('\n') + 1;
   if (complete < text.size()) {
-    spdlog::warn("{}: dropping a torn last line ({} bytes) left by an interrupted run", path, text.size() - complete);
+    spdlog::warn("{}: dropping a torn last line ({} bytes) left by an interrupted run", path,
+                 text.size() - complete);
     if (repair) fs::resize_file(path, complete);
     text.resize(complete);
   }
@@ -195,7 +207,8 @@ std::vector<std::string> finished_query_ids(const std::string& path, const std::
   return ids;
 }
 
-BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o, const std::atomic<bool>& stop,
+BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
+                       const std::atomic<bool>& stop,
                        const std::function<void(const BatchProgress&)>& progress) {
   if (o.format != "jsonl" && o.format != "trec") throw UsageError("--format must be jsonl or trec");
   o.rerank.validate();
@@ -219,9 +232,11 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o, const st
   std::set<std::string> finished;
   if (fs::exists(o.output)) {
     if (!o.resume) {
-      throw UsageError("'" + o.output + "' already exists; pass --resume to continue it or choose another --output");
+      throw UsageError("'" + o.output +
+                       "' already exists; pass --resume to continue it or choose another --output");
     }
-    for (const auto& id : finished_query_ids(o.output, o.format, /*repair=*/true)) finished.insert(id);
+    for (const auto& id : finished_query_ids(o.output, o.format, /*repair=*/true))
+      finished.insert(id);
   }
   DurableAppender out(o.output);
 
@@ -240,7 +255,8 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o, const st
     }
     todo.push_back(rows[r]);
   }
-  if (summary.skipped) spdlog::info("resuming: {} of {} queries already done", summary.skipped, summary.in_shard);
+  if (summary.skipped)
+    spdlog::info("resuming: {} of {} queries already done", summary.skipped, summary.in_shard);
 
   BatchProgress prog;
   prog.total = todo.size();
@@ -264,7 +280,8 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o, const st
     try {
       BatchQuery q = parse_batch_query(lines[row], base_dir, origin);
       qid = q.query_id;
-      if (!seen_ids.insert(qid).second) throw InputError(origin + ": duplicate query_id '" + qid + "'");
+      if (!seen_ids.insert(qid).second)
+        throw InputError(origin + ": duplicate query_id '" + qid + "'");
       const RerankResult r = reranker.rerank_pages(q.query, q.candidates, o.rerank);
       record = format_run_line(o.format, qid, r);
       ++summary.ok;

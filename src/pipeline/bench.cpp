@@ -1,5 +1,7 @@
 #include "ziprerank/bench.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -7,7 +9,6 @@
 #include <opencv2/imgproc.hpp>
 #include <random>
 #include <sstream>
-#include <spdlog/spdlog.h>
 
 #include "ziprerank/errors.hpp"
 
@@ -37,20 +38,22 @@ std::vector<Image> synthetic_pages(int count, int width, int height, uint64_t se
     int y = margin;
     std::uniform_int_distribution<int> word(8, 60), gap(4, 10);
     const double fs = height / 1400.0;
-    cv::putText(m, "Section " + std::to_string(p + 1), {margin, y + 20}, cv::FONT_HERSHEY_DUPLEX, 1.4 * fs * 1.5,
-                {0, 0, 0}, 2);
+    cv::putText(m, "Section " + std::to_string(p + 1), {margin, y + 20}, cv::FONT_HERSHEY_DUPLEX,
+                1.4 * fs * 1.5, {0, 0, 0}, 2);
     y += 60;
     while (y < height - margin) {
       const int kind = static_cast<int>(rng() % 10);
       if (kind == 0 && y + 200 < height - margin) {  // a ruled table
-        for (int r = 0; r <= 5; ++r) cv::line(m, {margin, y + 30 * r}, {width - margin, y + 30 * r}, {0, 0, 0}, 1);
+        for (int r = 0; r <= 5; ++r)
+          cv::line(m, {margin, y + 30 * r}, {width - margin, y + 30 * r}, {0, 0, 0}, 1);
         for (int c = 0; c <= 4; ++c) {
           const int x = margin + c * (width - 2 * margin) / 4;
           cv::line(m, {x, y}, {x, y + 150}, {0, 0, 0}, 1);
         }
         y += 180;
       } else if (kind == 1 && y + 220 < height - margin) {  // a figure
-        cv::rectangle(m, {margin + 40, y}, {width - margin - 40, y + 180}, {90, 120, 200}, cv::FILLED);
+        cv::rectangle(m, {margin + 40, y}, {width - margin - 40, y + 180}, {90, 120, 200},
+                      cv::FILLED);
         y += 210;
       } else {  // a line of words
         int x = margin;
@@ -73,8 +76,9 @@ std::vector<Image> synthetic_pages(int count, int width, int height, uint64_t se
   return out;
 }
 
-std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& query, const std::vector<PageRef>& pages,
-                                const std::vector<Image>& images, const BenchOptions& o) {
+std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& query,
+                                const std::vector<PageRef>& pages, const std::vector<Image>& images,
+                                const BenchOptions& o) {
   if (o.repeats < 1) throw UsageError("--repeats must be at least 1");
   if (o.warmup < 0) throw UsageError("--warmup must be >= 0");
   std::vector<BenchRow> rows;
@@ -100,7 +104,9 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
           prepared.push_back(reranker.prepare(images[i], ro, &t));
           ids.push_back("page" + std::to_string(i + 1));
         }
-        const double prep = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        const double prep =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count();
         r = reranker.rerank(query, ids, prepared, ro);
         r.timing.preprocess += t.preprocess;
         r.timing.total += prep;
@@ -124,8 +130,9 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
     row.prune = summarize(pru);
     row.llm = summarize(llm);
     row.total = summarize(tot);
-    spdlog::info("bench {} keep {}: total median {:.1f} ms", cfg.scoring == Scoring::kLogits ? "logits" : "generate",
-                 cfg.keep_ratio, row.total.median);
+    spdlog::info("bench {} keep {}: total median {:.1f} ms",
+                 cfg.scoring == Scoring::kLogits ? "logits" : "generate", cfg.keep_ratio,
+                 row.total.median);
     rows.push_back(row);
   }
   return rows;
@@ -138,8 +145,9 @@ const char* scoring_name(Scoring s) { return s == Scoring::kLogits ? "logits" : 
 std::string format_bench_table(const std::vector<BenchRow>& rows) {
   std::ostringstream o;
   char line[512];
-  std::snprintf(line, sizeof(line), "%-9s %5s %6s %9s %9s %9s %9s %9s %11s %9s %10s %8s\n", "scoring", "keep",
-                "pages", "decode", "preproc", "vision", "prune", "llm", "total", "(spread)", "vis.tokens", "speedup");
+  std::snprintf(line, sizeof(line), "%-9s %5s %6s %9s %9s %9s %9s %9s %11s %9s %10s %8s\n",
+                "scoring", "keep", "pages", "decode", "preproc", "vision", "prune", "llm", "total",
+                "(spread)", "vis.tokens", "speedup");
   o << line;
   const double base = rows.empty() ? 0 : rows.front().total.median;
   for (const auto& r : rows) {
@@ -147,13 +155,15 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
     std::snprintf(tokens, sizeof(tokens), "%lld->%lld", static_cast<long long>(r.visual_before),
                   static_cast<long long>(r.visual_after));
     std::snprintf(spread, sizeof(spread), "%.0f-%.0f", r.total.min, r.total.max);
-    std::snprintf(line, sizeof(line), "%-9s %5.2f %6d %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %9s %10s %7.2fx\n",
-                  scoring_name(r.config.scoring), r.config.keep_ratio, r.pages, r.decode.median, r.preprocess.median,
-                  r.vision.median, r.prune.median, r.llm.median, r.total.median, spread, tokens,
-                  r.total.median > 0 ? base / r.total.median : 0.0);
+    std::snprintf(line, sizeof(line),
+                  "%-9s %5.2f %6d %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %9s %10s %7.2fx\n",
+                  scoring_name(r.config.scoring), r.config.keep_ratio, r.pages, r.decode.median,
+                  r.preprocess.median, r.vision.median, r.prune.median, r.llm.median,
+                  r.total.median, spread, tokens, r.total.median > 0 ? base / r.total.median : 0.0);
     o << line;
   }
-  o << "times are medians in ms over the repeats after warm-up; spread = min-max of total; model loading is "
+  o << "times are medians in ms over the repeats after warm-up; spread = min-max of total; model "
+       "loading is "
        "excluded;\nspeedup = first row's total / this row's total (same run, same machine)\n";
   return o.str();
 }
@@ -161,7 +171,8 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
 std::string format_bench_jsonl(const std::vector<BenchRow>& rows) {
   std::ostringstream o;
   auto stat = [](const Stat& s) {
-    return nlohmann::json{{"median", s.median}, {"min", s.min}, {"max", s.max}, {"mean", s.mean}, {"stdev", s.stdev}};
+    return nlohmann::json{
+        {"median", s.median}, {"min", s.min}, {"max", s.max}, {"mean", s.mean}, {"stdev", s.stdev}};
   };
   for (const auto& r : rows) {
     nlohmann::json j = {{"scoring", scoring_name(r.config.scoring)},

@@ -38,7 +38,8 @@ std::unique_ptr<poppler::document> open_pdf(const std::string& path) {
 bool natural_less(const std::string& a, const std::string& b) {
   size_t i = 0, j = 0;
   while (i < a.size() && j < b.size()) {
-    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) &&
+        std::isdigit(static_cast<unsigned char>(b[j]))) {
       size_t i2 = i, j2 = j;
       while (i2 < a.size() && std::isdigit(static_cast<unsigned char>(a[i2]))) ++i2;
       while (j2 < b.size() && std::isdigit(static_cast<unsigned char>(b[j2]))) ++j2;
@@ -91,7 +92,8 @@ std::vector<PageRef> expand_page_inputs(const std::vector<std::string>& paths) {
     if (fs::is_directory(p)) {
       std::vector<fs::path> files;
       for (const auto& e : fs::directory_iterator(p)) {
-        if (e.is_regular_file() && (is_image_file(e.path().string()) || is_pdf(e.path().string()))) {
+        if (e.is_regular_file() &&
+            (is_image_file(e.path().string()) || is_pdf(e.path().string()))) {
           files.push_back(e.path());
         }
       }
@@ -103,7 +105,8 @@ std::vector<PageRef> expand_page_inputs(const std::vector<std::string>& paths) {
     } else if (is_image_file(raw) || is_pdf(raw)) {
       add_file(p, "", out);
     } else {
-      throw InputError("'" + raw + "' is neither an image (png, jpg, webp, bmp, tif), a PDF nor a folder");
+      throw InputError("'" + raw +
+                       "' is neither an image (png, jpg, webp, bmp, tif), a PDF nor a folder");
     }
   }
   return out;
@@ -116,10 +119,12 @@ Image render_pdf_page(const std::string& path, int page_number, int longest_side
                      std::to_string(page_number) + " does not exist");
   }
   std::unique_ptr<poppler::page> page(doc->create_page(page_number - 1));
-  if (!page) throw InputError("cannot read page " + std::to_string(page_number) + " of PDF '" + path + "'");
+  if (!page)
+    throw InputError("cannot read page " + std::to_string(page_number) + " of PDF '" + path + "'");
   const poppler::rectf rect = page->page_rect(poppler::media_box);
   const double longest_pt = std::max(rect.width(), rect.height());
-  if (!(longest_pt > 0)) throw InputError("page " + std::to_string(page_number) + " of '" + path + "' has no size");
+  if (!(longest_pt > 0))
+    throw InputError("page " + std::to_string(page_number) + " of '" + path + "' has no size");
   const double dpi = 72.0 * longest_side / longest_pt;
   poppler::page_renderer renderer;
   renderer.set_render_hint(poppler::page_renderer::antialiasing, true);
@@ -127,7 +132,8 @@ Image render_pdf_page(const std::string& path, int page_number, int longest_side
   renderer.set_image_format(poppler::image::format_rgb24);
   const poppler::image img = renderer.render_page(page.get(), dpi, dpi);
   if (!img.is_valid() || img.width() <= 0 || img.height() <= 0) {
-    throw InputError("cannot render page " + std::to_string(page_number) + " of PDF '" + path + "'");
+    throw InputError("cannot render page " + std::to_string(page_number) + " of PDF '" + path +
+                     "'");
   }
   Image out;
   out.width = img.width();

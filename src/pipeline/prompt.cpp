@@ -18,15 +18,22 @@ std::string ranking_prompt_text(const std::string& query, int n) {
     if (i) pictures += ", ";
     pictures += "Picture " + std::to_string(i + 1) + " is passage [" + identifier(i) + "]";
   }
-  return "You are RankGPT, an intelligent assistant that can rank passages based on their relevancy "
+  return "You are RankGPT, an intelligent assistant that can rank passages based on their "
+         "relevancy "
          "to the query.\n"
          "\n"
-         "I will provide you with " + std::to_string(n) + " passages as images.\n"
+         "I will provide you with " +
+         std::to_string(n) +
+         " passages as images.\n"
          "Rank the passages based on their relevance to the search query.\n"
          "\n"
-         "The images are provided in order: " + pictures + ".\n"
+         "The images are provided in order: " +
+         pictures +
+         ".\n"
          "\n"
-         "Search Query: " + query + "\n"
+         "Search Query: " +
+         query +
+         "\n"
          "\n"
          "Rank the passages above based on their relevance to the search query.\n"
          "The passages should be listed in descending order using identifiers.\n"
@@ -46,12 +53,15 @@ int64_t single_token_id(const Tokenizer& tokenizer, const std::string& text) {
 }
 
 PromptTokens build_ranking_prompt(const Tokenizer& tokenizer, const ModelConfig& config,
-                                  const std::string& query, const std::vector<int64_t>& tokens_per_image) {
+                                  const std::string& query,
+                                  const std::vector<int64_t>& tokens_per_image) {
   const int n = static_cast<int>(tokens_per_image.size());
-  if (query.find_first_not_of(" \t\r\n") == std::string::npos) throw InputError("the query is empty");
+  if (query.find_first_not_of(" \t\r\n") == std::string::npos)
+    throw InputError("the query is empty");
   if (n == 0) throw InputError("no candidate pages to rank");
   if (n > kMaxWindow) {
-    throw InputError(std::to_string(n) + " candidates in one window; at most " + std::to_string(kMaxWindow) +
+    throw InputError(std::to_string(n) + " candidates in one window; at most " +
+                     std::to_string(kMaxWindow) +
                      " fit (identifiers A..Z): use a smaller --window");
   }
   // The chat template renders each image as <|vision_start|><|image_pad|><|vision_end|>; the
@@ -75,11 +85,13 @@ PromptTokens build_ranking_prompt(const Tokenizer& tokenizer, const ModelConfig&
     }
   }
   if (image != n) {
-    throw InputError("the tokenizer did not produce one <|image_pad|> (id " + std::to_string(config.image_token_id) +
+    throw InputError("the tokenizer did not produce one <|image_pad|> (id " +
+                     std::to_string(config.image_token_id) +
                      ") per image; tokenizer and config.json disagree");
   }
   out.ids.push_back(single_token_id(tokenizer, "["));
-  for (int i = 0; i < n; ++i) out.identifier_ids.push_back(single_token_id(tokenizer, identifier(i)));
+  for (int i = 0; i < n; ++i)
+    out.identifier_ids.push_back(single_token_id(tokenizer, identifier(i)));
   return out;
 }
 

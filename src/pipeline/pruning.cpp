@@ -26,7 +26,8 @@ std::vector<at::Tensor> select_visual_tokens(const at::Tensor& text_embeds,
                                              const std::vector<at::Tensor>& image_embeds,
                                              double keep_ratio) {
   at::NoGradGuard no_grad;
-  if (text_embeds.size(0) == 0) throw InputError("no text tokens before the first image to prune against");
+  if (text_embeds.size(0) == 0)
+    throw InputError("no text tokens before the first image to prune against");
   const at::Tensor text_n = normalize_rows(text_embeds.detach(), 1e-12);
   std::vector<at::Tensor> out;
   for (const at::Tensor& e : image_embeds) {
@@ -42,11 +43,11 @@ std::vector<at::Tensor> select_visual_tokens(const at::Tensor& text_embeds,
 }
 
 AssembledSequence assemble_sequence(const Qwen3VLModel& model, const std::vector<int64_t>& ids,
-                                    const std::vector<ImageGrid>& grids, const VisionFeatures& vision,
-                                    double keep_ratio) {
+                                    const std::vector<ImageGrid>& grids,
+                                    const VisionFeatures& vision, double keep_ratio) {
   const ModelConfig& c = model.config();
   const at::Tensor id_t = at::tensor(ids, at::kLong);
-  const at::Tensor embeds = model.embed(id_t);  // [S, D]
+  const at::Tensor embeds = model.embed(id_t);                                         // [S, D]
   const at::Tensor positions = mrope_position_ids(ids, grids, c).to(embeds.device());  // [3, S]
   const auto dev = embeds.device();
 
@@ -72,7 +73,8 @@ AssembledSequence assemble_sequence(const Qwen3VLModel& model, const std::vector
   AssembledSequence out;
   out.visual_before = off;
   if (keep_ratio >= 1.0) {
-    for (int64_t n : vision.tokens_per_image) kept.push_back(at::arange(n, at::TensorOptions().dtype(at::kLong).device(dev)));
+    for (int64_t n : vision.tokens_per_image)
+      kept.push_back(at::arange(n, at::TensorOptions().dtype(at::kLong).device(dev)));
   } else {
     // Text set: every token before the first image except vision markers and pads.
     std::vector<int64_t> text_rows;
@@ -88,8 +90,8 @@ AssembledSequence assemble_sequence(const Qwen3VLModel& model, const std::vector
   }
 
   // New order: text rows keep their place; each image run is replaced by its kept tokens.
-  std::vector<int64_t> rows;       // source rows in the original sequence
-  std::vector<int64_t> visual_src; // global visual-token index of each kept token
+  std::vector<int64_t> rows;        // source rows in the original sequence
+  std::vector<int64_t> visual_src;  // global visual-token index of each kept token
   rows.reserve(ids.size());
   size_t image = 0;
   int64_t visual_base = 0;
@@ -123,7 +125,8 @@ AssembledSequence assemble_sequence(const Qwen3VLModel& model, const std::vector
   out.input.embeds = x.unsqueeze(0);
   out.input.position_ids = positions.index_select(1, row_t).unsqueeze(1);
   out.input.visual_mask = visual_mask.unsqueeze(0);
-  for (const at::Tensor& d : vision.deepstack) out.input.deepstack.push_back(d.index_select(0, vis_t));
+  for (const at::Tensor& d : vision.deepstack)
+    out.input.deepstack.push_back(d.index_select(0, vis_t));
   return out;
 }
 

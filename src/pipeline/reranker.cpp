@@ -23,7 +23,8 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-// Work on an accelerator is asynchronous; reading one value waits for it so stage timings are honest.
+// Work on an accelerator is asynchronous; reading one value waits for it so stage timings are
+// honest.
 void wait_for(const at::Tensor& t) {
   if (t.defined() && !t.device().is_cpu() && t.numel() > 0) (void)t.reshape({-1})[0].item<float>();
 }
@@ -34,7 +35,8 @@ VisionFeatures concat_features(const std::vector<const VisionFeatures*>& pages) 
   std::vector<std::vector<at::Tensor>> levels;
   for (const VisionFeatures* f : pages) {
     embeds.push_back(f->embeds);
-    out.tokens_per_image.insert(out.tokens_per_image.end(), f->tokens_per_image.begin(), f->tokens_per_image.end());
+    out.tokens_per_image.insert(out.tokens_per_image.end(), f->tokens_per_image.begin(),
+                                f->tokens_per_image.end());
     if (levels.empty()) levels.resize(f->deepstack.size());
     for (size_t l = 0; l < f->deepstack.size(); ++l) levels[l].push_back(f->deepstack[l]);
   }
@@ -66,8 +68,9 @@ void RerankOptions::validate() const {
   if (stride < 1) throw UsageError("--stride must be positive");
   if (window > 1 && stride >= window) {
     // The reference's loop never terminates early for stride >= window; windows would not overlap.
-    spdlog::warn("--stride {} >= --window {}: windows do not overlap, pages cannot move between them",
-                 stride, window);
+    spdlog::warn(
+        "--stride {} >= --window {}: windows do not overlap, pages cannot move between them",
+        stride, window);
   }
 }
 
@@ -100,22 +103,25 @@ std::vector<int> sliding_window_order(
   return order;
 }
 
-std::unique_ptr<Reranker> Reranker::load(const std::string& model_dir, const ModelOptions& options) {
+std::unique_ptr<Reranker> Reranker::load(const std::string& model_dir,
+                                         const ModelOptions& options) {
   ModelFolder folder = open_model_folder(model_dir);
   const auto& vc = folder.config.vision;
   const auto& pc = folder.preprocessor;
   if (pc.patch_size != vc.patch_size || pc.merge_size != vc.spatial_merge_size ||
       pc.temporal_patch_size != vc.temporal_patch_size) {
-    throw InputError(model_dir + ": preprocessor_config.json (patch " + std::to_string(pc.patch_size) + ", merge " +
-                     std::to_string(pc.merge_size) + ") disagrees with config.json (patch " +
-                     std::to_string(vc.patch_size) + ", merge " + std::to_string(vc.spatial_merge_size) + ")");
+    throw InputError(model_dir + ": preprocessor_config.json (patch " +
+                     std::to_string(pc.patch_size) + ", merge " + std::to_string(pc.merge_size) +
+                     ") disagrees with config.json (patch " + std::to_string(vc.patch_size) +
+                     ", merge " + std::to_string(vc.spatial_merge_size) + ")");
   }
   std::shared_ptr<const Tokenizer> tok = load_tokenizer(model_dir);
   std::shared_ptr<const Qwen3VLModel> model = Qwen3VLModel::load(model_dir, options);
   spdlog::info("model {} ({}), {} on {}, tokenizer {}", folder.name, model_dir,
                c10::toString(options.dtype), options.device.str(), tok->kind());
   if (folder.random_init) {
-    spdlog::warn("model '{}' is RANDOMLY INITIALISED (untrained): its rankings are meaningless", folder.name);
+    spdlog::warn("model '{}' is RANDOMLY INITIALISED (untrained): its rankings are meaningless",
+                 folder.name);
   }
   return std::make_unique<Reranker>(std::move(folder), std::move(model), std::move(tok));
 }
@@ -124,16 +130,19 @@ Reranker::Reranker(ModelFolder folder, std::shared_ptr<const Qwen3VLModel> model
                    std::shared_ptr<const Tokenizer> tokenizer)
     : folder_(std::move(folder)), model_(std::move(model)), tokenizer_(std::move(tokenizer)) {}
 
-PreprocessedImage Reranker::prepare(const Image& image, const RerankOptions& options, StageTiming* timing) const {
+PreprocessedImage Reranker::prepare(const Image& image, const RerankOptions& options,
+                                    StageTiming* timing) const {
   const auto t0 = Clock::now();
   PreprocessedImage p = preprocess_image(image, folder_.preprocessor, options.page_preresize);
   if (timing) timing->preprocess += ms_since(t0);
   return p;
 }
 
-WindowScores Reranker::score_window(const std::string& query, const std::vector<const VisionFeatures*>& pages,
-                                    const std::vector<ImageGrid>& grids, const RerankOptions& options,
-                                    StageTiming& timing, TokenCounts& tokens) const {
+WindowScores Reranker::score_window(const std::string& query,
+                                    const std::vector<const VisionFeatures*>& pages,
+                                    const std::vector<ImageGrid>& grids,
+                                    const RerankOptions& options, StageTiming& timing,
+                                    TokenCounts& tokens) const {
   c10::InferenceMode guard;
   const ModelConfig& c = model_->config();
   auto t0 = Clock::now();
@@ -169,8 +178,10 @@ WindowScores Reranker::score_window(const std::string& query, const std::vector<
       if (tok == c.eos_token_id || tok == c.pad_token_id) break;
       generated.push_back(tok);
       TextInput step_in;
-      step_in.embeds = model_->embed(at::full({1, 1}, tok, at::TensorOptions().dtype(at::kLong).device(dev)));
-      step_in.position_ids = at::full({3, 1, 1}, next_pos++, at::TensorOptions().dtype(at::kLong).device(dev));
+      step_in.embeds =
+          model_->embed(at::full({1, 1}, tok, at::TensorOptions().dtype(at::kLong).device(dev)));
+      step_in.position_ids =
+          at::full({3, 1, 1}, next_pos++, at::TensorOptions().dtype(at::kLong).device(dev));
       hidden = model_->forward(step_in, &cache);
     }
     tokens.generated += static_cast<int64_t>(generated.size());
@@ -217,8 +228,8 @@ void Reranker::set_vision_cache(size_t max_bytes) {
   cache_ = max_bytes > 0 ? std::make_unique<VisionCache>(max_bytes) : nullptr;
 }
 
-std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(const std::vector<PreprocessedImage>& pages,
-                                                                 StageTiming& timing) const {
+std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
+    const std::vector<PreprocessedImage>& pages, StageTiming& timing) const {
   c10::InferenceMode guard;
   std::vector<std::shared_ptr<const EncodedPage>> out;
   const auto t0 = Clock::now();
@@ -242,7 +253,8 @@ std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(const std::vect
       page->grid = grids[i - b];
       // clone(): a cached page must not keep the whole chunk's tensors alive.
       page->features.embeds = vf.embeds.narrow(0, off, n).clone();
-      for (const auto& d : vf.deepstack) page->features.deepstack.push_back(d.narrow(0, off, n).clone());
+      for (const auto& d : vf.deepstack)
+        page->features.deepstack.push_back(d.narrow(0, off, n).clone());
       page->features.tokens_per_image = {n};
       off += n;
       out.push_back(std::move(page));
@@ -260,7 +272,8 @@ RerankResult Reranker::rank_encoded(const std::string& query, const std::vector<
   options.validate();
   if (ids.size() != pages.size()) throw InternalError("rerank: ids and pages differ in length");
   if (pages.empty()) throw InputError("no candidate pages to rank");
-  if (query.find_first_not_of(" \t\r\n") == std::string::npos) throw InputError("the query is empty");
+  if (query.find_first_not_of(" \t\r\n") == std::string::npos)
+    throw InputError("the query is empty");
   RerankResult result;
   const auto t_start = Clock::now();
   const int n = static_cast<int>(pages.size());
@@ -273,7 +286,8 @@ RerankResult Reranker::rank_encoded(const std::string& query, const std::vector<
           win.push_back(&pages[current[p]]->features);
           win_grids.push_back(pages[current[p]]->grid);
         }
-        const WindowScores ws = score_window(query, win, win_grids, options, result.timing, result.tokens);
+        const WindowScores ws =
+            score_window(query, win, win_grids, options, result.timing, result.tokens);
         for (size_t k = 0; k < ws.logits.size(); ++k) last_logit[current[begin + k]] = ws.logits[k];
         ++result.windows;
         return ws.order;
@@ -293,10 +307,12 @@ RerankResult Reranker::rank_encoded(const std::string& query, const std::vector<
 }
 
 RerankResult Reranker::rerank(const std::string& query, const std::vector<std::string>& ids,
-                              const std::vector<PreprocessedImage>& pages, const RerankOptions& options) const {
+                              const std::vector<PreprocessedImage>& pages,
+                              const RerankOptions& options) const {
   options.validate();
   if (pages.empty()) throw InputError("no candidate pages to rank");
-  if (query.find_first_not_of(" \t\r\n") == std::string::npos) throw InputError("the query is empty");
+  if (query.find_first_not_of(" \t\r\n") == std::string::npos)
+    throw InputError("the query is empty");
   StageTiming vision;
   const auto t0 = Clock::now();
   const auto encoded = encode(pages, vision);
@@ -312,8 +328,8 @@ std::string cache_key(const PageRef& p, const RerankOptions& o) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(p.path, ec);
   const auto mtime = std::filesystem::last_write_time(p.path, ec).time_since_epoch().count();
-  return p.path + "#" + std::to_string(p.pdf_page) + "|" + std::to_string(size) + "|" + std::to_string(mtime) +
-         (o.page_preresize ? "" : "|raw");
+  return p.path + "#" + std::to_string(p.pdf_page) + "|" + std::to_string(size) + "|" +
+         std::to_string(mtime) + (o.page_preresize ? "" : "|raw");
 }
 }  // namespace
 
@@ -321,7 +337,8 @@ RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<
                                     const RerankOptions& options) const {
   options.validate();
   if (pages.empty()) throw InputError("no candidate pages to rank");
-  if (query.find_first_not_of(" \t\r\n") == std::string::npos) throw InputError("the query is empty");
+  if (query.find_first_not_of(" \t\r\n") == std::string::npos)
+    throw InputError("the query is empty");
   StageTiming pre;
   const auto t0 = Clock::now();
   std::vector<std::shared_ptr<const EncodedPage>> encoded(pages.size());

@@ -1,9 +1,10 @@
+#include "ziprerank/runtime.hpp"
+
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/core/Device.h>
-#include <spdlog/spdlog.h>
-
 #include <malloc.h>
+#include <spdlog/spdlog.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -11,7 +12,6 @@
 #include <string>
 
 #include "ziprerank/errors.hpp"
-#include "ziprerank/runtime.hpp"
 
 #ifndef ZIPRERANK_VERSION
 #define ZIPRERANK_VERSION "0.0.0"
@@ -36,8 +36,9 @@ BlasInfo detect_blas() {
                            base.rfind("libmkl", 0) == 0 || base.rfind("libblis", 0) == 0;
     if (!blas_like) continue;
     info.library = path;
-    info.reference = base.rfind("libblas.so", 0) == 0 && path.find("openblas") == std::string::npos &&
-                     path.find("blis") == std::string::npos && path.find("atlas") == std::string::npos;
+    info.reference =
+        base.rfind("libblas.so", 0) == 0 && path.find("openblas") == std::string::npos &&
+        path.find("blis") == std::string::npos && path.find("atlas") == std::string::npos;
     if (!info.reference) break;  // an optimised library wins if several are mapped
   }
   if (info.library.empty()) info.library = "built into libtorch (no system BLAS mapped)";

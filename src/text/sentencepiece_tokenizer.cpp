@@ -1,10 +1,10 @@
 // SentencePiece tokenizer over the dlopen'ed shim (see src/spm_shim/spm_shim.h).
 #include <dlfcn.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <mutex>
-#include <spdlog/spdlog.h>
 
 #include "spm_shim/spm_shim.h"
 #include "ziprerank/errors.hpp"
@@ -37,7 +37,8 @@ std::vector<std::string> shim_candidates() {
   if (!ec) {
     out.push_back((exe.parent_path() / "libziprerank_spm.so").string());
     out.push_back((exe.parent_path() / ".." / "libziprerank_spm.so").string());
-    out.push_back((exe.parent_path() / ".." / "lib" / "ziprerank" / "libziprerank_spm.so").string());
+    out.push_back(
+        (exe.parent_path() / ".." / "lib" / "ziprerank" / "libziprerank_spm.so").string());
   }
 #ifdef ZIPRERANK_SPM_INSTALL_PATH
   out.emplace_back(ZIPRERANK_SPM_INSTALL_PATH);
@@ -53,8 +54,9 @@ const ShimApi& shim() {
   static std::once_flag once;
   std::call_once(once, [] {
 #ifdef ZIPRERANK_SANITIZE
-    api.error = "SentencePiece is disabled in sanitizer builds (RTLD_DEEPBIND is incompatible "
-                "with AddressSanitizer)";
+    api.error =
+        "SentencePiece is disabled in sanitizer builds (RTLD_DEEPBIND is incompatible "
+        "with AddressSanitizer)";
     return;
 #else
     void* handle = nullptr;
@@ -125,7 +127,8 @@ class SentencePieceTokenizer final : public Tokenizer {
     std::vector<int> narrow;
     narrow.reserve(ids.size());
     for (int64_t id : ids) {
-      if (id < 0 || id >= size_) throw InputError("token id " + std::to_string(id) + " is out of range");
+      if (id < 0 || id >= size_)
+        throw InputError("token id " + std::to_string(id) + " is out of range");
       narrow.push_back(static_cast<int>(id));
     }
     char* text = nullptr;
@@ -148,7 +151,8 @@ class SentencePieceTokenizer final : public Tokenizer {
   }
 
   std::string id_to_token(int64_t id) const override {
-    const char* piece = id < 0 || id >= size_ ? nullptr : shim().id_to_piece(model_, static_cast<int>(id));
+    const char* piece =
+        id < 0 || id >= size_ ? nullptr : shim().id_to_piece(model_, static_cast<int>(id));
     if (!piece) throw InputError("token id " + std::to_string(id) + " is out of range");
     return piece;
   }

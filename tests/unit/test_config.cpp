@@ -13,7 +13,8 @@ namespace {
 const std::string kFixtures = ZIPRERANK_TEST_FIXTURES;
 
 std::string config_with(const std::function<void(nlohmann::json&)>& edit) {
-  auto j = nlohmann::json::parse(detail::read_text_file(kFixtures + "/config/qwen3_vl_8b_config.json"));
+  auto j =
+      nlohmann::json::parse(detail::read_text_file(kFixtures + "/config/qwen3_vl_8b_config.json"));
   edit(j);
   return j.dump();
 }
@@ -70,23 +71,25 @@ TEST(Config, ParsesQwen3VL8B) {
 
 TEST(Config, TransformersFiveRopeParameters) {
   // transformers 5 writes rope_parameters (holding rope_theta) instead of rope_scaling.
-  const ModelConfig c = parse_model_config(config_with([](nlohmann::json& j) {
-                                             auto& t = j["text_config"];
-                                             t.erase("rope_scaling");
-                                             t.erase("rope_theta");
-                                             t["rope_parameters"] = {{"rope_type", "default"},
-                                                                     {"rope_theta", 1000000.0},
-                                                                     {"mrope_section", {24, 20, 20}},
-                                                                     {"mrope_interleaved", true}};
-                                           }),
-                                           "config.json");
+  const ModelConfig c =
+      parse_model_config(config_with([](nlohmann::json& j) {
+                           auto& t = j["text_config"];
+                           t.erase("rope_scaling");
+                           t.erase("rope_theta");
+                           t["rope_parameters"] = {{"rope_type", "default"},
+                                                   {"rope_theta", 1000000.0},
+                                                   {"mrope_section", {24, 20, 20}},
+                                                   {"mrope_interleaved", true}};
+                         }),
+                         "config.json");
   EXPECT_DOUBLE_EQ(c.text.rope.rope_theta, 1000000.0);
   EXPECT_EQ(c.text.rope.mrope_section, (std::vector<int>{24, 20, 20}));
 }
 
 TEST(Config, DefaultsMatchTransformersWhenKeysAbsent) {
   const ModelConfig c = parse_model_config(R"({"model_type": "qwen3_vl",
-      "vision_config": {"out_hidden_size": 4096}})", "config.json");
+      "vision_config": {"out_hidden_size": 4096}})",
+                                           "config.json");
   EXPECT_EQ(c.vision.depth, 27);
   EXPECT_EQ(c.text.num_hidden_layers, 32);
   EXPECT_EQ(c.text.intermediate_size, 22016);
@@ -118,22 +121,26 @@ TEST(Config, RejectsBadJsonWithPosition) {
 }
 
 TEST(Config, RejectsWrongTypesAndInconsistentShapes) {
-  expect_input_error(config_with([](nlohmann::json& j) { j["text_config"]["hidden_size"] = "big"; }),
-                     "text_config.hidden_size");
-  expect_input_error(config_with([](nlohmann::json& j) { j["text_config"]["num_key_value_heads"] = 7; }),
-                     "multiple of num_key_value_heads");
+  expect_input_error(
+      config_with([](nlohmann::json& j) { j["text_config"]["hidden_size"] = "big"; }),
+      "text_config.hidden_size");
+  expect_input_error(
+      config_with([](nlohmann::json& j) { j["text_config"]["num_key_value_heads"] = 7; }),
+      "multiple of num_key_value_heads");
   expect_input_error(config_with([](nlohmann::json& j) {
                        j["text_config"]["rope_scaling"]["mrope_section"] = {24, 20, 21};
                      }),
                      "mrope_section sums to 65");
-  expect_input_error(config_with([](nlohmann::json& j) { j["vision_config"]["out_hidden_size"] = 1024; }),
-                     "must equal text_config.hidden_size");
+  expect_input_error(
+      config_with([](nlohmann::json& j) { j["vision_config"]["out_hidden_size"] = 1024; }),
+      "must equal text_config.hidden_size");
   expect_input_error(config_with([](nlohmann::json& j) {
                        j["vision_config"]["deepstack_visual_indexes"] = {8, 30};
                      }),
                      "deepstack_visual_indexes");
-  expect_input_error(config_with([](nlohmann::json& j) { j["vision_config"]["num_position_embeddings"] = 2300; }),
-                     "perfect square");
+  expect_input_error(
+      config_with([](nlohmann::json& j) { j["vision_config"]["num_position_embeddings"] = 2300; }),
+      "perfect square");
   expect_input_error(config_with([](nlohmann::json& j) {
                        j["text_config"]["rope_scaling"]["rope_type"] = "yarn";
                      }),
@@ -174,7 +181,8 @@ TEST(PreprocessorConfig, ExplicitPixelBoundsOverrideSize) {
 }
 
 TEST(PreprocessorConfig, RejectsBadValues) {
-  EXPECT_THROW(parse_preprocessor_config(R"({"min_pixels": 10, "max_pixels": 5})", "p.json"), InputError);
+  EXPECT_THROW(parse_preprocessor_config(R"({"min_pixels": 10, "max_pixels": 5})", "p.json"),
+               InputError);
   EXPECT_THROW(parse_preprocessor_config(R"({"image_std": [0.5, 0, 0.5]})", "p.json"), InputError);
   EXPECT_THROW(parse_preprocessor_config(R"({"image_mean": [0.5]})", "p.json"), InputError);
   EXPECT_THROW(parse_preprocessor_config(R"({"patch_size": "16"})", "p.json"), InputError);

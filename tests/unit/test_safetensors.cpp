@@ -14,7 +14,8 @@ namespace fs = std::filesystem;
 namespace {
 const std::string kFixtures = ZIPRERANK_TEST_FIXTURES;
 
-std::vector<uint8_t> make_file(const std::string& header, size_t data_bytes, int64_t len_override = -1) {
+std::vector<uint8_t> make_file(const std::string& header, size_t data_bytes,
+                               int64_t len_override = -1) {
   std::vector<uint8_t> out(8);
   const uint64_t n = len_override >= 0 ? static_cast<uint64_t>(len_override) : header.size();
   for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(n >> (8 * i));
@@ -49,7 +50,7 @@ fs::path temp_path(const std::string& name) {
 TEST(Safetensors, WriterReaderRoundTrip) {
   const std::vector<float> a = {1.5f, -2.0f, 3.25f, 0.0f, 1e-8f, -7.0f};
   const std::vector<uint16_t> b = {0x3F80, 0xC000, 0x0000};  // bf16 1, -2, 0
-  const std::vector<uint16_t> h = {0x3C00};                   // fp16 1
+  const std::vector<uint16_t> h = {0x3C00};                  // fp16 1
   SafetensorsWriter w;
   w.add("layer.weight", DType::kF32, {2, 3}, a.data(), a.size() * 4);
   w.add("layer.bias", DType::kBF16, {3}, b.data(), b.size() * 2);
@@ -183,8 +184,9 @@ TEST(Safetensors, RejectsBadOffsetsAndShapes) {
                "non-negative integer");
   expect_error(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", 4),
                "data_offsets");
-  expect_error(make_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}})", 4),
-               "overflows");
+  expect_error(
+      make_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}})", 4),
+      "overflows");
   expect_error(make_file(R"({"a":{"shape":[1],"data_offsets":[0,4]}})", 4), "no string 'dtype'");
   expect_error(make_file(R"({"__metadata__":{"k":1}})", 0), "not a string");
 }

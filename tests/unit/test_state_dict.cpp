@@ -67,7 +67,9 @@ TEST(StateDict, CollectsAllProblemsThenReportsThem) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("my-model"), std::string::npos) << msg;
     EXPECT_NE(msg.find("2 problems"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("'x.weight' has shape [3, 3] but the config implies [3, 4]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'x.weight' has shape [3, 3] but the config implies [3, 4]"),
+              std::string::npos)
+        << msg;
     EXPECT_NE(msg.find("missing tensor 'y.weight' [5]"), std::string::npos) << msg;
   }
 }
@@ -80,7 +82,8 @@ TEST(StateDict, ConvertsPerTensorAndViewsAreZeroCopy) {
   at::Tensor view = store->view("w");
   EXPECT_EQ(view.scalar_type(), at::kBFloat16);
   const uint8_t* mapped = store->file_of("w").data(store->info("w"));
-  EXPECT_EQ(view.data_ptr(), static_cast<const void*>(mapped)) << "bf16 view should alias the mapping";
+  EXPECT_EQ(view.data_ptr(), static_cast<const void*>(mapped))
+      << "bf16 view should alias the mapping";
   at::Tensor f = store->load("w", at::kFloat, at::kCPU, false);
   EXPECT_EQ(f.scalar_type(), at::kFloat);
   EXPECT_TRUE(at::allclose(f, ref, 1e-2, 1e-2));
@@ -88,9 +91,11 @@ TEST(StateDict, ConvertsPerTensorAndViewsAreZeroCopy) {
   write_tensors(dir.path / "model.safetensors", {{"w", ref}}, DType::kF32);
   auto store32 = WeightStore::open(dir.path.string());
   at::Tensor same = store32->load("w", at::kFloat, at::kCPU, false);
-  EXPECT_EQ(same.data_ptr(), static_cast<const void*>(store32->file_of("w").data(store32->info("w"))));
+  EXPECT_EQ(same.data_ptr(),
+            static_cast<const void*>(store32->file_of("w").data(store32->info("w"))));
   at::Tensor own = store32->load("w", at::kFloat, at::kCPU, true);
-  EXPECT_NE(own.data_ptr(), same.data_ptr()) << "writable loads must not alias the read-only mapping";
+  EXPECT_NE(own.data_ptr(), same.data_ptr())
+      << "writable loads must not alias the read-only mapping";
   EXPECT_TRUE(at::equal(own, ref));
 }
 
@@ -119,8 +124,10 @@ TEST(StateDict, ShardIndexErrorsNameTheProblem) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
-  expect_msg(R"({"weight_map": {"a": "s2.safetensors"}})", "shard 's2.safetensors', which is missing");
-  expect_msg(R"({"weight_map": {"a": "s1.safetensors", "z": "s1.safetensors"}})", "'z' should be in shard");
+  expect_msg(R"({"weight_map": {"a": "s2.safetensors"}})",
+             "shard 's2.safetensors', which is missing");
+  expect_msg(R"({"weight_map": {"a": "s1.safetensors", "z": "s1.safetensors"}})",
+             "'z' should be in shard");
   expect_msg(R"({"weight_map": {"a": "../s1.safetensors"}})", "plain file name");
   expect_msg(R"({"weights": {}})", "weight_map");
   expect_msg(R"({"weight_map": )", "invalid JSON");

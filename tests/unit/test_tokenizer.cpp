@@ -63,6 +63,7 @@ TEST(Tokenizer, FolderWithoutTokenizerIsAnInputError) {
     load_tokenizer(std::string(ZIPRERANK_TEST_FIXTURES) + "/config");
     FAIL();
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("no tokenizer.json or tokenizer.model"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("no tokenizer.json or tokenizer.model"),
+              std::string::npos);
   }
 }
