@@ -1,0 +1,36 @@
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "ziprerank/errors.hpp"
+#include "ziprerank/runtime.hpp"
+
+using namespace ziprerank;
+
+TEST(Runtime, OptimisedBlasIsActive) {
+  // libtorch from Debian calls the system BLAS; scripts/install_deps.sh must leave OpenBLAS active.
+  (void)at::mm(at::ones({8, 8}), at::ones({8, 8}));  // make sure the BLAS library is loaded
+  const BlasInfo info = detect_blas();
+  EXPECT_FALSE(info.reference) << "the reference BLAS is active (" << info.library
+                               << "): run scripts/install_deps.sh";
+  EXPECT_FALSE(info.library.empty());
+}
+
+TEST(Runtime, ParsesDevicesAndDtypes) {
+  EXPECT_TRUE(parse_device("cpu").is_cpu());
+  EXPECT_THROW(parse_device("tpu"), UsageError);
+  if (!at::hasCUDA()) {
+    EXPECT_THROW(parse_device("cuda"), UsageError);
+  }
+  EXPECT_EQ(parse_dtype("auto", c10::Device(c10::kCPU)), at::kFloat);
+  EXPECT_EQ(parse_dtype("bf16", c10::Device(c10::kCPU)), at::kBFloat16);
+  EXPECT_EQ(parse_dtype("float16", c10::Device(c10::kCPU)), at::kHalf);
+  EXPECT_THROW(parse_dtype("int8", c10::Device(c10::kCPU)), UsageError);
+}
+
+TEST(Runtime, FormatsBytesAndReportsPeakRss) {
+  EXPECT_EQ(format_bytes(512), "512 B");
+  EXPECT_EQ(format_bytes(1536), "1.50 KiB");
+  EXPECT_EQ(format_bytes(3.0 * 1024 * 1024 * 1024), "3.00 GiB");
+  EXPECT_GT(peak_rss_bytes(), size_t{1} << 20);
+  EXPECT_THROW(configure_threads(-1), UsageError);
+}
