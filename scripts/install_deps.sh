@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config ccache mold git
   libtorch-dev libopenblas0-pthread libopenblas-pthread-dev
-  libopencv-dev
+  libopencv-dev libfreetype-dev
   libsentencepiece-dev sentencepiece
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -80,9 +80,9 @@ struct DocumentStyle {
   FontFamily family = FontFamily::kSerif;
   std::string font_name;  ///< e.g. "Liberation Serif"
   std::string regular_font, bold_font, italic_font;
-  int body_size = 14;          ///< pixels
-  double line_spacing = 1.3;   ///< line pitch / body size
-  int columns = 1;             ///< 1 or 2
+  int body_size = 14;         ///< pixels
+  double line_spacing = 1.3;  ///< line pitch / body size
+  int columns = 1;            ///< 1 or 2
   int column_gap = 28;
   int margin_top = 90, margin_bottom = 90, margin_left = 80, margin_right = 80;
   bool justify = true;
@@ -94,7 +94,7 @@ struct DocumentStyle {
   PageNumberStyle page_numbers = PageNumberStyle::kPlain;
   bool grid_tables = false;  ///< every cell ruled, instead of top/header/bottom rules only
   bool center_title = true;
-  bool contents_leaders = true;  ///< dot leaders between contents entries and page numbers
+  bool contents_leaders = true;   ///< dot leaders between contents entries and page numbers
   std::string bullet = "\u2022";  ///< list bullet (falls back to a dash when the font lacks it)
   std::array<uint8_t, 3> heading_color{0, 0, 0};
 };
@@ -113,8 +113,20 @@ struct DocumentStyleRequest {
 DocumentStyle choose_document_style(uint64_t seed, const DocumentStyleRequest& request = {});
 
 enum class WordRole {
-  kTitle, kSubtitle, kAuthor, kHeading, kBody, kListMarker, kListItem, kTableHeader, kTableCell,
-  kCaption, kRunningHeader, kPageNumber, kContentsTitle, kContentsEntry,
+  kTitle,
+  kSubtitle,
+  kAuthor,
+  kHeading,
+  kBody,
+  kListMarker,
+  kListItem,
+  kTableHeader,
+  kTableCell,
+  kCaption,
+  kRunningHeader,
+  kPageNumber,
+  kContentsTitle,
+  kContentsEntry,
 };
 const char* word_role_name(WordRole role);
 

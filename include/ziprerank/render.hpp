@@ -1,6 +1,23 @@
 // Text rendered as page images: the reference's stage-1 passage renderer and a document mode
 // that lays text out as realistic multi-page documents and records where every word is drawn
 // (see document.hpp).
+//
+// Fidelity to the reference (Pillow's ImageFont/ImageDraw over FreeType), checked against
+// fixtures made with Pillow (tests/fixtures/render/make_passage_fixtures.py):
+//   exact:  text measurement (getbbox), word wrap, hyphenation of over-long words, line height,
+//           the fill-threshold test and binary font-size search, lines drawn and "..." placement,
+//           for both of Pillow's layout engines; glyph positions and the ink blend arithmetic.
+//   close:  pixel values. They come from FreeType's hinting and anti-aliasing, so they match
+//           byte for byte only with the same FreeType release (2.12 on Debian 12 did); another
+//           release may shift edge pixels by a few levels, and tests compare pixels loosely.
+//   approximate: raqm's HarfBuzz shaping is reduced to what Latin-script text needs: one glyph
+//           per code point, a letter and a following combining mark drawn as the precomposed
+//           letter when the font has it, leftover marks and default-ignorable characters (soft
+//           hyphen, zero-width space) taking no advance. Ligatures, GPOS mark placement and
+//           kerning, and right-to-left reordering are not done; DejaVuSansMono needs none of
+//           them for Latin, Greek or Cyrillic, but complex scripts may measure differently.
+//   different: where Pillow falls back to its built-in bitmap font when the font file is
+//           missing, this renderer reports the missing file (InputError) instead.
 #pragma once
 
 #include <array>
@@ -23,7 +40,7 @@ enum class TextLayout {
 
 /// The reference renderer's settings (stage-1 training: 280x280, DejaVuSansMono, fill canvas).
 struct PassageRenderOptions {
-  int size = 280;               ///< square canvas side in pixels
+  int size = 280;  ///< square canvas side in pixels
   int padding = 20;
   int line_spacing = 4;
   int font_size = 12;           ///< starting size; kept when the text already fills the canvas
@@ -31,7 +48,7 @@ struct PassageRenderOptions {
   double fill_threshold = 0.7;  ///< keep font_size when lines x line height / usable height >= this
   int min_font = 6;
   int max_font = 48;
-  std::string font_path;        ///< empty: DejaVuSansMono from the system fonts
+  std::string font_path;  ///< empty: DejaVuSansMono from the system fonts
   TextLayout layout = TextLayout::kRaqm;
 };
 

@@ -313,15 +313,6 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
     cmd->callback([a, &handler] { handler = [a] { return run_batch_command(*a); }; });
   }
   {
-    auto* cmd = app.add_subcommand("render", "Render text passages or documents to page images");
-    cmd->callback([&handler] {
-      handler = [] {
-        unavailable("render");
-        return 0;
-      };
-    });
-  }
-  {
     auto* cmd = app.add_subcommand(
         "train",
         "Train: stage 1 (rendered-text listwise pretraining) or stage 2 (page distillation)");

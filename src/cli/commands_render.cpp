@@ -48,10 +48,13 @@ struct RenderArgs {
 
 constexpr const char* kFooter =
     "Passage mode (--text or --input) reproduces the reference's stage-1 renderer: a square white\n"
-    "canvas, DejaVuSansMono, padding 20, greedy word wrap with hyphenation of over-long words, and\n"
-    "(unless --no-fill-canvas) the largest font size 6..48 whose lines fit, keeping --font-size when\n"
+    "canvas, DejaVuSansMono, padding 20, greedy word wrap with hyphenation of over-long words, "
+    "and\n"
+    "(unless --no-fill-canvas) the largest font size 6..48 whose lines fit, keeping --font-size "
+    "when\n"
     "the text already fills 70% of the height; text that does not fit is cut, with \"...\" when\n"
-    "half a line is left. --input is JSONL: each line a JSON string or {\"id\": ..., \"text\": ...};\n"
+    "half a line is left. --input is JSONL: each line a JSON string or {\"id\": ..., \"text\": "
+    "...};\n"
     "images are named by id (else by line number) and listed in OUT/passages.jsonl.\n"
     "Document mode (--document) lays a JSON document (title, sections with paragraphs, lists and\n"
     "tables; see include/ziprerank/document.hpp) out as A4 or Letter pages, longest side 1024 px,\n"
@@ -59,7 +62,9 @@ constexpr const char* kFooter =
     "page, text, ink box and role, the page each section starts on, the contents pages).\n"
     "The written file (passage PNG, passages.jsonl or words.json) is printed on stdout.";
 
-TextLayout to_layout(const std::string& s) { return s == "basic" ? TextLayout::kBasic : TextLayout::kRaqm; }
+TextLayout to_layout(const std::string& s) {
+  return s == "basic" ? TextLayout::kBasic : TextLayout::kRaqm;
+}
 
 void make_dir(const std::string& dir) {
   std::error_code ec;
@@ -241,8 +246,8 @@ int run_passages(const RenderArgs& a) {
   for (size_t i = 0; i < passages.size(); ++i) {
     if (outcomes[i].lines > 0) continue;
     if (++empty <= 10) {
-      spdlog::warn("{}:{}: empty passage; its canvas is blank, as the reference leaves it",
-                   a.input, passages[i].line);
+      spdlog::warn("{}:{}: empty passage; its canvas is blank, as the reference leaves it", a.input,
+                   passages[i].line);
     }
   }
   if (empty > 10) spdlog::warn("{} empty passages in all", empty);
@@ -254,19 +259,15 @@ int run_passages(const RenderArgs& a) {
     const Outcome& o = outcomes[i];
     const bool truncated = o.drawn < o.lines;
     cut += truncated;
-    nlohmann::json row = {{"line", passages[i].line},
-                          {"file", passages[i].file},
-                          {"font_size", o.font_size},
-                          {"lines", o.lines},
-                          {"drawn_lines", o.drawn},
-                          {"truncated", truncated}};
+    nlohmann::json row = {{"line", passages[i].line}, {"file", passages[i].file},
+                          {"font_size", o.font_size}, {"lines", o.lines},
+                          {"drawn_lines", o.drawn},   {"truncated", truncated}};
     if (!passages[i].id.empty()) row["id"] = passages[i].id;
     out << row.dump() << "\n";
   }
   out.close();
   if (!out) throw InputError("cannot write " + index);
-  const double s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   spdlog::info("rendered {} passage(s) in {:.1f} s ({:.0f}/s); {} cut to fit", passages.size(), s,
                passages.size() / std::max(s, 1e-9), cut);
   std::cout << index << "\n";
@@ -276,7 +277,8 @@ int run_passages(const RenderArgs& a) {
 int run_document(const RenderArgs& a) {
   const Document doc = load_document(a.document);
   DocumentStyleRequest request;
-  if (!a.page_size.empty()) request.page_size = a.page_size == "letter" ? PageSize::kLetter : PageSize::kA4;
+  if (!a.page_size.empty())
+    request.page_size = a.page_size == "letter" ? PageSize::kLetter : PageSize::kA4;
   if (a.columns) request.columns = a.columns;
   if (a.family == "serif") request.family = FontFamily::kSerif;
   if (a.family == "sans") request.family = FontFamily::kSans;
@@ -311,7 +313,8 @@ int run_render(const RenderArgs& a) {
   if (modes != 1) throw UsageError("give exactly one of --text, --input or --document");
   if (!a.document.empty()) {
     for (const char* flag : {"--size", "--font", "--font-size", "--no-fill-canvas", "--layout"}) {
-      if (a.cmd->count(flag) > 0) throw UsageError(std::string(flag) + " applies to passages, not --document");
+      if (a.cmd->count(flag) > 0)
+        throw UsageError(std::string(flag) + " applies to passages, not --document");
     }
     if (a.contents && a.no_contents) throw UsageError("--contents and --no-contents conflict");
     return run_document(a);
@@ -330,7 +333,8 @@ void register_render_command(CLI::App& app, Handler& handler) {
   auto* cmd = app.add_subcommand("render", "Render text passages or documents to page images");
   a->cmd = cmd;
   cmd->add_option("--text", a->text, "One passage to render (writes OUT/passage.png)");
-  cmd->add_option("--input", a->input, "Passages JSONL: a JSON string or {\"id\",\"text\"} per line")
+  cmd->add_option("--input", a->input,
+                  "Passages JSONL: a JSON string or {\"id\",\"text\"} per line")
       ->check(CLI::ExistingFile);
   cmd->add_option("--document", a->document, "Document JSON to lay out as pages")
       ->check(CLI::ExistingFile);
@@ -346,8 +350,9 @@ void register_render_command(CLI::App& app, Handler& handler) {
       ->capture_default_str();
   cmd->add_flag("--no-fill-canvas", a->no_fill,
                 "Keep --font-size instead of searching 6..48 for the size that fills the canvas");
-  cmd->add_option("--layout", a->layout,
-                  "Pillow layout engine reproduced: raqm (libraqm present, the usual case) or basic")
+  cmd->add_option(
+         "--layout", a->layout,
+         "Pillow layout engine reproduced: raqm (libraqm present, the usual case) or basic")
       ->check(CLI::IsMember({"raqm", "basic"}))
       ->capture_default_str();
   cmd->add_option("--threads", a->threads, "Passages rendered in parallel")

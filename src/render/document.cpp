@@ -25,10 +25,10 @@ namespace ziprerank {
 
 namespace {
 
+using nlohmann::json;
 using render::Font;
 using render::FontCache;
 using render::Rgb;
-using nlohmann::json;
 
 // ---------------------------------------------------------------------------------------------
 // Parsing
@@ -110,7 +110,8 @@ DocumentBlock parse_block(const json& b, const std::string& where) {
     for (size_t r = 0; r < rows.size(); ++r) {
       block.rows.push_back(get_strings(rows[r], where + ".rows[" + std::to_string(r) + "]"));
     }
-    if (block.rows.empty() && block.header.empty()) throw InputError(where + ": the table is empty");
+    if (block.rows.empty() && block.header.empty())
+      throw InputError(where + ": the table is empty");
   } else {
     throw InputError(where + ".type: unknown block type '" + type +
                      "' (expected paragraph, list or table)");
@@ -156,8 +157,8 @@ struct FaceSpec {
 const FaceSpec kFaces[] = {
     {"Liberation Serif", FontFamily::kSerif, ZR_LIB "LiberationSerif-Regular.ttf",
      ZR_LIB "LiberationSerif-Bold.ttf", ZR_LIB "LiberationSerif-Italic.ttf"},
-    {"Noto Serif", FontFamily::kSerif, ZR_NOTO "NotoSerif-Regular.ttf", ZR_NOTO "NotoSerif-Bold.ttf",
-     ZR_NOTO "NotoSerif-Italic.ttf"},
+    {"Noto Serif", FontFamily::kSerif, ZR_NOTO "NotoSerif-Regular.ttf",
+     ZR_NOTO "NotoSerif-Bold.ttf", ZR_NOTO "NotoSerif-Italic.ttf"},
     {"DejaVu Serif", FontFamily::kSerif, ZR_DJV "DejaVuSerif.ttf", ZR_DJV "DejaVuSerif-Bold.ttf",
      ZR_DJV "DejaVuSerif-Italic.ttf"},
     {"Liberation Sans", FontFamily::kSans, ZR_LIB "LiberationSans-Regular.ttf",
@@ -172,8 +173,8 @@ const FaceSpec kFaces[] = {
      ZR_LIB "LiberationMono-Bold.ttf", ZR_LIB "LiberationMono-Italic.ttf"},
     {"Latin Modern Roman", FontFamily::kLatex, ZR_LM "lmroman10-regular.otf",
      ZR_LM "lmroman10-bold.otf", ZR_LM "lmroman10-italic.otf"},
-    {"Latin Modern Sans", FontFamily::kLatex, ZR_LM "lmsans10-regular.otf", ZR_LM "lmsans10-bold.otf",
-     ZR_LM "lmsans10-oblique.otf"},
+    {"Latin Modern Sans", FontFamily::kLatex, ZR_LM "lmsans10-regular.otf",
+     ZR_LM "lmsans10-bold.otf", ZR_LM "lmsans10-oblique.otf"},
 };
 #undef ZR_LIB
 #undef ZR_NOTO
@@ -189,10 +190,14 @@ bool face_installed(const FaceSpec& f) { return file_exists(f.regular) && file_e
 
 const char* family_name(FontFamily f) {
   switch (f) {
-    case FontFamily::kSerif: return "serif";
-    case FontFamily::kSans: return "sans";
-    case FontFamily::kMono: return "mono";
-    case FontFamily::kLatex: return "latex";
+    case FontFamily::kSerif:
+      return "serif";
+    case FontFamily::kSans:
+      return "sans";
+    case FontFamily::kMono:
+      return "mono";
+    case FontFamily::kLatex:
+      return "latex";
   }
   return "?";
 }
@@ -200,9 +205,12 @@ const char* family_name(FontFamily f) {
 const char* family_packages(FontFamily f) {
   switch (f) {
     case FontFamily::kSerif:
-    case FontFamily::kSans: return "fonts-liberation2, fonts-noto-core or fonts-dejavu-core";
-    case FontFamily::kMono: return "fonts-dejavu-core or fonts-liberation2";
-    case FontFamily::kLatex: return "fonts-lmodern";
+    case FontFamily::kSans:
+      return "fonts-liberation2, fonts-noto-core or fonts-dejavu-core";
+    case FontFamily::kMono:
+      return "fonts-dejavu-core or fonts-liberation2";
+    case FontFamily::kLatex:
+      return "fonts-lmodern";
   }
   return "";
 }
@@ -294,10 +302,12 @@ std::vector<Line> wrap_text(const std::string& text, const TextStyle& style, int
   for (const auto& raw : render::split_words(render::utf8_to_u32(text))) {
     std::vector<Word> pieces;
     const int64_t adv = style.font->advance_26_6(raw);
-    if (adv <= static_cast<int64_t>(width) * 64) {
+    // Pieces must also fit an indented first line.
+    const int64_t narrowest = static_cast<int64_t>(std::min(first_width, width)) * 64;
+    if (adv <= narrowest) {
       pieces.push_back({raw, adv});
     } else {
-      pieces = break_word(raw, *style.font, static_cast<int64_t>(width) * 64);
+      pieces = break_word(raw, *style.font, narrowest);
     }
     for (auto& w : pieces) {
       const int64_t added = line.words.empty() ? w.advance : line.natural + style.space + w.advance;
@@ -358,8 +368,8 @@ class Layout {
     const int size = std::max(6, static_cast<int>(std::lround(s_.body_size * scale)));
     return make_style(FontCache::local().get(path, size), spacing, color);
   }
-  void emit_line(const Line& line, const TextStyle& st, int x, int width, int line_top,
-                 Align align, WordRole role, int section, int page);
+  void emit_line(const Line& line, const TextStyle& st, int x, int width, int line_top, Align align,
+                 WordRole role, int section, int page);
   void place_lines(const std::vector<Line>& lines, const TextStyle& st, int indent, Align align,
                    WordRole role, int section);
 
@@ -398,7 +408,8 @@ void Layout::emit_line(const Line& line, const TextStyle& st, int x, int width, 
   int64_t extra = 0;
   if (align == Align::kCenter) pen += std::max<int64_t>(0, (box - line.natural) / 2);
   if (align == Align::kRight) pen += std::max<int64_t>(0, box - line.natural);
-  if (align == Align::kJustify && !line.last && n > 1) extra = std::max<int64_t>(0, box - line.natural);
+  if (align == Align::kJustify && !line.last && n > 1)
+    extra = std::max<int64_t>(0, box - line.natural);
   for (int k = 0; k < n; ++k) {
     const Word& w = line.words[k];
     texts_.push_back({page, px_round(pen), line_top + st.offset, w.text, st.font, st.color, role,
@@ -414,8 +425,7 @@ void Layout::place_lines(const std::vector<Line>& lines, const TextStyle& st, in
   for (size_t i = 0; i < lines.size(); ++i) {
     ensure(st.pitch);
     const int in = i == 0 ? indent : 0;
-    emit_line(lines[i], st, column_x() + in, column_width() - in, y_, align, role, section,
-              page_);
+    emit_line(lines[i], st, column_x() + in, column_width() - in, y_, align, role, section, page_);
     y_ += st.pitch;
   }
 }
@@ -468,8 +478,9 @@ int Layout::contents_layout(bool emit) {
   for (size_t i = 0; i < doc_.sections.size(); ++i) {
     if (numbers_[i].empty()) continue;
     const TextStyle& st = doc_.sections[i].level == 1 ? contents_bold_ : contents_;
-    number_col = std::max(number_col, px_round(st.font->advance_26_6(render::utf8_to_u32(
-                                          numbers_[i]))) + px_round(st.space * 2));
+    number_col =
+        std::max(number_col, px_round(st.font->advance_26_6(render::utf8_to_u32(numbers_[i]))) +
+                                 px_round(st.space * 2));
   }
   const int page_col = px_round(contents_.font->advance_26_6(U"0000")) + body_.font->pixel_size();
   for (size_t i = 0; i < doc_.sections.size(); ++i) {
@@ -499,17 +510,24 @@ int Layout::contents_layout(bool emit) {
           texts_.push_back({page, num_x, top + contents_.offset, num, contents_.font,
                             contents_.color, WordRole::kContentsEntry, static_cast<int>(i), true});
           if (s_.contents_leaders) {
-            const int start = text_x + px_round(lines[k].natural) + contents_.font->pixel_size() / 2;
+            const int start =
+                text_x + px_round(lines[k].natural) + contents_.font->pixel_size() / 2;
             const int end = num_x - contents_.font->pixel_size() / 2;
             const int64_t dot = contents_.font->advance_26_6(U" .");
-            int count = dot > 0 ? static_cast<int>((static_cast<int64_t>(end - start) * 64) / dot)
-                                : 0;
+            int count =
+                dot > 0 ? static_cast<int>((static_cast<int64_t>(end - start) * 64) / dot) : 0;
             if (count > 1) {
               std::u32string dots;
               for (int d = 0; d < count; ++d) dots += U" .";
-              texts_.push_back({page, end - px_round(dot * count), top + contents_.offset, dots,
-                                contents_.font, {110, 110, 110}, WordRole::kContentsEntry,
-                                static_cast<int>(i), false});
+              texts_.push_back({page,
+                                end - px_round(dot * count),
+                                top + contents_.offset,
+                                dots,
+                                contents_.font,
+                                {110, 110, 110},
+                                WordRole::kContentsEntry,
+                                static_cast<int>(i),
+                                false});
             }
           }
         }
@@ -539,7 +557,8 @@ void Layout::heading(const DocumentSection& sec, int index, const std::string& n
 }
 
 void Layout::paragraph(const DocumentBlock& b, int section, bool first_in_section) {
-  const int indent = s_.indent_paragraphs && !first_in_section ? body_.font->pixel_size() * 3 / 2 : 0;
+  const int indent =
+      s_.indent_paragraphs && !first_in_section ? body_.font->pixel_size() * 3 / 2 : 0;
   const auto lines = wrap_text(b.text, body_, column_width() - indent, column_width());
   if (lines.empty()) return;
   if (!first_in_section) gap(para_gap_);
@@ -686,7 +705,8 @@ void Layout::table(const DocumentBlock& b, int section) {
   // Caption above the table, as reports usually set it.
   std::vector<Line> caption;
   if (!b.caption.empty()) {
-    caption = wrap_text("Table " + std::to_string(tables_) + ": " + b.caption, caption_, avail, avail);
+    caption =
+        wrap_text("Table " + std::to_string(tables_) + ": " + b.caption, caption_, avail, avail);
   }
   const int caption_h = static_cast<int>(caption.size()) * caption_.pitch;
   const int first_rows_h = rows[0].height + (rows.size() > 1 && has_header ? rows[1].height : 0);
@@ -789,8 +809,8 @@ void Layout::page_furniture(int pages) {
         const int top = rule_y - small_.pitch - 2;
         emit_line(lines[0], small_, content_left(), content_width(), top,
                   s_.center_title ? Align::kCenter : Align::kLeft, WordRole::kRunningHeader, -1, p);
-        rules_.push_back({p, content_left(), rule_y, content_left() + content_width(), rule_y + 1,
-                          grey});
+        rules_.push_back(
+            {p, content_left(), rule_y, content_left() + content_width(), rule_y + 1, grey});
       }
     }
     if (p == 0 && !doc_.title.empty()) continue;
@@ -867,7 +887,8 @@ RenderedDocument Layout::run() {
       if (s_.number_headings) numbers_[i] = std::to_string(n1);
     } else {
       ++n2;
-      if (s_.number_headings) numbers_[i] = std::to_string(std::max(n1, 1)) + "." + std::to_string(n2);
+      if (s_.number_headings)
+        numbers_[i] = std::to_string(std::max(n1, 1)) + "." + std::to_string(n2);
     }
   }
   placed_.assign(doc_.sections.size(), {});
@@ -965,7 +986,8 @@ Document parse_document(const std::string& json_text, const std::string& origin)
     if (blocks != s.end() && !blocks->is_null()) {
       if (!blocks->is_array()) throw InputError(where + ".blocks: expected an array");
       for (size_t k = 0; k < blocks->size(); ++k) {
-        sec.blocks.push_back(parse_block((*blocks)[k], where + ".blocks[" + std::to_string(k) + "]"));
+        sec.blocks.push_back(
+            parse_block((*blocks)[k], where + ".blocks[" + std::to_string(k) + "]"));
       }
     }
     doc.sections.push_back(std::move(sec));
@@ -1039,8 +1061,9 @@ DocumentStyle choose_document_style(uint64_t seed, const DocumentStyleRequest& r
       pick -= w;
     }
     if (families.empty()) {
-      throw InputError("no document fonts are installed (install fonts-dejavu-core, "
-                       "fonts-liberation2, fonts-noto-core or fonts-lmodern)");
+      throw InputError(
+          "no document fonts are installed (install fonts-dejavu-core, "
+          "fonts-liberation2, fonts-noto-core or fonts-lmodern)");
     }
   }
   s.family = families[0];
@@ -1091,20 +1114,34 @@ DocumentStyle choose_document_style(uint64_t seed, const DocumentStyleRequest& r
 
 const char* word_role_name(WordRole role) {
   switch (role) {
-    case WordRole::kTitle: return "title";
-    case WordRole::kSubtitle: return "subtitle";
-    case WordRole::kAuthor: return "author";
-    case WordRole::kHeading: return "heading";
-    case WordRole::kBody: return "body";
-    case WordRole::kListMarker: return "list_marker";
-    case WordRole::kListItem: return "list_item";
-    case WordRole::kTableHeader: return "table_header";
-    case WordRole::kTableCell: return "table_cell";
-    case WordRole::kCaption: return "caption";
-    case WordRole::kRunningHeader: return "running_header";
-    case WordRole::kPageNumber: return "page_number";
-    case WordRole::kContentsTitle: return "contents_title";
-    case WordRole::kContentsEntry: return "contents_entry";
+    case WordRole::kTitle:
+      return "title";
+    case WordRole::kSubtitle:
+      return "subtitle";
+    case WordRole::kAuthor:
+      return "author";
+    case WordRole::kHeading:
+      return "heading";
+    case WordRole::kBody:
+      return "body";
+    case WordRole::kListMarker:
+      return "list_marker";
+    case WordRole::kListItem:
+      return "list_item";
+    case WordRole::kTableHeader:
+      return "table_header";
+    case WordRole::kTableCell:
+      return "table_cell";
+    case WordRole::kCaption:
+      return "caption";
+    case WordRole::kRunningHeader:
+      return "running_header";
+    case WordRole::kPageNumber:
+      return "page_number";
+    case WordRole::kContentsTitle:
+      return "contents_title";
+    case WordRole::kContentsEntry:
+      return "contents_entry";
   }
   return "?";
 }
@@ -1125,9 +1162,10 @@ std::string document_layout_json(const RenderedDocument& r) {
       {"page_height", s.page_height},
       {"family", family_name(s.family)},
       {"font", s.font_name},
-      {"font_files", {std::filesystem::path(s.regular_font).filename().string(),
-                      std::filesystem::path(s.bold_font).filename().string(),
-                      std::filesystem::path(s.italic_font).filename().string()}},
+      {"font_files",
+       {std::filesystem::path(s.regular_font).filename().string(),
+        std::filesystem::path(s.bold_font).filename().string(),
+        std::filesystem::path(s.italic_font).filename().string()}},
       {"body_size", s.body_size},
       {"line_spacing", s.line_spacing},
       {"columns", s.columns},

@@ -6,10 +6,12 @@
 #include FT_ADVANCES_H
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <utility>
 
+#include "text/unicode_tables.hpp"
 #include "ziprerank/errors.hpp"
 
 namespace ziprerank::render {
@@ -32,6 +34,26 @@ bool is_default_ignorable(char32_t c) {
            (c >= 0xFE00 && c <= 0xFE0F) || c == 0xFEFF || (c >= 0xFFF0 && c <= 0xFFF8);
   }
   return (c >= 0x1D173 && c <= 0x1D17A) || (c >= 0xE0000 && c <= 0xE0FFF);
+}
+
+bool is_combining_mark(char32_t c) {
+  namespace u = detail::unicode;
+  const u::ClassRun* end = u::kClassRuns + u::kClassRunCount;
+  const u::ClassRun* it =
+      std::upper_bound(u::kClassRuns, end, static_cast<uint32_t>(c),
+                       [](uint32_t v, const u::ClassRun& run) { return v < run.first; });
+  return it != u::kClassRuns && (it - 1)->cls == u::kMark;
+}
+
+char32_t compose(char32_t first, char32_t second) {
+  namespace u = detail::unicode;
+  const u::CompositionPair* end = u::kCompositionPairs + u::kCompositionPairCount;
+  const u::CompositionPair* it =
+      std::lower_bound(u::kCompositionPairs, end, std::make_pair(first, second),
+                       [](const u::CompositionPair& p, const std::pair<char32_t, char32_t>& key) {
+                         return p.first != key.first ? p.first < key.first : p.second < key.second;
+                       });
+  return it != end && it->first == first && it->second == second ? it->composite : 0;
 }
 
 std::string ft_error_text(FT_Error error) {
@@ -105,8 +127,8 @@ std::string u32_to_utf8(std::u32string_view text) {
 
 bool is_python_space(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
 }
 
 std::vector<std::u32string> split_words(std::u32string_view text) {
@@ -170,8 +192,10 @@ const Font::Glyph& Font::glyph(char32_t c) {
   g.index = FT_Get_Char_Index(face, hidden ? U' ' : c);
   FT_Error error = FT_Load_Glyph(face, g.index, FT_LOAD_DEFAULT);
   if (error) {
-    throw InputError("font " + path_ + ": cannot load the glyph for U+" + std::to_string(c) +
-                     ": " + ft_error_text(error));
+    char code[16];
+    std::snprintf(code, sizeof(code), "U+%04X", static_cast<unsigned>(c));
+    throw InputError("font " + path_ + ": cannot load the glyph for " + code + ": " +
+                     ft_error_text(error));
   }
   FT_Glyph outline = nullptr;
   if (FT_Get_Glyph(face->glyph, &outline) == 0) {
@@ -185,7 +209,7 @@ const Font::Glyph& Font::glyph(char32_t c) {
   }
   if (layout_ == TextLayout::kBasic) {
     g.advance = static_cast<int32_t>(face->glyph->metrics.horiAdvance);
-  } else if (hidden) {
+  } else if (hidden || is_combining_mark(c)) {
     g.advance = 0;
   } else {
     // HarfBuzz's FreeType callbacks: unhinted 16.16 advances rounded to 26.6.
@@ -234,11 +258,34 @@ const Font::Glyph& Font::rendered_glyph(char32_t c) {
 }
 
 void Font::layout(std::u32string_view text, std::vector<const Glyph*>& glyphs,
-                  std::vector<int64_t>& pens, int64_t& end) {
+                  std::vector<int64_t>& pens, int64_t& end, std::u32string* codes) {
   glyphs.clear();
   pens.clear();
   glyphs.reserve(text.size());
-  for (char32_t c : text) glyphs.push_back(&glyph(c));
+  std::u32string used;
+  if (layout_ == TextLayout::kRaqm) {
+    // HarfBuzz draws a base letter and a following combining mark as one precomposed glyph when
+    // the font has it; marks left over take no advance.
+    char32_t base = 0;
+    for (char32_t c : text) {
+      if (base != 0 && is_combining_mark(c)) {
+        const char32_t composed = compose(base, c);
+        if (composed != 0 && has_glyph(composed)) {
+          base = composed;
+          glyphs.back() = &glyph(composed);
+          used.back() = composed;
+          continue;
+        }
+      }
+      base = c;
+      glyphs.push_back(&glyph(c));
+      used.push_back(c);
+    }
+  } else {
+    for (char32_t c : text) glyphs.push_back(&glyph(c));
+    used = text;
+  }
+  if (codes) *codes = std::move(used);
   // Pillow's basic layout adds the kerning of each pair to the first glyph's advance, in whole
   // pixels added to a 26.6 value (Pillow's own arithmetic, kept for fidelity).
   std::vector<int64_t> advances(glyphs.size());
@@ -296,9 +343,10 @@ TextBox Font::draw(Image& image, int x, int y, std::u32string_view text, Rgb col
   std::vector<const Glyph*> glyphs;
   std::vector<int64_t> pens;
   int64_t end = 0;
-  layout(text, glyphs, pens, end);
+  std::u32string codes;
+  layout(text, glyphs, pens, end, &codes);
   for (size_t i = 0; i < glyphs.size(); ++i) {
-    glyphs[i] = &rendered_glyph(text[i]);
+    glyphs[i] = &rendered_glyph(codes[i]);
   }
   // Pillow renders the string into a mask the size of its box, with the pen moved so that the
   // leftmost and topmost glyph images start inside it, then pastes the mask at the box corner.

@@ -85,9 +85,11 @@ class Font {
   };
   const Glyph& glyph(char32_t c);
   const Glyph& rendered_glyph(char32_t c);
-  /// Pen positions in 26.6 before each glyph, including kerning in the basic layout.
+  /// The glyphs drawn for `text` (raqm composes base + combining mark where the font has the
+  /// precomposed letter; `codes` receives the code point of each glyph) and the pen position in
+  /// 26.6 before each, including kerning in the basic layout.
   void layout(std::u32string_view text, std::vector<const Glyph*>& glyphs,
-              std::vector<int64_t>& pens, int64_t& end);
+              std::vector<int64_t>& pens, int64_t& end, std::u32string* codes = nullptr);
 
   struct FaceHolder;
   std::unique_ptr<FaceHolder> face_;

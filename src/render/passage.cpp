@@ -17,7 +17,8 @@ using render::FontCache;
 
 void validate(const PassageRenderOptions& o) {
   auto fail = [](const std::string& what) { throw InputError("passage rendering: " + what); };
-  if (o.size < 1 || o.size > 16384) fail("canvas size must be 1..16384, got " + std::to_string(o.size));
+  if (o.size < 1 || o.size > 16384)
+    fail("canvas size must be 1..16384, got " + std::to_string(o.size));
   if (o.padding < 0) fail("padding must not be negative");
   if (o.size <= 2 * o.padding) {
     fail("canvas size " + std::to_string(o.size) + " leaves no room inside padding " +

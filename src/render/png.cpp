@@ -25,7 +25,8 @@ void save_png(const Image& image, const std::string& path) {
   if (!f) throw InputError("cannot write " + path);
   const size_t written = std::fwrite(bytes.data(), 1, bytes.size(), f);
   const bool closed = std::fclose(f) == 0;
-  if (written != bytes.size() || !closed) throw InputError("cannot write " + path + " (disk full?)");
+  if (written != bytes.size() || !closed)
+    throw InputError("cannot write " + path + " (disk full?)");
 }
 
 }  // namespace ziprerank

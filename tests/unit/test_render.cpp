@@ -166,7 +166,8 @@ TEST(Passage, EmptyAndWhitespaceTextGiveBlankCanvas) {
     EXPECT_TRUE(layout.lines.empty());
     EXPECT_EQ(layout.font_size, 48);  // the reference's search ends at the largest size
     const Image image = render_passage(text);
-    EXPECT_TRUE(std::all_of(image.rgb.begin(), image.rgb.end(), [](uint8_t v) { return v == 255; }));
+    EXPECT_TRUE(
+        std::all_of(image.rgb.begin(), image.rgb.end(), [](uint8_t v) { return v == 255; }));
   }
 }
 
@@ -272,7 +273,8 @@ TEST(Document, SectionPagesMatchContentsPage) {
     DocumentStyleRequest request;
     request.contents_page = true;
     if (seed == 12) request.columns = 2;
-    const RenderedDocument r = render_document(sample_document(), choose_document_style(seed, request));
+    const RenderedDocument r =
+        render_document(sample_document(), choose_document_style(seed, request));
     ASSERT_EQ(r.contents_pages, std::vector<int>{0});
     ASSERT_EQ(r.sections.size(), sample_document().sections.size());
     for (size_t i = 0; i < r.sections.size(); ++i) {
@@ -289,14 +291,86 @@ TEST(Document, SectionPagesMatchContentsPage) {
       for (const WordBox* w : heading) EXPECT_EQ(w->page, sp.page) << w->text;
       for (const WordBox* w : entry) EXPECT_EQ(w->page, 0);
       // The rightmost entry word is the printed page number of the section's first page.
-      const WordBox* number = *std::max_element(
-          entry.begin(), entry.end(), [](const WordBox* a, const WordBox* b) { return a->x1 < b->x1; });
+      const WordBox* number =
+          *std::max_element(entry.begin(), entry.end(),
+                            [](const WordBox* a, const WordBox* b) { return a->x1 < b->x1; });
       EXPECT_EQ(number->text, r.page_labels[sp.page]) << sp.heading;
       // The contents entry repeats the heading's words.
       std::set<std::string> entry_words;
       for (const WordBox* w : entry) entry_words.insert(w->text);
       for (const WordBox* w : heading) EXPECT_TRUE(entry_words.count(w->text)) << w->text;
     }
+  }
+}
+
+// Many sections: the contents run over several pages; long tables split across columns and
+// pages (repeating their header); an unbreakable word wider than a column is hyphenated.
+Document stress_document() {
+  Document doc;
+  doc.title = "Stress test";
+  for (int i = 0; i < 70; ++i) {
+    DocumentSection sec;
+    sec.heading = "Section number " + std::to_string(i) + " about topic " + std::to_string(i * 7);
+    sec.level = i % 3 == 2 ? 2 : 1;
+    DocumentBlock para;
+    para.text = "Short paragraph " + std::to_string(i) + " with a few ordinary words in it.";
+    sec.blocks.push_back(para);
+    if (i == 5) {
+      DocumentBlock word;
+      word.text = "Before " + std::string(400, 'w') + " after.";
+      sec.blocks.push_back(word);
+    }
+    if (i == 9) {
+      DocumentBlock table;
+      table.kind = DocumentBlock::Kind::kTable;
+      table.caption = "A long table";
+      table.header = {"Year", "Station", "Reading", "Remark"};
+      for (int r = 0; r < 120; ++r) {
+        table.rows.push_back({std::to_string(1900 + r), "Station " + std::to_string(r % 13),
+                              std::to_string(r * 3.25), r % 4 ? "" : "recalibrated after flood"});
+      }
+      sec.blocks.push_back(table);
+    }
+    doc.sections.push_back(sec);
+  }
+  return doc;
+}
+
+TEST(Document, LongContentsAndTablesStayConsistent) {
+  if (!any_document_font()) GTEST_SKIP() << "no document fonts installed";
+  const Document doc = stress_document();
+  for (int columns : {1, 2}) {
+    SCOPED_TRACE("columns " + std::to_string(columns));
+    DocumentStyleRequest request;
+    request.contents_page = true;
+    request.columns = columns;
+    const RenderedDocument r = render_document(doc, choose_document_style(21, request));
+    ASSERT_GE(r.contents_pages.size(), 2u);
+    for (size_t k = 0; k < r.contents_pages.size(); ++k) EXPECT_EQ(r.contents_pages[k], int(k));
+    const int first_body = static_cast<int>(r.contents_pages.size());
+    EXPECT_EQ(r.sections.front().page, first_body);
+    for (size_t i = 1; i < r.sections.size(); ++i) {
+      EXPECT_GE(r.sections[i].page, r.sections[i - 1].page) << "sections keep their order";
+    }
+    std::vector<std::string> last_entry(doc.sections.size());
+    std::vector<int> last_x(doc.sections.size(), -1);
+    int table_headers = 0;
+    for (const WordBox& w : r.words) {
+      const Image& im = r.pages[w.page];
+      ASSERT_TRUE(w.x0 >= 0 && w.y0 >= 0 && w.x1 <= im.width && w.y1 <= im.height) << w.text;
+      if (w.role == WordRole::kContentsEntry && w.x1 > last_x[w.section]) {
+        last_x[w.section] = w.x1;
+        last_entry[w.section] = w.text;
+      }
+      if (w.role == WordRole::kTableHeader && w.text == "Station") ++table_headers;
+      if (w.role == WordRole::kBody) {
+        EXPECT_GE(w.page, first_body);
+      }
+    }
+    for (size_t i = 0; i < doc.sections.size(); ++i) {
+      EXPECT_EQ(last_entry[i], r.page_labels[r.sections[i].page]) << doc.sections[i].heading;
+    }
+    EXPECT_GE(table_headers, 2) << "a table split over columns repeats its header";
   }
 }
 

