@@ -102,6 +102,10 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 ModelConfig load_model_config(const std::string& path);
 std::string model_config_to_json(const ModelConfig& config, int indent = 2);
 
+/// The image settings Qwen3-VL checkpoints ship (patch 16, temporal 2, merge 2, mean = std = 0.5,
+/// 65,536..16,777,216 pixels); the default for models ziprerank creates.
+PreprocessorConfig qwen3_vl_preprocessor_config();
+
 PreprocessorConfig parse_preprocessor_config(const std::string& json_text,
                                              const std::string& origin);
 PreprocessorConfig load_preprocessor_config(const std::string& path);

@@ -37,19 +37,6 @@ struct TokenizeArgs {
   std::string model;
 };
 
-PreprocessorConfig qwen3_vl_preprocessor() {
-  PreprocessorConfig p;
-  p.min_pixels = 65536;
-  p.max_pixels = 16777216;
-  p.patch_size = 16;
-  p.temporal_patch_size = 2;
-  p.merge_size = 2;
-  p.image_mean = {0.5, 0.5, 0.5};
-  p.image_std = {0.5, 0.5, 0.5};
-  p.image_processor_type = "Qwen2VLImageProcessorFast";
-  return p;
-}
-
 int run_inspect(const InspectArgs& a) {
   const std::string dir = resolve_model(a.common);
   const InspectResult r = inspect_model(dir);
@@ -65,7 +52,7 @@ int run_inspect(const InspectArgs& a) {
 int run_init(const InitArgs& a) {
   ModelConfig config = a.config.empty() ? tiny_model_config() : load_model_config(a.config);
   PreprocessorConfig pre =
-      a.preprocessor.empty() ? qwen3_vl_preprocessor() : load_preprocessor_config(a.preprocessor);
+      a.preprocessor.empty() ? qwen3_vl_preprocessor_config() : load_preprocessor_config(a.preprocessor);
   if (pre.patch_size != config.vision.patch_size ||
       pre.merge_size != config.vision.spatial_merge_size ||
       pre.temporal_patch_size != config.vision.temporal_patch_size) {

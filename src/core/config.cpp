@@ -330,6 +330,19 @@ void PreprocessorConfig::validate(const std::string& origin) const {
   }
 }
 
+PreprocessorConfig qwen3_vl_preprocessor_config() {
+  PreprocessorConfig p;
+  p.min_pixels = 65536;
+  p.max_pixels = 16777216;
+  p.patch_size = 16;
+  p.temporal_patch_size = 2;
+  p.merge_size = 2;
+  p.image_mean = {0.5, 0.5, 0.5};
+  p.image_std = {0.5, 0.5, 0.5};
+  p.image_processor_type = "Qwen2VLImageProcessorFast";
+  return p;
+}
+
 PreprocessorConfig parse_preprocessor_config(const std::string& json_text,
                                              const std::string& origin) {
   const json root = detail::parse_json(json_text, origin);

@@ -81,59 +81,64 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
                                 const BenchOptions& o) {
   if (o.repeats < 1) throw UsageError("--repeats must be at least 1");
   if (o.warmup < 0) throw UsageError("--warmup must be >= 0");
-  std::vector<BenchRow> rows;
-  for (const BenchConfig& cfg : o.configs) {
+  // Repeats are interleaved across configurations (round-robin) so that load from other processes
+  // on a shared machine affects every configuration alike and the ratios stay meaningful.
+  struct Samples {
+    std::vector<double> dec, pre, vis, pru, llm, tot;
+  };
+  std::vector<BenchRow> rows(o.configs.size());
+  std::vector<Samples> samples(o.configs.size());
+  auto run_once = [&](const BenchConfig& cfg) {
     RerankOptions ro;
     ro.scoring = cfg.scoring;
     ro.keep_ratio = cfg.keep_ratio;
     ro.window = o.window;
     ro.stride = std::max(1, o.window / 2);
-    std::vector<double> dec, pre, vis, pru, llm, tot;
-    BenchRow row;
-    row.config = cfg;
-    for (int it = 0; it < o.warmup + o.repeats; ++it) {
-      RerankResult r;
-      if (!pages.empty()) {
-        r = reranker.rerank_pages(query, pages, ro);
-      } else {
-        const auto t0 = std::chrono::steady_clock::now();
-        StageTiming t;
-        std::vector<PreprocessedImage> prepared;
-        std::vector<std::string> ids;
-        for (size_t i = 0; i < images.size(); ++i) {
-          prepared.push_back(reranker.prepare(images[i], ro, &t));
-          ids.push_back("page" + std::to_string(i + 1));
-        }
-        const double prep =
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                .count();
-        r = reranker.rerank(query, ids, prepared, ro);
-        r.timing.preprocess += t.preprocess;
-        r.timing.total += prep;
-      }
+    if (!pages.empty()) return reranker.rerank_pages(query, pages, ro);
+    const auto t0 = std::chrono::steady_clock::now();
+    StageTiming t;
+    std::vector<PreprocessedImage> prepared;
+    std::vector<std::string> ids;
+    for (size_t i = 0; i < images.size(); ++i) {
+      prepared.push_back(reranker.prepare(images[i], ro, &t));
+      ids.push_back("page" + std::to_string(i + 1));
+    }
+    const double prep =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    RerankResult r = reranker.rerank(query, ids, prepared, ro);
+    r.timing.preprocess += t.preprocess;
+    r.timing.total += prep;
+    return r;
+  };
+  for (int it = 0; it < o.warmup + o.repeats; ++it) {
+    for (size_t c = 0; c < o.configs.size(); ++c) {
+      const RerankResult r = run_once(o.configs[c]);
       if (it < o.warmup) continue;
-      dec.push_back(r.timing.decode);
-      pre.push_back(r.timing.preprocess);
-      vis.push_back(r.timing.vision);
-      pru.push_back(r.timing.prune);
-      llm.push_back(r.timing.llm);
-      tot.push_back(r.timing.total);
+      Samples& s = samples[c];
+      s.dec.push_back(r.timing.decode);
+      s.pre.push_back(r.timing.preprocess);
+      s.vis.push_back(r.timing.vision);
+      s.pru.push_back(r.timing.prune);
+      s.llm.push_back(r.timing.llm);
+      s.tot.push_back(r.timing.total);
+      BenchRow& row = rows[c];
+      row.config = o.configs[c];
       row.input_tokens = r.tokens.input;
       row.visual_before = r.tokens.visual_before;
       row.visual_after = r.tokens.visual_after;
       row.generated = r.tokens.generated;
       row.pages = static_cast<int>(r.ranking.size());
     }
-    row.decode = summarize(dec);
-    row.preprocess = summarize(pre);
-    row.vision = summarize(vis);
-    row.prune = summarize(pru);
-    row.llm = summarize(llm);
-    row.total = summarize(tot);
-    spdlog::info("bench {} keep {}: total median {:.1f} ms",
-                 cfg.scoring == Scoring::kLogits ? "logits" : "generate", cfg.keep_ratio,
-                 row.total.median);
-    rows.push_back(row);
+    spdlog::info("bench: round {}/{} done{}", it + 1, o.warmup + o.repeats, it < o.warmup ? " (warm-up)" : "");
+  }
+  for (size_t c = 0; c < rows.size(); ++c) {
+    const Samples& s = samples[c];
+    rows[c].decode = summarize(s.dec);
+    rows[c].preprocess = summarize(s.pre);
+    rows[c].vision = summarize(s.vis);
+    rows[c].prune = summarize(s.pru);
+    rows[c].llm = summarize(s.llm);
+    rows[c].total = summarize(s.tot);
   }
   return rows;
 }
@@ -145,9 +150,9 @@ const char* scoring_name(Scoring s) { return s == Scoring::kLogits ? "logits" : 
 std::string format_bench_table(const std::vector<BenchRow>& rows) {
   std::ostringstream o;
   char line[512];
-  std::snprintf(line, sizeof(line), "%-9s %5s %6s %9s %9s %9s %9s %9s %11s %9s %10s %8s\n",
+  std::snprintf(line, sizeof(line), "%-9s %5s %6s %9s %9s %9s %9s %9s %11s %12s %12s %10s %8s\n",
                 "scoring", "keep", "pages", "decode", "preproc", "vision", "prune", "llm", "total",
-                "(spread)", "vis.tokens", "speedup");
+                "(spread)", "vis.tokens", "gen.tokens", "speedup");
   o << line;
   const double base = rows.empty() ? 0 : rows.front().total.median;
   for (const auto& r : rows) {
@@ -156,15 +161,16 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
                   static_cast<long long>(r.visual_after));
     std::snprintf(spread, sizeof(spread), "%.0f-%.0f", r.total.min, r.total.max);
     std::snprintf(line, sizeof(line),
-                  "%-9s %5.2f %6d %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %9s %10s %7.2fx\n",
+                  "%-9s %5.2f %6d %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %12s %12s %10lld %7.2fx\n",
                   scoring_name(r.config.scoring), r.config.keep_ratio, r.pages, r.decode.median,
                   r.preprocess.median, r.vision.median, r.prune.median, r.llm.median,
-                  r.total.median, spread, tokens, r.total.median > 0 ? base / r.total.median : 0.0);
+                  r.total.median, spread, tokens, static_cast<long long>(r.generated),
+                  r.total.median > 0 ? base / r.total.median : 0.0);
     o << line;
   }
-  o << "times are medians in ms over the repeats after warm-up; spread = min-max of total; model "
-       "loading is "
-       "excluded;\nspeedup = first row's total / this row's total (same run, same machine)\n";
+  o << "times are medians in ms over the repeats after warm-up, repeats interleaved across rows;\n"
+       "spread = min-max of total; model loading is excluded; speedup = first row's total / this "
+       "row's total\n(same run, same machine); gen.tokens = tokens decoded in generate mode\n";
   return o.str();
 }
 

@@ -10,17 +10,6 @@
 
 namespace ziprerank::test {
 
-inline PreprocessorConfig qwen3_vl_preprocessor() {
-  PreprocessorConfig p;
-  p.min_pixels = 65536;
-  p.max_pixels = 16777216;
-  p.patch_size = 16;
-  p.merge_size = 2;
-  p.temporal_patch_size = 2;
-  p.image_mean = p.image_std = {0.5, 0.5, 0.5};
-  return p;
-}
-
 /// Creates (once per process) a tiny model folder and returns its path.
 inline std::string tiny_model_dir(uint64_t seed = 1) {
   namespace fs = std::filesystem;
@@ -34,7 +23,7 @@ inline std::string tiny_model_dir(uint64_t seed = 1) {
     ModelConfig c = tiny_model_config();
     c.vision.deepstack_visual_indexes = {
         0, 1};  // two levels: exercises injection after layers 0 and 1
-    init_model_folder(c, qwen3_vl_preprocessor(), o);
+    init_model_folder(c, qwen3_vl_preprocessor_config(), o);
   }
   return dir.string();
 }

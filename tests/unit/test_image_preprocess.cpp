@@ -94,18 +94,7 @@ PreprocessorConfig config_from(const json& j) {
   return c;
 }
 
-PreprocessorConfig qwen3_config() {
-  PreprocessorConfig c;
-  c.patch_size = 16;
-  c.temporal_patch_size = 2;
-  c.merge_size = 2;
-  c.min_pixels = 65536;
-  c.max_pixels = 16777216;
-  c.image_mean = {0.5, 0.5, 0.5};
-  c.image_std = {0.5, 0.5, 0.5};
-  c.rescale_factor = 0.00392156862745098;
-  return c;
-}
+PreprocessorConfig qwen3_config() { return qwen3_vl_preprocessor_config(); }
 
 Image synthetic_image(int width, int height, uint32_t seed) {
   std::mt19937 rng(seed);
