@@ -1,5 +1,4 @@
-// Commands of the reranking pipeline and training. Their flags are declared here so that --help
-// documents the full interface; each command reports plainly when this build cannot run it yet.
+// Commands of the reranking pipeline: rank, batch, bench.
 #include <ATen/Parallel.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -44,12 +43,6 @@ struct PipelineArgs {
   std::string shard;
   int vision_cache_mb = 1024;
 };
-
-[[noreturn]] void unavailable(const std::string& command) {
-  throw Error(ExitCode::kInternal, "`ziprerank " + command +
-                                       "` is not implemented in this version yet; see README.md "
-                                       "for the commands available now");
-}
 
 RerankOptions rerank_options(const PipelineArgs& a) {
   RerankOptions o;
@@ -311,17 +304,6 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
         ->check(CLI::IsMember({"jsonl", "trec"}))
         ->capture_default_str();
     cmd->callback([a, &handler] { handler = [a] { return run_batch_command(*a); }; });
-  }
-  {
-    auto* cmd = app.add_subcommand(
-        "train",
-        "Train: stage 1 (rendered-text listwise pretraining) or stage 2 (page distillation)");
-    cmd->callback([&handler] {
-      handler = [] {
-        unavailable("train");
-        return 0;
-      };
-    });
   }
   {
     auto a = std::make_shared<BenchArgs>();

@@ -49,67 +49,98 @@ void register_train_command(CLI::App& app, Handler& handler) {
   TrainOptions& o = a->options;
   auto* cmd = app.add_subcommand(
       "train",
-      "Train: stage 1 (rendered text passages, generation + weighted RankNet) or stage 2 (page images, generation "
-      "+ soft-ranking distillation). Writes a model folder that rank, batch and inspect load as is.");
+      "Train: stage 1 (rendered text passages, generation + weighted RankNet) or stage 2 (page "
+      "images, generation + soft-ranking distillation). Writes a model folder that rank, batch "
+      "and inspect load as is.");
   cmd->add_option("--stage", o.stage, "1: rendered-text pretraining; 2: page distillation")
       ->check(CLI::IsMember({1, 2}))
       ->capture_default_str();
-  cmd->add_option("--data", o.data,
-                  "Training JSONL. Stage 1: {\"query\", \"passages\": [text...], \"ranking\": [indices, best "
-                  "first]} or rank_zephyr {\"conversations\": [...]}. Stage 2: {\"query_id\", \"query\", "
-                  "\"candidates\": [{\"id\", \"image\"}...], \"relevant\", \"ranking\"} or the reference rows "
-                  "{\"query\", \"doc_name\", \"candidate_page_ids\", \"gt_page_ids\", \"openai_ranking\"}")
+  cmd->add_option(
+         "--data", o.data,
+         "Training JSONL. Stage 1: {\"query\", \"passages\": [text...], \"ranking\": "
+         "[indices, best first]} or rank_zephyr {\"conversations\": [...]}. Stage 2: "
+         "{\"query_id\", \"query\", \"candidates\": [{\"id\", \"image\"}...], \"relevant\", "
+         "\"ranking\"} or the reference rows {\"query\", \"doc_name\", \"candidate_page_ids\", "
+         "\"gt_page_ids\", \"openai_ranking\"}")
       ->required();
-  cmd->add_option("--init", o.init, "Model folder to start from (from `ziprerank init`, or a published one)");
-  cmd->add_option("-o,--output", o.output, "Model folder to write (checkpoints go to OUTPUT/checkpoints)")->required();
-  cmd->add_option("--resume", o.resume,
-                  "Continue exactly from a checkpoint folder (same data and settings; --init is not needed)");
+  cmd->add_option("--init", o.init,
+                  "Model folder to start from (from `ziprerank init`, or a published one)");
+  cmd->add_option("-o,--output", o.output,
+                  "Model folder to write (checkpoints go to OUTPUT/checkpoints)")
+      ->required();
+  cmd->add_option(
+      "--resume", o.resume,
+      "Continue exactly from a checkpoint folder (same data and settings; --init is not needed)");
   cmd->add_flag("--force", o.overwrite, "Overwrite a model already in --output");
   cmd->add_option("--pages-dir", o.pages_dir,
-                  "Stage 2, reference rows: page images as DIR/{doc_name}/{page}.png or DIR/{doc_name}_{page}.png "
-                  "(.jpg/.jpeg/.webp too; a '.pdf' suffix of doc_name may be left out)");
-  cmd->add_option("--max-candidates", o.max_candidates, "Stage 2: candidates kept per sample")->capture_default_str();
-  cmd->add_flag("--force-gt-top1", o.force_gt_top1, "Stage 2: move the first ground-truth page to the top of the target");
+                  "Stage 2, reference rows: page images as DIR/{doc_name}/{page}.png or "
+                  "DIR/{doc_name}_{page}.png (.jpg/.jpeg/.webp too; a '.pdf' suffix of doc_name "
+                  "may be left out)");
+  cmd->add_option("--max-candidates", o.max_candidates, "Stage 2: candidates kept per sample")
+      ->capture_default_str();
+  cmd->add_flag("--force-gt-top1", o.force_gt_top1,
+                "Stage 2: move the first ground-truth page to the top of the target");
 
-  cmd->add_option("--batch-size", o.batch_size, "Samples per micro-batch (0 = 8 for stage 1, 2 for stage 2)")
+  cmd->add_option("--batch-size", o.batch_size,
+                  "Samples per micro-batch (0 = 8 for stage 1, 2 for stage 2)")
       ->capture_default_str();
-  cmd->add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step (0 = 4 for stage 1, 8 for stage 2)")
+  cmd->add_option("--grad-accum", o.grad_accum,
+                  "Micro-batches per optimizer step (0 = 4 for stage 1, 8 for stage 2)")
       ->capture_default_str();
-  cmd->add_option("--epochs", o.epochs, "Epochs (0 = 3 for stage 1, 1 for stage 2)")->capture_default_str();
-  cmd->add_option("--max-steps", o.max_steps, "Optimizer steps; overrides --epochs when > 0")->capture_default_str();
-  cmd->add_option("--lr", o.lr, "Peak learning rate (cosine schedule with linear warm-up)")->capture_default_str();
-  cmd->add_option("--warmup", o.warmup_steps, "Warm-up steps (-1 = 100 for stage 1, 50 for stage 2)")
+  cmd->add_option("--epochs", o.epochs, "Epochs (0 = 3 for stage 1, 1 for stage 2)")
       ->capture_default_str();
-  cmd->add_option("--weight-decay", o.weight_decay, "AdamW weight decay (not applied to biases and LayerNorms)")
+  cmd->add_option("--max-steps", o.max_steps, "Optimizer steps; overrides --epochs when > 0")
       ->capture_default_str();
-  cmd->add_option("--rank-weight", o.rank_weight, "Weight of the ranking loss (-1 = 10 for stage 1, 1 for stage 2)")
+  cmd->add_option("--lr", o.lr, "Peak learning rate (cosine schedule with linear warm-up)")
       ->capture_default_str();
-  cmd->add_option("--soft-decay", o.soft_decay, "Stage 2: position decay of the soft-ranking target")
+  cmd->add_option("--warmup", o.warmup_steps,
+                  "Warm-up steps (-1 = 100 for stage 1, 50 for stage 2)")
+      ->capture_default_str();
+  cmd->add_option("--weight-decay", o.weight_decay,
+                  "AdamW weight decay (not applied to biases and LayerNorms)")
+      ->capture_default_str();
+  cmd->add_option("--rank-weight", o.rank_weight,
+                  "Weight of the ranking loss (-1 = 10 for stage 1, 1 for stage 2)")
+      ->capture_default_str();
+  cmd->add_option("--soft-decay", o.soft_decay,
+                  "Stage 2: position decay of the soft-ranking target")
       ->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed of the data order")->capture_default_str();
   cmd->add_flag("!--no-shuffle", o.shuffle, "Keep the file order instead of shuffling every epoch");
-  cmd->add_flag("--freeze-vision", o.freeze_vision, "Do not train the vision tower and mergers (as the reference)");
+  cmd->add_flag("--freeze-vision", o.freeze_vision,
+                "Do not train the vision tower and mergers (as the reference)");
   cmd->add_option("--keep-ratio", o.keep_ratio,
-                  "Train with query-aware visual token pruning: fraction of each image's tokens kept (1.0 = off)")
+                  "Train with query-aware visual token pruning: fraction of each image's tokens "
+                  "kept (1.0 = off)")
       ->capture_default_str();
 
-  cmd->add_option("--save-every", o.save_every, "Write a checkpoint every N optimizer steps (0 = never)")
+  cmd->add_option("--save-every", o.save_every,
+                  "Write a checkpoint every N optimizer steps (0 = only when interrupted)")
       ->capture_default_str();
-  cmd->add_option("--keep-checkpoints", o.keep_checkpoints, "Keep only the newest N checkpoints (0 = all)")
+  cmd->add_option("--keep-checkpoints", o.keep_checkpoints,
+                  "Keep only the newest N checkpoints (0 = all)")
       ->capture_default_str();
-  cmd->add_option("--checkpoint-dir", o.checkpoint_dir, "Where checkpoints go (default OUTPUT/checkpoints)");
-  cmd->add_option("--log-every", o.log_every, "Log a line every N optimizer steps")->capture_default_str();
-  cmd->add_option("--metrics", o.metrics_file, "Append one JSON line per optimizer step to this file (loss curves)");
-  cmd->add_option("--name", o.name, "Model name recorded in config.json (default: the output folder's name)");
+  cmd->add_option("--checkpoint-dir", o.checkpoint_dir,
+                  "Where checkpoints go (default OUTPUT/checkpoints)");
+  cmd->add_option("--log-every", o.log_every, "Log a line every N optimizer steps")
+      ->capture_default_str();
+  cmd->add_option("--metrics", o.metrics_file,
+                  "Append one JSON line per optimizer step to this file (loss curves)");
+  cmd->add_option("--name", o.name,
+                  "Model name recorded in config.json (default: the output folder's name)");
   cmd->add_option("--save-dtype", o.save_dtype,
-                  "Weights dtype of the written model: auto (as the init checkpoint), float32, bfloat16, float16")
+                  "Weights dtype of the written model: auto (as the init checkpoint), float32, "
+                  "bfloat16, float16")
       ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}))
       ->capture_default_str();
-  cmd->add_option("--device", o.device,
-                  "cpu, cuda or cuda:N (weights, gradients and AdamW state stay float32 on every device)")
+  cmd->add_option(
+         "--device", o.device,
+         "cpu, cuda or cuda:N (weights, gradients and AdamW state stay float32 on every device)")
       ->capture_default_str();
-  cmd->add_option("--threads", a->threads, "libtorch intra-op threads (0 = library default)")->capture_default_str();
-  cmd->add_option("--render-cache-mb", a->render_cache_mb, "Stage 1: memory for rendered passages kept for reuse")
+  cmd->add_option("--threads", a->threads, "libtorch intra-op threads (0 = library default)")
+      ->capture_default_str();
+  cmd->add_option("--render-cache-mb", a->render_cache_mb,
+                  "Stage 1: memory for rendered passages kept for reuse")
       ->capture_default_str();
   cmd->callback([a, &handler] { handler = [a] { return run_train(*a); }; });
 }

@@ -8,6 +8,7 @@
 #include "cli/cli.hpp"
 #include "cli/commands_eval.hpp"
 #include "cli/commands_render.hpp"
+#include "cli/commands_train.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/model_folder.hpp"
 #include "ziprerank/runtime.hpp"
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
   cli::register_pipeline_commands(app, handler);
   cli::register_eval_command(app, handler);
   cli::register_render_command(app, handler);
+  cli::register_train_command(app, handler);
 
   try {
     app.parse(argc, argv);

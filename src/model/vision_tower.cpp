@@ -13,10 +13,9 @@ VisionTower::VisionTower(const VisionConfig& c, StateDict sd, detail::ParamList&
     : config_(c) {
   const int64_t H = c.hidden_size;
   const int64_t merged = H * c.spatial_merge_size * c.spatial_merge_size;
-  at::Tensor w =
+  patch_kernel_ =
       detail::take(sd, "patch_embed.proj.weight",
                    {H, c.in_channels, c.temporal_patch_size, c.patch_size, c.patch_size}, params);
-  if (w.defined()) patch_weight_ = w.view({H, -1});  // a view: training updates reach it
   patch_bias_ = detail::take(sd, "patch_embed.proj.bias", {H}, params);
   pos_embed_ = detail::take(sd, "pos_embed.weight", {c.num_position_embeddings, H}, params);
   for (int i = 0; i < c.depth; ++i) {
@@ -174,9 +173,11 @@ VisionFeatures VisionTower::forward(const at::Tensor& pixel_values,
                      ", expected [" + std::to_string(total) + ", " +
                      std::to_string(config_.patch_input_dim()) + "]");
   }
-  const auto dtype = patch_weight_.scalar_type();
-  const at::Tensor px = pixel_values.to(patch_weight_.device(), dtype);
-  at::Tensor h = at::linear(px, patch_weight_, patch_bias_);
+  const auto dtype = patch_kernel_.scalar_type();
+  const at::Tensor px = pixel_values.to(patch_kernel_.device(), dtype);
+  // The Conv3d's stride equals its kernel, so it is a linear map of each flattened patch row. The
+  // view is taken here, not at load time, so that autograd reaches the parameter when training.
+  at::Tensor h = at::linear(px, patch_kernel_.view({patch_kernel_.size(0), -1}), patch_bias_);
   h = (h + position_embeddings(grids)).to(dtype);
   const auto [cos, sin] = rotary(grids);
   const auto& ds = config_.deepstack_visual_indexes;

@@ -31,7 +31,7 @@ class VisionTower {
                            const at::Tensor& sin, const std::vector<int64_t>& lengths) const;
 
   VisionConfig config_;
-  at::Tensor patch_weight_;  // [hidden, C*T*P*P]: the Conv3d kernel flattened (stride == kernel)
+  at::Tensor patch_kernel_;  // [hidden, C, T, P, P]: the Conv3d kernel (stride == kernel)
   at::Tensor patch_bias_;
   at::Tensor pos_embed_;  // [num_position_embeddings, hidden]
   at::Tensor inv_freq_;   // [head_dim / 4] float32

@@ -1,0 +1,517 @@
+// Training: the losses against hand-computed values, the data formats and their errors, and the
+// trainer on a tiny random model (overfitting a batch, save/load, exact resumption).
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "model_fixture.hpp"
+#include "train/data.hpp"
+#include "ziprerank/errors.hpp"
+#include "ziprerank/render.hpp"
+#include "ziprerank/reranker.hpp"
+#include "ziprerank/safetensors.hpp"
+#include "ziprerank/train.hpp"
+
+#ifdef ZIPRERANK_BINARY
+#include "../cli/cli_runner.hpp"
+#endif
+
+using namespace ziprerank;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const fs::path kFixtures = fs::path(ZIPRERANK_TEST_FIXTURES) / "train";
+
+double softplus(double x) { return std::log1p(std::exp(x)); }
+
+at::Tensor vec(std::vector<double> v) { return at::tensor(v, at::kDouble); }
+
+// A fresh folder under the temporary directory, removed when the test ends.
+struct ScratchDir {
+  fs::path path;
+  explicit ScratchDir(const std::string& name)
+      : path(fs::temp_directory_path() / ("zr_train_" + std::to_string(::getpid()) + "_" + name)) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  operator const fs::path&() const { return path; }
+  fs::path operator/(const std::string& leaf) const { return path / leaf; }
+};
+
+fs::path write_lines(const fs::path& dir, const std::string& name,
+                     const std::vector<std::string>& lines) {
+  const fs::path p = dir / name;
+  std::ofstream out(p);
+  for (const auto& l : lines) out << l << "\n";
+  return p;
+}
+
+// Expects InputError whose message names `where` (file:line) and contains `what`.
+void expect_input_error(const std::function<void()>& fn, const std::string& where,
+                        const std::string& what) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error; expected one naming " << where << " and '" << what << "'";
+  } catch (const InputError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(where), std::string::npos) << msg;
+    EXPECT_NE(msg.find(what), std::string::npos) << msg;
+  }
+}
+
+std::vector<at::Tensor> parameters_of(const Qwen3VLModel& m) {
+  std::vector<at::Tensor> out;
+  for (const auto& [name, t] : m.named_parameters()) out.push_back(t.detach().clone());
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Losses
+
+TEST(TrainLosses, RankNetWeightsPairsByTheirRanks) {
+  // y_true = the model's scores sorted descending, reassigned in teacher order:
+  // sorted = [2, 1, 0.5]; rank_of = [1, 0, 2] -> y_true = [1, 2, 0.5]; ranks r = [2, 1, 3].
+  const at::Tensor scores = vec({2.0, 0.5, 1.0});
+  const double loss = ranknet_loss(scores, {1, 0, 2}).item<double>();
+  // Pairs with y_true_i > y_true_j: (0,2) w 1/5, (1,0) w 1/3, (1,2) w 1/4; mean over 3 pairs.
+  const double expected =
+      (softplus(-(2.0 - 1.0)) / 5 + softplus(-(0.5 - 2.0)) / 3 + softplus(-(0.5 - 1.0)) / 4) / 3;
+  EXPECT_NEAR(loss, expected, 1e-12);
+}
+
+TEST(TrainLosses, RankNetSkipsTiesAndIsUndefinedWithoutPairs) {
+  // y_true ties between 0 and 1: only (0,2) and (1,2) count; a stable sort ranks 0 before 1.
+  const double loss = rank_net(vec({1, 2, 3}), vec({1, 1, 0}), true).item<double>();
+  EXPECT_NEAR(loss, (softplus(-(1.0 - 3.0)) / (1 + 3) + softplus(-(2.0 - 3.0)) / (2 + 3)) / 2,
+              1e-12);
+  const double unweighted = rank_net(vec({1, 2, 3}), vec({1, 1, 0}), false).item<double>();
+  EXPECT_NEAR(unweighted, (softplus(2.0) + softplus(1.0)) / 2, 1e-12);
+  EXPECT_TRUE(std::isnan(ranknet_loss(vec({1, 1, 1}), {0, 1, 2}).item<double>()));
+}
+
+TEST(TrainLosses, RankNetGradientFollowsTheTeacher) {
+  at::Tensor s = vec({0.0, 0.0, 0.0}) + vec({0.3, 0.2, 0.1});
+  s.set_requires_grad(true);
+  ranknet_loss(s, {2, 0, 1}).backward();  // teacher: B > C > A
+  const at::Tensor g = s.grad();
+  EXPECT_GT(g[0].item<double>(), 0);  // A should go down
+  EXPECT_LT(g[1].item<double>(), 0);  // B should go up
+}
+
+TEST(TrainLosses, SoftRankingTargetPutsGroundTruthFirst) {
+  // Order: gt 1, then ranking without gt: 2, 0, 3 -> weights 1, 1/2, 1/4, 1/8 over 15/8.
+  const auto p = soft_ranking_target(4, {2, 0, 1, 3}, {1}, 0.5);
+  const std::vector<double> expected = {0.25 / 1.875, 1 / 1.875, 0.5 / 1.875, 0.125 / 1.875};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(p[i], expected[i], 1e-15) << i;
+  // Several ground truths keep their given order.
+  const auto q = soft_ranking_target(4, {2, 0, 1, 3}, {3, 1}, 0.5);
+  EXPECT_NEAR(q[3], 1 / 1.875, 1e-15);
+  EXPECT_NEAR(q[1], 0.5 / 1.875, 1e-15);
+  EXPECT_NEAR(q[2], 0.25 / 1.875, 1e-15);
+}
+
+TEST(TrainLosses, SoftRankingLossIgnoresMinusInfinityPadding) {
+  const double inf = std::numeric_limits<double>::infinity();
+  // Candidate 2 is padding: the order is gt 0, then 1, 3 -> weights 1, 1/2, 1/4 over 7/4.
+  const double loss =
+      soft_ranking_loss(vec({1, 2, -inf, 0.5}), {2, 0, 1, 3}, {0}, 0.5).item<double>();
+  const double lse = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(0.5));
+  const double expected =
+      -((1 / 1.75) * (1 - lse) + (0.5 / 1.75) * (2 - lse) + (0.25 / 1.75) * (0.5 - lse));
+  EXPECT_NEAR(loss, expected, 1e-12);
+  // The same as the unpadded list.
+  EXPECT_NEAR(soft_ranking_loss(vec({1, 2, 0.5}), {0, 1, 2}, {0}, 0.5).item<double>(), expected,
+              1e-12);
+  EXPECT_EQ(soft_ranking_loss(vec({-inf, -inf}), {0, 1}, {0}, 0.5).item<double>(), 0.0);
+}
+
+TEST(TrainLosses, GenerationCrossEntropyOnAToyExample) {
+  const at::Tensor logits = at::tensor({1.0f, 2.0f, 3.0f, 0.0f, 0.0f, 0.0f}).view({2, 3});
+  const double nll = token_nll_sum(logits, at::tensor({2, 0}, at::kLong)).item<double>();
+  const double expected =
+      (std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0) + std::log(3.0);
+  EXPECT_NEAR(nll, expected, 1e-5);
+}
+
+TEST(TrainSchedule, CosineWithLinearWarmup) {
+  EXPECT_EQ(cosine_with_warmup(0, 10, 110), 0.0);
+  EXPECT_DOUBLE_EQ(cosine_with_warmup(5, 10, 110), 0.5);
+  EXPECT_DOUBLE_EQ(cosine_with_warmup(10, 10, 110), 1.0);
+  EXPECT_NEAR(cosine_with_warmup(60, 10, 110), 0.5, 1e-15);
+  EXPECT_NEAR(cosine_with_warmup(110, 10, 110), 0.0, 1e-15);
+  EXPECT_DOUBLE_EQ(cosine_with_warmup(0, 0, 4), 1.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data
+
+TEST(TrainData, RankZephyrRegexesMatchPython) {
+  std::ifstream in(kFixtures / "rank_zephyr_regex_cases.json");
+  const json cases = json::parse(in);
+  ASSERT_FALSE(cases.empty());
+  for (const json& c : cases) {
+    const std::string text = c["text"];
+    SCOPED_TRACE(text);
+    EXPECT_EQ(train::rank_zephyr_passage_section(text), c["section"].get<std::string>());
+    const auto items = train::rank_zephyr_items(train::rank_zephyr_passage_section(text));
+    ASSERT_EQ(items.size(), c["items"].size());
+    for (size_t i = 0; i < items.size(); ++i) {
+      EXPECT_EQ(std::string(1, items[i].first), c["items"][i][0].get<std::string>());
+      EXPECT_EQ(items[i].second, c["items"][i][1].get<std::string>());
+    }
+    std::string query;
+    const bool found = train::rank_zephyr_query(text, &query);
+    ASSERT_EQ(found, !c["query"].is_null());
+    if (found) {
+      EXPECT_EQ(query, c["query"].get<std::string>());
+    }
+  }
+  EXPECT_EQ(train::python_strip("\u3000 x y\u00a0\n"), "x y");
+}
+
+TEST(TrainData, Stage1FormatsGiveTheSameKindOfSample) {
+  train::TrainDataset data((kFixtures / "stage1.jsonl").string(), 1, {});
+  ASSERT_EQ(data.size(), 2u);
+  const auto ours = data.get(0);
+  EXPECT_EQ(ours.ranking, (std::vector<int64_t>{2, 0, 1}));
+  EXPECT_EQ(ours.target, "[C] > [A] > [B]");
+  const auto conv = data.get(1);
+  EXPECT_EQ(conv.query, "what is a lunar eclipse");
+  ASSERT_EQ(conv.passages.size(), 3u);
+  EXPECT_EQ(conv.passages[0],
+            "A lunar eclipse happens when the Earth passes between the Sun and the Moon.");
+  // The last item runs to the end of the greedy section, as in the reference.
+  EXPECT_EQ(
+      conv.passages[2],
+      "The Moon turns red during a total lunar eclipse.\n\nSearch Query: what is a lunar eclipse.");
+  EXPECT_EQ(conv.ranking, (std::vector<int64_t>{2, 0, 1}));
+  EXPECT_EQ(conv.target, "[C] > [A] > [B]");
+  EXPECT_EQ(train::rank_positions(conv.ranking), (std::vector<int64_t>{1, 2, 0}));
+  EXPECT_NE(data.content_hash(), 0u);
+}
+
+TEST(TrainData, Stage2ReferenceRowsAreSanitisedAsTheReference) {
+  train::Stage2Options o;
+  o.pages_dir = (kFixtures / "pages").string();
+  train::TrainDataset data((kFixtures / "stage2_reference.jsonl").string(), 2, o);
+  const auto a = data.get(0);
+  ASSERT_EQ(a.pages.size(), 10u);  // candidate_page_ids[:10]
+  EXPECT_EQ(a.pages[7].id, "report.pdf#7");
+  EXPECT_EQ(fs::path(a.pages[7].path).filename(), "7.png");
+  // openai_ranking[:10] = [11, 3, 3, 0, 15, "2", 7, 1, 9, 4]: valid once each -> 3 0 7 1 9 4,
+  // then the missing positions ascending: 2 5 6 8.
+  EXPECT_EQ(a.ranking, (std::vector<int64_t>{3, 0, 7, 1, 9, 4, 2, 5, 6, 8}));
+  EXPECT_EQ(a.gt, (std::vector<int64_t>{7}));
+  EXPECT_EQ(a.target, "[D] > [A] > [H] > [B] > [J] > [E] > [C] > [F] > [G] > [I]");
+  // No ground truth: the teacher's first choice stands in; the flat {doc}_{page} layout works.
+  const auto b = data.get(1);
+  EXPECT_EQ(b.gt, (std::vector<int64_t>{1}));
+  EXPECT_EQ(fs::path(b.pages[0].path).filename(), "memo_2.png");
+
+  o.force_gt_top1 = true;
+  o.max_candidates = 8;
+  train::TrainDataset forced((kFixtures / "stage2_reference.jsonl").string(), 2, o);
+  EXPECT_EQ(forced.get(0).ranking, (std::vector<int64_t>{7, 3, 0, 1, 2, 4, 5, 6}));
+}
+
+TEST(TrainData, Stage2OurFormatTakesIdsOrIndices) {
+  train::TrainDataset data((kFixtures / "stage2.jsonl").string(), 2, {});
+  const auto s = data.get(0);
+  EXPECT_EQ(s.ranking, (std::vector<int64_t>{2, 1, 0}));
+  EXPECT_EQ(s.gt, (std::vector<int64_t>{1}));
+  EXPECT_TRUE(fs::exists(s.pages[0].path));
+}
+
+TEST(TrainData, BadInputNamesFileLineAndField) {
+  const ScratchDir dir("bad");
+  const std::string good = R"({"query": "q", "passages": ["a", "b"], "ranking": [1, 0]})";
+  auto stage1 = [&](const std::string& bad, const std::string& what) {
+    const fs::path p = write_lines(dir, "s1.jsonl", {good, "", bad});
+    expect_input_error([&] { train::TrainDataset(p.string(), 1, {}); }, p.string() + ":3", what);
+  };
+  stage1(R"({"query": "q", "passages": ["a", "b"], "ranking": [1, 0)", "malformed JSON");
+  stage1(R"({"passages": ["a", "b"], "ranking": [1, 0]})", "'query'");
+  stage1(R"({"query": "q", "ranking": [1, 0]})", "'passages'");
+  stage1(R"({"query": "q", "passages": ["a", "b"]})", "'ranking'");
+  stage1(R"({"query": "q", "passages": ["a", "b"], "ranking": [1, 1]})", "not a permutation");
+  stage1(R"({"query": "q", "passages": ["a", "b"], "ranking": [0, 2]})", "not a permutation");
+  stage1(R"({"query": "q", "passages": ["a", "b", "c"], "ranking": [0, 1]})", "not a permutation");
+  stage1(R"({"query": "  ", "passages": ["a", "b"], "ranking": [1, 0]})", "query is empty");
+  json many = {
+      {"query", "q"}, {"passages", std::vector<std::string>(27, "p")}, {"ranking", json::array()}};
+  for (int i = 0; i < 27; ++i) many["ranking"].push_back(i);
+  stage1(many.dump(), "27 passages; at most 26");
+  stage1(
+      R"({"conversations": [{"value": "s"}, {"value": "passages\n[A] x\n[C] y\nSearch Query: q.\n"}, {"value": "[A] > [C]"}]})",
+      "labelled [C], expected [B]");
+  stage1(
+      R"({"conversations": [{"value": "s"}, {"value": "passages\n[A] x\n[B] y\nSearch Query: q.\n"}, {"value": "[A] > [A]"}]})",
+      "not a permutation");
+  stage1(
+      R"({"conversations": [{"value": "s"}, {"value": "passages\n[A] x\n[B] y\nRank the\n"}, {"value": "[A] > [B]"}]})",
+      "Search Query");
+
+  // Stage 2: missing images, in both formats.
+  const fs::path img = kFixtures / "pages" / "memo_0.png";
+  json row = {{"query_id", "q"},
+              {"query", "q"},
+              {"candidates",
+               {{{"id", "a"}, {"image", img.string()}}, {{"id", "b"}, {"image", "nowhere.png"}}}},
+              {"ranking", {"b", "a"}}};
+  fs::path p = write_lines(dir, "s2.jsonl", {row.dump()});
+  expect_input_error([&] { train::TrainDataset(p.string(), 2, {}); }, p.string() + ":1",
+                     "nowhere.png");
+  row["candidates"][1]["image"] = img.string();
+  row["ranking"] = {"b", "c"};
+  p = write_lines(dir, "s2.jsonl", {row.dump()});
+  expect_input_error([&] { train::TrainDataset(p.string(), 2, {}); }, p.string() + ":1",
+                     "unknown candidate id 'c'");
+  const json ref = {{"query", "q"},
+                    {"doc_name", "memo"},
+                    {"candidate_page_ids", {0, 9}},
+                    {"openai_ranking", {0, 1}}};
+  p = write_lines(dir, "ref.jsonl", {ref.dump()});
+  expect_input_error([&] { train::TrainDataset(p.string(), 2, {}); }, p.string() + ":1",
+                     "--pages-dir");
+  train::Stage2Options o;
+  o.pages_dir = (kFixtures / "pages").string();
+  expect_input_error([&] { train::TrainDataset(p.string(), 2, o); }, p.string() + ":1", "page 9");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trainer on a tiny random model
+
+namespace {
+
+const std::vector<std::string> kOverfitData = {
+    R"({"query": "lunar eclipse colour", "passages": ["The Moon turns red during a total lunar eclipse.", "Solar panels convert light into electricity.", "Tides follow the Moon around the Earth."], "ranking": [0, 2, 1]})",
+    R"({"query": "solar power", "passages": ["Wind farms need steady wind.", "Photovoltaic cells turn sunlight into power.", "Coal plants burn fuel."], "ranking": [1, 0, 2]})",
+};
+
+TrainOptions tiny_options(const fs::path& dir, const fs::path& data) {
+  TrainOptions o;
+  o.stage = 1;
+  o.data = data.string();
+  o.init = test::tiny_model_dir();
+  o.output = (dir / "out").string();
+  o.batch_size = 2;
+  o.grad_accum = 1;
+  o.warmup_steps = 0;
+  o.lr = 2e-3;
+  o.log_every = 1000;
+  return o;
+}
+
+// The model's ranking of one stage-1 line through the inference pipeline.
+std::vector<std::string> rank_line(const Reranker& r, const std::string& line,
+                                   std::vector<double>* logits) {
+  const json j = json::parse(line);
+  std::vector<PreprocessedImage> pages;
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < j["passages"].size(); ++i) {
+    pages.push_back(
+        r.prepare(render_passage(j["passages"][i].get<std::string>()), RerankOptions{}));
+    ids.push_back(std::to_string(i));
+  }
+  RerankOptions o;
+  o.keep_ratio = 1.0;
+  const RerankResult res = r.rerank(j["query"], ids, pages, o);
+  std::vector<std::string> order;
+  for (const auto& p : res.ranking) {
+    order.push_back(p.id);
+    if (logits) logits->push_back(p.logit);
+  }
+  return order;
+}
+
+}  // namespace
+
+TEST(Trainer, OverfitsATinyBatchAndSavesAFolderThatScoresTheSame) {
+  const ScratchDir dir("overfit");
+  const fs::path data = write_lines(dir, "train.jsonl", kOverfitData);
+  TrainOptions o = tiny_options(dir, data);
+  o.max_steps = 25;
+  o.metrics_file = (dir / "metrics.jsonl").string();
+  Trainer trainer(o);
+  const auto before = parameters_of(*trainer.model());
+  const TrainSummary s = trainer.run();
+  ASSERT_EQ(s.history.size(), 25u);
+  // Every tensor trains, including those the model uses through views (the patch kernel), except
+  // the DeepStack level injected after the last decoder layer: it only reaches visual positions,
+  // whose outputs no loss reads.
+  const auto after = parameters_of(*trainer.model());
+  for (size_t i = 0; i < after.size(); ++i) {
+    const std::string& name = trainer.model()->named_parameters()[i].first;
+    if (name.rfind("model.visual.deepstack_merger_list.1.", 0) == 0) continue;
+    EXPECT_FALSE(at::equal(before[i], after[i])) << name;
+  }
+  const double first = s.history.front().loss, last = s.history.back().loss;
+  EXPECT_LT(last, 0.6 * first) << "loss " << first << " -> " << last;
+  EXPECT_GT(s.history.front().rank_loss, 0);
+  EXPECT_GT(s.tokens, 0);
+
+  // The trained model ranks its training batch as the teacher did.
+  const Reranker trained(trainer.folder(), trainer.model(), trainer.tokenizer());
+  std::vector<double> before_save;
+  EXPECT_EQ(rank_line(trained, kOverfitData[0], &before_save),
+            (std::vector<std::string>{"0", "2", "1"}));
+  EXPECT_EQ(rank_line(trained, kOverfitData[1], &before_save),
+            (std::vector<std::string>{"1", "0", "2"}));
+
+  // The saved folder loads as a model and gives exactly the same logits.
+  const auto loaded = Reranker::load(o.output, ModelOptions{});
+  EXPECT_FALSE(loaded->folder().random_init);
+  EXPECT_EQ(loaded->folder().name, "out");
+  std::vector<double> after_load;
+  rank_line(*loaded, kOverfitData[0], &after_load);
+  rank_line(*loaded, kOverfitData[1], &after_load);
+  EXPECT_EQ(before_save, after_load);
+
+  std::ifstream cfg(fs::path(o.output) / "config.json");
+  const json note = json::parse(cfg)["ziprerank"];
+  EXPECT_EQ(note["training"]["steps"], 25);
+  EXPECT_EQ(note["training"]["stage"], 1);
+  EXPECT_TRUE(fs::exists(fs::path(o.output) / "tokenizer.json"));
+  EXPECT_TRUE(fs::exists(fs::path(o.output) / "preprocessor_config.json"));
+  std::ifstream metrics(o.metrics_file);
+  int lines = 0;
+  for (std::string l; std::getline(metrics, l);) ++lines;
+  EXPECT_EQ(lines, 25);
+}
+
+TEST(Trainer, ResumingFromACheckpointEqualsUninterruptedTraining) {
+  const ScratchDir dir("resume");
+  std::vector<std::string> lines = kOverfitData;
+  lines.push_back(
+      R"({"query": "tides", "passages": ["Tides rise twice a day.", "Rain falls."], "ranking": [0, 1]})");
+  const fs::path data = write_lines(dir, "train.jsonl", lines);
+  // 3 samples, micro-batches of 2, 2 per step: 1 step per epoch, a partial micro-batch in each,
+  // a reshuffle every step; warm-up and cosine decay over 4 steps; bf16 output weights so the
+  // float32 masters must come from the optimizer state.
+  auto options = [&](const std::string& out) {
+    TrainOptions o = tiny_options(dir, data);
+    o.output = (dir / out).string();
+    o.grad_accum = 2;
+    o.warmup_steps = 1;
+    o.max_steps = 4;
+    o.save_dtype = "bfloat16";
+    o.keep_ratio = 0.5;
+    return o;
+  };
+  TrainOptions full = options("full");
+  full.save_every = 2;
+  Trainer a(full);
+  a.run();
+  const auto expected = parameters_of(*a.model());
+  const std::string ckpt = (fs::path(full.output) / "checkpoints" / "step-00000002").string();
+  ASSERT_TRUE(fs::exists(fs::path(ckpt) / "trainer_state.json"));
+
+  TrainOptions resumed = options("resumed");
+  resumed.resume = ckpt;
+  resumed.init.clear();
+  Trainer b(resumed);
+  EXPECT_EQ(b.step(), 2);
+  const TrainSummary s = b.run();
+  EXPECT_EQ(s.start_step, 2);
+  EXPECT_EQ(s.steps, 4);
+  const auto got = parameters_of(*b.model());
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_TRUE(at::equal(got[i], expected[i])) << b.model()->named_parameters()[i].first;
+  }
+  // The checkpoint is itself a loadable model folder.
+  EXPECT_NO_THROW(Reranker::load(ckpt, ModelOptions{}));
+
+  TrainOptions changed = options("changed");
+  changed.resume = ckpt;
+  changed.lr = 1e-3;
+  EXPECT_THROW(Trainer{changed}, UsageError);
+}
+
+TEST(Trainer, Stage2TrainsOnPagesWithPruningAndCanFreezeVision) {
+  const ScratchDir dir("stage2");
+  TrainOptions o;
+  o.stage = 2;
+  o.data = (kFixtures / "stage2_reference.jsonl").string();
+  o.pages_dir = (kFixtures / "pages").string();
+  o.max_candidates = 4;
+  o.force_gt_top1 = true;
+  o.init = test::tiny_model_dir();
+  o.output = (dir / "out").string();
+  o.batch_size = 2;
+  o.grad_accum = 1;
+  o.warmup_steps = 0;
+  o.max_steps = 2;
+  o.lr = 1e-3;
+  o.keep_ratio = 0.5;
+  o.freeze_vision = true;
+  Trainer t(o);
+  const auto before = parameters_of(*t.model());
+  const TrainSummary s = t.run();
+  ASSERT_EQ(s.history.size(), 2u);
+  EXPECT_TRUE(std::isfinite(s.history[0].loss));
+  EXPECT_GT(s.history[0].rank_loss, 0);
+  const auto after = parameters_of(*t.model());
+  const auto& names = t.model()->named_parameters();
+  for (size_t i = 0; i < names.size(); ++i) {
+    const bool vision = names[i].first.rfind("model.visual.", 0) == 0;
+    if (vision) {
+      EXPECT_TRUE(at::equal(before[i], after[i])) << names[i].first;
+    }
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i].first == "lm_head.weight") {
+      EXPECT_FALSE(at::equal(before[i], after[i]));
+    }
+  }
+  EXPECT_NO_THROW(Reranker::load(o.output, ModelOptions{}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command line (built when the test target is given the binary's path)
+
+#ifdef ZIPRERANK_BINARY
+TEST(TrainCli, TrainsAModelThatRankLoadsAndReportsBadLines) {
+  const ScratchDir dir("cli");
+  const fs::path data = write_lines(dir, "train.jsonl", kOverfitData);
+  const std::string base = "train --stage 1 --data " + test::shell_quote(data.string()) +
+                           " --init " + test::shell_quote(test::tiny_model_dir()) +
+                           " --batch-size 2 --grad-accum 1 " + "--warmup 0 --lr 1e-3 --log-every 1";
+  const fs::path out = dir / "model";
+  const test::CliResult ok = test::run_cli(base + " --max-steps 2 --metrics " +
+                                           test::shell_quote((dir / "m.jsonl").string()) + " -o " +
+                                           test::shell_quote(out.string()));
+  ASSERT_EQ(ok.code, 0) << ok.err;
+  EXPECT_NE(ok.err.find("step 2/2"), std::string::npos) << ok.err;
+  EXPECT_NE(ok.err.find("tokens/s"), std::string::npos) << ok.err;
+  EXPECT_TRUE(ok.out.empty());
+  EXPECT_NO_THROW(Reranker::load(out.string(), ModelOptions{}));
+
+  // The same output again needs --force.
+  EXPECT_EQ(test::run_cli(base + " --max-steps 1 -o " + test::shell_quote(out.string())).code, 2);
+
+  const fs::path bad =
+      write_lines(dir, "bad.jsonl", {kOverfitData[0], R"({"query": "q", "passages": ["a"]})"});
+  const test::CliResult r =
+      test::run_cli("train --stage 1 --data " + test::shell_quote(bad.string()) + " --init " +
+                    test::shell_quote(test::tiny_model_dir()) + " -o " +
+                    test::shell_quote((dir / "never").string()));
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find(bad.string() + ":2"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "never" / "config.json"));
+}
+#endif
