@@ -26,4 +26,24 @@ nlohmann::json parse_json(const std::string& text, const std::string& origin) {
   }
 }
 
+nlohmann::json parse_json_object(const std::string& line, const std::string& origin) {
+  nlohmann::json obj;
+  try {
+    obj = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(origin + ": malformed JSON (" + std::string(e.what()) + ")");
+  }
+  if (!obj.is_object()) throw InputError(origin + ": expected a JSON object");
+  return obj;
+}
+
+std::string require_string(const nlohmann::json& obj, const char* key, const std::string& origin) {
+  const auto it = obj.find(key);
+  if (it == obj.end()) throw InputError(origin + ": missing field '" + key + "'");
+  if (!it->is_string()) {
+    throw InputError(origin + ": field '" + std::string(key) + "' must be a string");
+  }
+  return it->get<std::string>();
+}
+
 }  // namespace ziprerank::detail

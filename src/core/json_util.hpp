@@ -14,6 +14,12 @@ std::string read_text_file(const std::string& path);
 /// Parses JSON text; on a syntax error throws InputError with the origin and byte position.
 nlohmann::json parse_json(const std::string& text, const std::string& origin);
 
+/// Parses one JSONL record that must be an object; errors say "<origin>: malformed JSON (...)".
+nlohmann::json parse_json_object(const std::string& line, const std::string& origin);
+
+/// A required string field; errors name the field ("<origin>: missing field 'query'").
+std::string require_string(const nlohmann::json& obj, const char* key, const std::string& origin);
+
 /// Reads an optional key into `out` (left untouched when absent or null). A present value of the
 /// wrong type throws InputError naming `origin` and the dotted key.
 template <typename T>

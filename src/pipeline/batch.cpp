@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/json_util.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/run_io.hpp"
 
@@ -22,13 +23,11 @@ using nlohmann::json;
 
 namespace {
 
-std::string require_string(const json& obj, const char* key, const std::string& origin) {
+// Ids may be written as numbers; they are used as strings.
+std::string require_id(const json& obj, const char* key, const std::string& origin) {
   auto it = obj.find(key);
-  if (it == obj.end()) throw InputError(origin + ": missing field '" + std::string(key) + "'");
-  if (it->is_number_integer()) return std::to_string(it->get<int64_t>());  // numeric ids are common
-  if (!it->is_string())
-    throw InputError(origin + ": field '" + std::string(key) + "' must be a string");
-  return it->get<std::string>();
+  if (it != obj.end() && it->is_number_integer()) return std::to_string(it->get<int64_t>());
+  return detail::require_string(obj, key, origin);
 }
 
 std::string resolve(const std::string& path, const std::string& base_dir) {
@@ -103,17 +102,11 @@ std::string format_error_line(const std::string& format, const std::string& quer
 
 BatchQuery parse_batch_query(const std::string& line, const std::string& base_dir,
                              const std::string& origin) {
-  json obj;
-  try {
-    obj = json::parse(line);
-  } catch (const json::exception& e) {
-    throw InputError(origin + ": malformed JSON (" + std::string(e.what()) + ")");
-  }
-  if (!obj.is_object()) throw InputError(origin + ": expected a JSON object");
+  const json obj = detail::parse_json_object(line, origin);
   BatchQuery q;
-  q.query_id = require_string(obj, "query_id", origin);
+  q.query_id = require_id(obj, "query_id", origin);
   if (q.query_id.empty()) throw InputError(origin + ": 'query_id' is empty");
-  q.query = require_string(obj, "query", origin);
+  q.query = detail::require_string(obj, "query", origin);
   if (q.query.find_first_not_of(" \t\r\n") == std::string::npos) {
     throw InputError(origin + ": query '" + q.query_id + "' has an empty 'query'");
   }
@@ -127,16 +120,16 @@ BatchQuery parse_batch_query(const std::string& line, const std::string& base_di
     const std::string where = origin + ": candidate " + std::to_string(i);
     if (!c.is_object()) throw InputError(where + " is not an object");
     PageRef p;
-    p.id = require_string(c, "id", where);
+    p.id = require_id(c, "id", where);
     if (!seen.insert(p.id).second)
       throw InputError(origin + ": duplicate candidate id '" + p.id + "'");
     const bool has_image = c.contains("image"), has_pdf = c.contains("pdf");
     if (has_image == has_pdf)
       throw InputError(where + " ('" + p.id + "') needs exactly one of 'image' or 'pdf'");
     if (has_image) {
-      p.path = resolve(require_string(c, "image", where), base_dir);
+      p.path = resolve(detail::require_string(c, "image", where), base_dir);
     } else {
-      p.path = resolve(require_string(c, "pdf", where), base_dir);
+      p.path = resolve(detail::require_string(c, "pdf", where), base_dir);
       auto page = c.find("page");
       if (page == c.end() || !page->is_number_integer() || page->get<int64_t>() < 1) {
         throw InputError(where + " ('" + p.id +

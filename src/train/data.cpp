@@ -7,6 +7,7 @@
 #include <set>
 
 #include "ziprerank/batch.hpp"
+#include "core/json_util.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/prompt.hpp"
 
@@ -134,25 +135,6 @@ std::string ranking_string(const std::vector<int64_t>& ranking) {
   return out;
 }
 
-json parse_object(const std::string& line, const std::string& origin) {
-  json obj;
-  try {
-    obj = json::parse(line);
-  } catch (const json::exception& e) {
-    throw InputError(origin + ": malformed JSON (" + std::string(e.what()) + ")");
-  }
-  if (!obj.is_object()) throw InputError(origin + ": expected a JSON object");
-  return obj;
-}
-
-std::string require_string(const json& obj, const char* key, const std::string& origin) {
-  const auto it = obj.find(key);
-  if (it == obj.end()) throw InputError(origin + ": missing field '" + key + "'");
-  if (!it->is_string())
-    throw InputError(origin + ": field '" + std::string(key) + "' must be a string");
-  return it->get<std::string>();
-}
-
 const json& require_array(const json& obj, const char* key, const std::string& origin) {
   const auto it = obj.find(key);
   if (it == obj.end()) throw InputError(origin + ": missing field '" + key + "'");
@@ -273,9 +255,9 @@ TrainExample parse_reference_stage2(const json& obj, const Stage2Options& option
                                     const std::string& origin) {
   TrainExample ex;
   ex.origin = origin;
-  ex.query = require_string(obj, "query", origin);
+  ex.query = detail::require_string(obj, "query", origin);
   require_query(ex.query, origin);
-  const std::string doc = require_string(obj, "doc_name", origin);
+  const std::string doc = detail::require_string(obj, "doc_name", origin);
   const json& cands = require_array(obj, "candidate_page_ids", origin);
   const json& teacher = require_array(obj, "openai_ranking", origin);
   if (options.pages_dir.empty()) {
@@ -404,7 +386,7 @@ bool rank_zephyr_query(const std::string& text, std::string* query) {
 }
 
 TrainExample parse_stage1_line(const std::string& line, const std::string& origin) {
-  const json obj = parse_object(line, origin);
+  const json obj = detail::parse_json_object(line, origin);
   TrainExample ex;
   ex.origin = origin;
   if (const auto conv = obj.find("conversations"); conv != obj.end()) {
@@ -454,7 +436,7 @@ TrainExample parse_stage1_line(const std::string& line, const std::string& origi
     throw InputError(origin +
                      ": missing field 'passages' (or 'conversations' for the rank_zephyr format)");
   }
-  ex.query = require_string(obj, "query", origin);
+  ex.query = detail::require_string(obj, "query", origin);
   require_query(ex.query, origin);
   const json& passages = require_array(obj, "passages", origin);
   for (size_t i = 0; i < passages.size(); ++i) {
@@ -471,7 +453,7 @@ TrainExample parse_stage1_line(const std::string& line, const std::string& origi
 
 TrainExample parse_stage2_line(const std::string& line, const std::string& base_dir,
                                const Stage2Options& options, const std::string& origin) {
-  const json obj = parse_object(line, origin);
+  const json obj = detail::parse_json_object(line, origin);
   if (obj.contains("candidate_page_ids")) return parse_reference_stage2(obj, options, origin);
   if (obj.contains("candidates")) return parse_our_stage2(line, obj, base_dir, options, origin);
   throw InputError(
