@@ -1,5 +1,7 @@
 #include "render/font.hpp"
 
+#include "core/utf8.hpp"
+
 #include <ft2build.h>
 #include FT_FREETYPE_H
 #include FT_GLYPH_H
@@ -70,34 +72,10 @@ std::u32string utf8_to_u32(std::string_view text) {
   const size_t n = text.size();
   size_t i = 0;
   while (i < n) {
-    const unsigned char b = s[i];
-    if (b < 0x80) {
-      out.push_back(b);
-      ++i;
-      continue;
-    }
-    int len = 0;
-    char32_t cp = 0, min = 0;
-    if ((b & 0xE0) == 0xC0) {
-      len = 2, cp = b & 0x1F, min = 0x80;
-    } else if ((b & 0xF0) == 0xE0) {
-      len = 3, cp = b & 0x0F, min = 0x800;
-    } else if ((b & 0xF8) == 0xF0) {
-      len = 4, cp = b & 0x07, min = 0x10000;
-    }
-    bool ok = len > 0 && i + len <= n;
-    for (int k = 1; ok && k < len; ++k) {
-      if ((s[i + k] & 0xC0) != 0x80) ok = false;
-      cp = (cp << 6) | (s[i + k] & 0x3F);
-    }
-    if (ok && (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))) ok = false;
-    if (ok) {
-      out.push_back(cp);
-      i += len;
-    } else {
-      out.push_back(0xFFFD);
-      ++i;
-    }
+    char32_t cp = 0;
+    const size_t len = detail::utf8_decode_one(s, n, i, &cp);
+    out.push_back(len ? cp : char32_t{0xFFFD});  // a malformed byte becomes U+FFFD
+    i += len ? len : 1;
   }
   return out;
 }

@@ -22,7 +22,8 @@
 #include <utility>
 #include <vector>
 
-#include "../core/json_util.hpp"
+#include "core/json_util.hpp"
+#include "core/utf8.hpp"
 #include "bpe_tokenizer_impl.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/tokenizer.hpp"
@@ -116,33 +117,13 @@ void decode_utf8(std::string_view text, std::vector<uint32_t>& cps,
   size_t i = 0;
   while (i < n) {
     if (offsets) offsets->push_back(static_cast<uint32_t>(i));
-    const unsigned char b = s[i];
-    if (b < 0x80) {
-      cps.push_back(b);
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    uint32_t cp = 0, min = 0;
-    if ((b & 0xE0) == 0xC0) {
-      len = 2, cp = b & 0x1F, min = 0x80;
-    } else if ((b & 0xF0) == 0xE0) {
-      len = 3, cp = b & 0x0F, min = 0x800;
-    } else if ((b & 0xF8) == 0xF0) {
-      len = 4, cp = b & 0x07, min = 0x10000;
-    }
-    bool ok = len != 0 && i + len <= n;
-    for (size_t k = 1; ok && k < len; ++k) {
-      const unsigned char c = s[i + k];
-      ok = (c & 0xC0) == 0x80;
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    // Overlong forms, surrogates and values past U+10FFFF are invalid like any malformed byte.
-    if (ok && cp >= min && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF)) {
-      cps.push_back(cp);
+    char32_t cp = 0;
+    const size_t len = ziprerank::detail::utf8_decode_one(s, n, i, &cp);
+    if (len) {
+      cps.push_back(static_cast<uint32_t>(cp));
       i += len;
-    } else {
-      cps.push_back(kRawByteBase + b);
+    } else {  // a malformed byte stays a raw byte, so decode(encode(x)) == x
+      cps.push_back(kRawByteBase + s[i]);
       ++i;
     }
   }

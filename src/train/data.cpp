@@ -8,6 +8,7 @@
 
 #include "ziprerank/batch.hpp"
 #include "core/json_util.hpp"
+#include "core/utf8.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/prompt.hpp"
 
@@ -22,25 +23,10 @@ constexpr size_t npos = std::string::npos;
 
 // Length in bytes of the UTF-8 sequence starting at s[i] (1 for a stray byte).
 size_t cp_len(const std::string& s, size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
-  return std::min(n, s.size() - i);
-}
-
-char32_t decode_at(const std::string& s, size_t i, size_t len) {
-  const auto b = [&](size_t k) {
-    return static_cast<char32_t>(static_cast<unsigned char>(s[i + k]));
-  };
-  switch (len) {
-    case 2:
-      return ((b(0) & 0x1F) << 6) | (b(1) & 0x3F);
-    case 3:
-      return ((b(0) & 0x0F) << 12) | ((b(1) & 0x3F) << 6) | (b(2) & 0x3F);
-    case 4:
-      return ((b(0) & 0x07) << 18) | ((b(1) & 0x3F) << 12) | ((b(2) & 0x3F) << 6) | (b(3) & 0x3F);
-    default:
-      return b(0);
-  }
+  char32_t cp = 0;
+  const size_t len = detail::utf8_decode_one(reinterpret_cast<const unsigned char*>(s.data()),
+                                             s.size(), i, &cp);
+  return len ? len : 1;
 }
 
 // Python's whitespace (str.isspace, and \s in str patterns): passages scraped from the web carry
@@ -54,8 +40,10 @@ bool is_py_space(char32_t c) {
 // Bytes of the whitespace character at s[i], 0 when it is not whitespace (or i is the end).
 size_t space_len(const std::string& s, size_t i) {
   if (i >= s.size()) return 0;
-  const size_t len = cp_len(s, i);
-  return is_py_space(decode_at(s, i, len)) ? len : 0;
+  char32_t cp = 0;
+  const size_t len = detail::utf8_decode_one(reinterpret_cast<const unsigned char*>(s.data()),
+                                             s.size(), i, &cp);
+  return len && is_py_space(cp) ? len : 0;
 }
 
 // Case-insensitive match of an ASCII literal at s[pos], as Python's re.IGNORECASE does it for

@@ -1,0 +1,40 @@
+// Decoding one UTF-8 sequence: the single primitive behind the tokenizer, the renderer and the
+// training-data parser, which differ only in what they do with a malformed byte.
+#pragma once
+
+#include <cstddef>
+
+namespace ziprerank::detail {
+
+/// Decodes the sequence starting at s[i] (i < n) into *cp and returns its length in bytes. Returns
+/// 0 for a malformed sequence (bad lead or continuation byte, truncated, overlong, surrogate, or
+/// past U+10FFFF); the caller decides what the byte s[i] stands for.
+inline size_t utf8_decode_one(const unsigned char* s, size_t n, size_t i, char32_t* cp) {
+  const unsigned char b = s[i];
+  if (b < 0x80) {
+    *cp = b;
+    return 1;
+  }
+  size_t len = 0;
+  char32_t v = 0, min = 0;
+  if ((b & 0xE0) == 0xC0) {
+    len = 2, v = b & 0x1F, min = 0x80;
+  } else if ((b & 0xF0) == 0xE0) {
+    len = 3, v = b & 0x0F, min = 0x800;
+  } else if ((b & 0xF8) == 0xF0) {
+    len = 4, v = b & 0x07, min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (i + len > n) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    const unsigned char c = s[i + k];
+    if ((c & 0xC0) != 0x80) return 0;
+    v = (v << 6) | (c & 0x3F);
+  }
+  if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+  *cp = v;
+  return len;
+}
+
+}  // namespace ziprerank::detail
