@@ -32,7 +32,7 @@ struct PipelineArgs {
   CommonOptions common;
   std::string query;
   std::vector<std::string> pages;
-  std::string input, output, run, qrels;
+  std::string input, output;
   std::string format = "jsonl";
   std::string scoring = "logits";
   double keep_ratio = 0.5;
