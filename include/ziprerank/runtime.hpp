@@ -34,6 +34,9 @@ c10::Device parse_device(const std::string& name);
 /// "float16"/"fp16".
 c10::ScalarType parse_dtype(const std::string& name, const c10::Device& device);
 
+/// Memory the kernel reports as available (MemAvailable), 0 when unknown.
+size_t available_memory_bytes();
+
 /// Peak resident set size of this process in bytes (VmHWM), 0 when unknown.
 size_t peak_rss_bytes();
 /// "1.23 GiB" style.

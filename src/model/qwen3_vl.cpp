@@ -8,6 +8,7 @@
 #include "ziprerank/errors.hpp"
 #include "ziprerank/model.hpp"
 #include "ziprerank/model_folder.hpp"
+#include "ziprerank/runtime.hpp"
 
 namespace ziprerank {
 
@@ -38,6 +39,20 @@ std::unique_ptr<Qwen3VLModel> Qwen3VLModel::load(const std::string& model_dir,
                                                  const ModelOptions& options) {
   const ModelFolder folder = open_model_folder(model_dir);
   auto store = WeightStore::open(model_dir);
+  if (options.device.is_cpu()) {
+    // Refuse early, with the fix, rather than let the kernel kill the process half-way.
+    uint64_t needed = 0;
+    for (const auto& name : store->names())
+      needed += store->info(name).numel() * c10::elementSize(options.dtype);
+    const size_t available = available_memory_bytes();
+    if (available > 0 && needed > available) {
+      throw InputError(
+          model_dir + ": the weights need " + format_bytes(static_cast<double>(needed)) + " as " +
+          c10::toString(options.dtype) + " but only " +
+          format_bytes(static_cast<double>(available)) +
+          " of memory is available; use --dtype bfloat16, --device cuda, or a smaller model");
+    }
+  }
   LoadOptions lo;
   lo.dtype = options.dtype;
   lo.device = options.device;

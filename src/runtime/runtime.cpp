@@ -100,6 +100,20 @@ c10::ScalarType parse_dtype(const std::string& name, const c10::Device& device) 
   throw UsageError("unknown dtype '" + name + "' (use auto, float32, bfloat16 or float16)");
 }
 
+size_t available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string line;
+  while (std::getline(meminfo, line)) {
+    if (line.rfind("MemAvailable:", 0) == 0) {
+      std::istringstream ss(line.substr(13));
+      size_t kb = 0;
+      ss >> kb;
+      return kb * 1024;
+    }
+  }
+  return 0;
+}
+
 size_t peak_rss_bytes() {
   std::ifstream status("/proc/self/status");
   std::string line;

@@ -9,6 +9,7 @@
 #include "ziprerank/errors.hpp"
 #include "ziprerank/model.hpp"
 #include "ziprerank/model_folder.hpp"
+#include "ziprerank/runtime.hpp"
 
 using namespace ziprerank;
 namespace fs = std::filesystem;
@@ -201,4 +202,33 @@ TEST(Model, RejectsPixelValuesThatDisagreeWithGrids) {
   EXPECT_THROW(m->encode_images(at::zeros({10, 1536}), {{1, 4, 6}}), InputError);
   EXPECT_THROW(m->encode_images(at::zeros({24, 1536}), {{1, 3, 8}}), InputError);
   EXPECT_THROW(m->embed(at::tensor(std::vector<int64_t>{1, 100000}, at::kLong)), InputError);
+}
+
+TEST(Model, RefusesWeightsLargerThanAvailableMemoryWithAFix) {
+  const size_t available = available_memory_bytes();
+  if (available == 0) GTEST_SKIP() << "MemAvailable unknown";
+  const fs::path dir = fs::temp_directory_path() / ("zr_huge_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const char* f : {"config.json", "preprocessor_config.json", "tokenizer.json"}) {
+    fs::copy_file(fs::path(test::tiny_model_dir()) / f, dir / f);
+  }
+  // One float32 tensor twice the available memory, in a sparse file: nothing is really written.
+  const uint64_t numel = available / 2;
+  const std::string header = R"({"huge":{"dtype":"F32","shape":[)" + std::to_string(numel) +
+                             R"(],"data_offsets":[0,)" + std::to_string(numel * 4) + "]}}";
+  {
+    std::ofstream out(dir / "model.safetensors", std::ios::binary);
+    uint64_t n = header.size();
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>(n >> (8 * i)));
+    out << header;
+  }
+  fs::resize_file(dir / "model.safetensors", 8 + header.size() + numel * 4);
+  try {
+    Qwen3VLModel::load(dir.string(), ModelOptions{});
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--dtype bfloat16"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
 }
