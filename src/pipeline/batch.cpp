@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -28,6 +29,86 @@ std::string require_id(const json& obj, const char* key, const std::string& orig
   auto it = obj.find(key);
   if (it != obj.end() && it->is_number_integer()) return std::to_string(it->get<int64_t>());
   return detail::require_string(obj, key, origin);
+}
+
+// The id a run line carries for input line `row` (0-based): its query_id when readable (numbers as
+// strings, as require_id), otherwise "line-N". Used for skipping, error records and ordering.
+std::string row_query_id(const std::string& line, size_t row) {
+  try {
+    const json obj = json::parse(line);
+    if (obj.is_object()) {
+      auto it = obj.find("query_id");
+      if (it != obj.end() && it->is_string() && !it->get<std::string>().empty())
+        return it->get<std::string>();
+      if (it != obj.end() && it->is_number_integer()) return std::to_string(it->get<int64_t>());
+    }
+  } catch (const json::exception&) {
+  }
+  return "line-" + std::to_string(row + 1);
+}
+
+struct OutputLine {
+  std::string query_id;
+  std::string text;  // with its newline
+  bool error = false;
+};
+
+// Complete lines of an output file; a torn last line (a crash mid-write) is dropped, and cut from
+// the file when `repair` is set.
+std::vector<OutputLine> read_output_lines(const std::string& path, const std::string& format,
+                                          bool repair) {
+  std::vector<OutputLine> out;
+  if (!fs::exists(path)) return out;
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t complete = text.empty() ? 0 : text.rfind('\n') + 1;
+  if (complete < text.size()) {
+    spdlog::warn("{}: dropping a torn last line ({} bytes) left by an interrupted run", path,
+                 text.size() - complete);
+    if (repair) fs::resize_file(path, complete);
+    text.resize(complete);
+  }
+  std::istringstream lines(text);
+  std::string line;
+  size_t lineno = 0;
+  while (std::getline(lines, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    OutputLine l;
+    l.text = line + "\n";
+    if (format == "trec") {
+      std::istringstream ls(line);
+      ls >> l.query_id;
+    } else {
+      try {
+        const json obj = json::parse(line);
+        l.error = obj.contains("error");
+        l.query_id = obj.at("query_id").get<std::string>();
+      } catch (const json::exception&) {
+        throw InputError(path + ":" + std::to_string(lineno) +
+                         ": not a run line; is --output pointing at the right file?");
+      }
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+// Replaces a file's content durably: write a temporary file, sync it, rename it over the original.
+void replace_file(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << content;
+    f.flush();
+    if (!f) throw InputError("cannot write '" + tmp + "' (disk full?)");
+  }
+  const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  fs::rename(tmp, path);
 }
 
 std::string resolve(const std::string& path, const std::string& base_dir) {
@@ -163,39 +244,9 @@ void parse_shard(const std::string& text, int& index, int& count) {
 std::vector<std::string> finished_query_ids(const std::string& path, const std::string& format,
                                             bool repair) {
   std::vector<std::string> ids;
-  if (!fs::exists(path)) return ids;
-  std::ifstream in(path, std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // Everything after the last newline is a line torn by a crash: drop it.
-  const size_t complete = text.empty() ? 0 : text.rfind('\n') + 1;
-  if (complete < text.size()) {
-    spdlog::warn("{}: dropping a torn last line ({} bytes) left by an interrupted run", path,
-                 text.size() - complete);
-    if (repair) fs::resize_file(path, complete);
-    text.resize(complete);
-  }
-  std::istringstream lines(text);
-  std::string line;
-  size_t lineno = 0;
   std::set<std::string> seen;
-  while (std::getline(lines, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    std::string qid;
-    if (format == "trec") {
-      std::istringstream ls(line);
-      ls >> qid;
-    } else {
-      try {
-        const json obj = json::parse(line);
-        if (obj.contains("error")) continue;  // failed queries are retried on resume
-        qid = obj.at("query_id").get<std::string>();
-      } catch (const json::exception&) {
-        throw InputError(path + ":" + std::to_string(lineno) +
-                         ": not a run line; is --output pointing at the right file?");
-      }
-    }
-    if (seen.insert(qid).second) ids.push_back(qid);
+  for (const OutputLine& l : read_output_lines(path, format, repair)) {
+    if (!l.error && seen.insert(l.query_id).second) ids.push_back(l.query_id);
   }
   return ids;
 }
@@ -228,23 +279,31 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
       throw UsageError("'" + o.output +
                        "' already exists; pass --resume to continue it or choose another --output");
     }
-    for (const auto& id : finished_query_ids(o.output, o.format, /*repair=*/true))
-      finished.insert(id);
+    // Error records are dropped so that their queries run again and keep one line each.
+    const auto existing = read_output_lines(o.output, o.format, /*repair=*/true);
+    std::string kept;
+    size_t dropped = 0;
+    for (const OutputLine& l : existing) {
+      if (l.error) {
+        ++dropped;
+        continue;
+      }
+      kept += l.text;
+      finished.insert(l.query_id);
+    }
+    if (dropped) {
+      spdlog::info("resuming: retrying {} failed quer{}", dropped, dropped == 1 ? "y" : "ies");
+      replace_file(o.output, kept);
+    }
   }
   DurableAppender out(o.output);
 
   std::vector<size_t> todo;
   for (size_t r = lo; r < hi; ++r) {
-    const std::string& line = lines[rows[r]];
     // A cheap look at the id decides skipping; full validation happens when the query runs.
-    try {
-      const json obj = json::parse(line);
-      if (obj.is_object() && obj.contains("query_id") && obj["query_id"].is_string() &&
-          finished.count(obj["query_id"].get<std::string>())) {
-        ++summary.skipped;
-        continue;
-      }
-    } catch (const json::exception&) {
+    if (finished.count(row_query_id(lines[rows[r]], rows[r]))) {
+      ++summary.skipped;
+      continue;
     }
     todo.push_back(rows[r]);
   }
@@ -261,14 +320,7 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
       break;
     }
     const std::string origin = o.input + ":" + std::to_string(row + 1);
-    std::string qid = "line-" + std::to_string(row + 1);
-    try {  // name the error record after the query whenever its id can be read
-      const json obj = json::parse(lines[row]);
-      if (obj.is_object() && obj.contains("query_id") && obj["query_id"].is_string()) {
-        qid = obj["query_id"].get<std::string>();
-      }
-    } catch (const json::exception&) {
-    }
+    std::string qid = row_query_id(lines[row], row);  // names error records too
     std::string record;
     try {
       BatchQuery q = parse_batch_query(lines[row], base_dir, origin);
@@ -289,6 +341,28 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
     ++prog.done;
     prog.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (progress) progress(prog);
+  }
+  if (!summary.interrupted && (summary.skipped > 0 || o.resume)) {
+    // Retried queries were appended at the end: restore input order (one group of lines per query).
+    const auto written = read_output_lines(o.output, o.format, /*repair=*/false);
+    std::map<std::string, std::string> by_id;
+    std::vector<std::string> first_seen;
+    for (const OutputLine& l : written) {
+      if (!by_id.count(l.query_id)) first_seen.push_back(l.query_id);
+      by_id[l.query_id] += l.text;
+    }
+    std::string ordered, current;
+    for (const OutputLine& l : written) current += l.text;
+    for (size_t r = lo; r < hi; ++r) {
+      auto it = by_id.find(row_query_id(lines[rows[r]], rows[r]));
+      if (it == by_id.end()) continue;
+      ordered += it->second;
+      by_id.erase(it);
+    }
+    for (const std::string& id : first_seen) {  // lines of queries not in this input stay, last
+      if (by_id.count(id)) ordered += by_id[id];
+    }
+    if (ordered != current) replace_file(o.output, ordered);
   }
   return summary;
 }

@@ -313,3 +313,42 @@ TEST_F(RankBatch, TrecOutputEvaluates) {
   const auto report = json::parse(r.out);
   EXPECT_FALSE(report.dump().empty());
 }
+
+TEST_F(RankBatch, ResumeRetriesFailedQueriesAndKeepsInputOrder) {
+  const fs::path in = dir_ / "retry.jsonl";
+  const fs::path late = dir_ / "late.png";
+  fs::remove(late);
+  {
+    std::ofstream f(in);
+    f << R"({"query_id": "first", "query": "x", "candidates": [{"id": "a", "image": "pages/page01.png"}, {"id": "b", "image": "pages/page02.png"}]})"
+      << "\n"
+      << R"({"query_id": 7, "query": "y", "candidates": [{"id": "a", "image": "late.png"}, {"id": "b", "image": "pages/page02.png"}]})"
+      << "\n"
+      << R"({"query_id": "last", "query": "z", "candidates": [{"id": "a", "image": "pages/page03.png"}, {"id": "b", "image": "pages/page02.png"}]})"
+      << "\n";
+  }
+  const std::string out = (dir_ / "retry_run.jsonl").string();
+  fs::remove(out);
+  const std::string args =
+      "batch " + model_flag() + " -i " + shell_quote(in.string()) + " -o " + shell_quote(out);
+  CliResult r = run_cli(args);
+  EXPECT_EQ(r.code, 1) << r.err;  // the query with the missing image failed
+  auto lines = read_jsonl(slurp(out));
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_TRUE(lines[1].contains("error"));
+  EXPECT_EQ(lines[1]["query_id"], "7");
+
+  fs::copy_file(dir_ / "pages" / "page04.png", late);  // the missing page appears
+  r = run_cli(args + " --resume");
+  ASSERT_EQ(r.code, 0) << r.err;
+  lines = read_jsonl(slurp(out));
+  ASSERT_EQ(lines.size(), 3u) << slurp(out);
+  EXPECT_EQ(lines[0]["query_id"], "first");
+  EXPECT_EQ(lines[1]["query_id"], "7");
+  EXPECT_TRUE(lines[1].contains("ranking")) << lines[1].dump();
+  EXPECT_EQ(lines[2]["query_id"], "last");
+
+  r = run_cli(args + " --resume");  // nothing left to do: unchanged
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_jsonl(slurp(out)), lines);
+}
