@@ -1,14 +1,16 @@
 #include "train/data.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "ziprerank/batch.hpp"
 #include "core/json_util.hpp"
 #include "core/utf8.hpp"
+#include "ziprerank/batch.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/prompt.hpp"
 
@@ -24,8 +26,8 @@ constexpr size_t npos = std::string::npos;
 // Length in bytes of the UTF-8 sequence starting at s[i] (1 for a stray byte).
 size_t cp_len(const std::string& s, size_t i) {
   char32_t cp = 0;
-  const size_t len = detail::utf8_decode_one(reinterpret_cast<const unsigned char*>(s.data()),
-                                             s.size(), i, &cp);
+  const size_t len =
+      detail::utf8_decode_one(reinterpret_cast<const unsigned char*>(s.data()), s.size(), i, &cp);
   return len ? len : 1;
 }
 
@@ -41,8 +43,8 @@ bool is_py_space(char32_t c) {
 size_t space_len(const std::string& s, size_t i) {
   if (i >= s.size()) return 0;
   char32_t cp = 0;
-  const size_t len = detail::utf8_decode_one(reinterpret_cast<const unsigned char*>(s.data()),
-                                             s.size(), i, &cp);
+  const size_t len =
+      detail::utf8_decode_one(reinterpret_cast<const unsigned char*>(s.data()), s.size(), i, &cp);
   return len && is_py_space(cp) ? len : 0;
 }
 
@@ -199,6 +201,7 @@ std::vector<int64_t> sanitize_ranking(const std::vector<int64_t>& raw, size_t m)
 void finish_stage2(TrainExample& ex, const std::vector<int64_t>& raw_ranking,
                    std::vector<int64_t> gt, const Stage2Options& options) {
   const size_t m = std::min(ex.pages.size(), static_cast<size_t>(options.max_candidates));
+  const bool had_gt = !gt.empty();
   ex.pages.resize(m);
   check_candidate_count(m, "candidates", ex.origin);
   ex.ranking = sanitize_ranking(raw_ranking, m);
@@ -208,6 +211,14 @@ void finish_stage2(TrainExample& ex, const std::vector<int64_t>& raw_ranking,
   if (options.force_gt_top1 && !gt.empty()) {
     ex.ranking.erase(std::find(ex.ranking.begin(), ex.ranking.end(), gt[0]));
     ex.ranking.insert(ex.ranking.begin(), gt[0]);
+  }
+  if (gt.empty() && had_gt) {
+    // As the reference, the target then falls back to the teacher's first choice; say so, since
+    // the label is probably wrong (order the candidates best first, or raise --max-candidates).
+    spdlog::warn(
+        "{}: every relevant page is beyond --max-candidates {}; using the teacher's first "
+        "choice as ground truth",
+        ex.origin, options.max_candidates);
   }
   ex.gt = gt.empty() ? std::vector<int64_t>{ex.ranking[0]} : gt;
   ex.target = ranking_string(ex.ranking);
