@@ -100,12 +100,14 @@ c10::ScalarType parse_dtype(const std::string& name, const c10::Device& device) 
   throw UsageError("unknown dtype '" + name + "' (use auto, float32, bfloat16 or float16)");
 }
 
-size_t available_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
+namespace {
+// A "Key:   123 kB" field of a /proc file, in bytes; 0 when absent.
+size_t proc_kib_field(const char* path, const std::string& key) {
+  std::ifstream in(path);
   std::string line;
-  while (std::getline(meminfo, line)) {
-    if (line.rfind("MemAvailable:", 0) == 0) {
-      std::istringstream ss(line.substr(13));
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) == 0) {
+      std::istringstream ss(line.substr(key.size()));
       size_t kb = 0;
       ss >> kb;
       return kb * 1024;
@@ -113,20 +115,11 @@ size_t available_memory_bytes() {
   }
   return 0;
 }
+}  // namespace
 
-size_t peak_rss_bytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) {
-      std::istringstream ss(line.substr(6));
-      size_t kb = 0;
-      ss >> kb;
-      return kb * 1024;
-    }
-  }
-  return 0;
-}
+size_t available_memory_bytes() { return proc_kib_field("/proc/meminfo", "MemAvailable:"); }
+
+size_t peak_rss_bytes() { return proc_kib_field("/proc/self/status", "VmHWM:"); }
 
 std::string format_bytes(double bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
