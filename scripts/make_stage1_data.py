@@ -21,13 +21,14 @@ import argparse
 import collections
 import glob
 import json
-import math
 import os
 import random
 import re
 import sys
 
-WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d+")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from textlib import BM25, tokens  # noqa: E402
+
 STOP = set("""a about above after again against all am an and any are as at be because been before being
 below between both but by can could did do does doing down during each few for from further had has have
 having he her here hers herself him himself his how i if in into is it its itself just me more most my
@@ -35,10 +36,6 @@ myself no nor not now of off on once only or other our ours ourselves out over o
 some such than that the their theirs them themselves then there these they this those through to too
 under until up upon very was we were what when where which while who whom why will with would you your
 yours yourself yourselves shall may must us one every also""".split())
-
-
-def tokens(text):
-    return [w.lower() for w in WORD.findall(text)]
 
 
 def load_documents(cache):
@@ -71,40 +68,6 @@ def split_passages(text, rng, lo=30, hi=60):
     if len(cur) >= lo // 2:
         out.append(" ".join(cur))
     return out
-
-
-class BM25:
-    def __init__(self, passages, k1=1.2, b=0.75):
-        self.k1, self.b = k1, b
-        self.tf = [collections.Counter(tokens(p)) for p in passages]
-        self.len = [sum(c.values()) for c in self.tf]
-        self.avg = sum(self.len) / max(1, len(self.len))
-        df = collections.Counter()
-        self.index = collections.defaultdict(list)
-        for i, c in enumerate(self.tf):
-            for w in c:
-                df[w] += 1
-                self.index[w].append(i)
-        n = len(passages)
-        self.idf = {w: math.log(1 + (n - f + 0.5) / (f + 0.5)) for w, f in df.items()}
-
-    def score(self, query_tokens, i):
-        c, s = self.tf[i], 0.0
-        for w in query_tokens:
-            f = c.get(w, 0)
-            if f:
-                s += self.idf[w] * f * (self.k1 + 1) / (f + self.k1 * (1 - self.b + self.b * self.len[i] / self.avg))
-        return s
-
-    def top(self, query_tokens, k, exclude):
-        cand = set()
-        for w in set(query_tokens):
-            if w in STOP:
-                continue
-            cand.update(self.index.get(w, ()))
-        cand.discard(exclude)
-        scored = sorted(cand, key=lambda i: (-self.score(query_tokens, i), i))
-        return scored[:k]
 
 
 def make_query(passage, bm25, rng):
@@ -148,7 +111,7 @@ def main():
         for p in split_passages(text, rng):
             passages.append(p)
             owner.append(name)
-    bm25 = BM25(passages)
+    bm25 = BM25([tokens(p) for p in passages])
     by_doc = collections.defaultdict(list)
     for i, name in enumerate(owner):
         by_doc[name].append(i)
@@ -168,7 +131,7 @@ def main():
                 # Hard negatives: half the best BM25 matches in the same document, half anywhere.
                 same = [i for i in by_doc[owner[true]] if i != true]
                 same = sorted(same, key=lambda i: (-bm25.score(qt, i), i))[: (args.candidates - 1) // 2]
-                rest = [i for i in bm25.top(qt, args.candidates * 3, true) if i not in same]
+                rest = [i for i in bm25.top(qt, args.candidates * 3, exclude=true, skip=STOP) if i not in same]
                 negatives = same + rest[: args.candidates - 1 - len(same)]
                 while len(negatives) < args.candidates - 1:  # rare: fill with random passages
                     i = rng.randrange(len(passages))

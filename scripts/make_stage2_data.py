@@ -46,7 +46,9 @@ import re
 import subprocess
 import sys
 
-WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d+")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from textlib import BM25, tokens  # noqa: E402
+
 STOP = set("""a about above after again against all am an and any are as at be because been before being
 below between both but by can could did do does doing down during each few for from further had has have
 having he her here hers herself him himself his how i if in into is it its itself just me more most my
@@ -61,10 +63,6 @@ HEAD_WORD = re.compile(r"^[a-z]{4,}$")
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
-
-
-def tokens(text):
-    return [w.lower() for w in WORD.findall(text)]
 
 
 def content(toks):
@@ -229,28 +227,6 @@ def render(binary, doc, style, folder):
 # Queries
 
 
-class PageBM25:
-    def __init__(self, pages, k1=1.2, b=0.75):
-        self.k1, self.b = k1, b
-        self.tf = [collections.Counter(p) for p in pages]
-        self.len = [len(p) for p in pages]
-        self.avg = sum(self.len) / max(1, len(pages)) or 1.0
-        df = collections.Counter(w for c in self.tf for w in c)
-        n = len(pages)
-        self.idf = {w: math.log(1 + (n - f + 0.5) / (f + 0.5)) for w, f in df.items()}
-
-    def score(self, q, i):
-        c, s = self.tf[i], 0.0
-        for w in q:
-            f = c.get(w, 0)
-            if f:
-                s += self.idf[w] * f * (self.k1 + 1) / (f + self.k1 * (1 - self.b + self.b * self.len[i] / self.avg))
-        return s
-
-    def order(self, q):
-        return sorted(range(len(self.tf)), key=lambda i: (-self.score(q, i), i))
-
-
 def contains(seq, sub):
     n = len(sub)
     return any(seq[i:i + n] == sub for i in range(len(seq) - n + 1))
@@ -361,7 +337,7 @@ def main():
         layout = json.load(open(os.path.join(pages_dir, doc_id, "words.json")))
         split = "eval" if doc_id in held else "train"
         queries, page_words = make_queries(doc_id, domain, layout, rng, args.heading_queries, args.phrase_queries)
-        bm25 = PageBM25(page_words)
+        bm25 = BM25(page_words)
         stats[f"{split}_documents"] += 1
         stats[f"{split}_pages"] += len(page_words)
         for qi, (kind, query, page) in enumerate(queries):

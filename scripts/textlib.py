@@ -1,0 +1,50 @@
+"""Text helpers shared by the training-data scripts: word tokens and Okapi BM25."""
+import collections
+import math
+import re
+
+WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d+")
+
+
+def tokens(text):
+    """Lower-cased word and number tokens."""
+    return [w.lower() for w in WORD.findall(text)]
+
+
+class BM25:
+    """Okapi BM25 (k1 1.2, b 0.75, idf log(1 + (n - df + 0.5) / (df + 0.5))) over token lists."""
+
+    def __init__(self, docs, k1=1.2, b=0.75):
+        self.k1, self.b = k1, b
+        self.tf = [collections.Counter(d) for d in docs]
+        self.len = [len(d) for d in docs]
+        self.avg = sum(self.len) / max(1, len(docs)) or 1.0
+        df = collections.Counter()
+        self.index = collections.defaultdict(list)
+        for i, c in enumerate(self.tf):
+            for w in c:
+                df[w] += 1
+                self.index[w].append(i)
+        n = len(docs)
+        self.idf = {w: math.log(1 + (n - f + 0.5) / (f + 0.5)) for w, f in df.items()}
+
+    def score(self, query_tokens, i):
+        c, s = self.tf[i], 0.0
+        for w in query_tokens:
+            f = c.get(w, 0)
+            if f:
+                s += self.idf[w] * f * (self.k1 + 1) / (f + self.k1 * (1 - self.b + self.b * self.len[i] / self.avg))
+        return s
+
+    def order(self, query_tokens):
+        """Every document, best first (ties by index)."""
+        return sorted(range(len(self.tf)), key=lambda i: (-self.score(query_tokens, i), i))
+
+    def top(self, query_tokens, k, exclude=None, skip=()):
+        """The k best documents sharing a non-`skip` token with the query, `exclude` left out."""
+        cand = set()
+        for w in set(query_tokens):
+            if w not in skip:
+                cand.update(self.index.get(w, ()))
+        cand.discard(exclude)
+        return sorted(cand, key=lambda i: (-self.score(query_tokens, i), i))[:k]
