@@ -27,15 +27,9 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from textlib import BM25, tokens  # noqa: E402
+from textlib import BM25, STOPWORDS, tokens  # noqa: E402
 
-STOP = set("""a about above after again against all am an and any are as at be because been before being
-below between both but by can could did do does doing down during each few for from further had has have
-having he her here hers herself him himself his how i if in into is it its itself just me more most my
-myself no nor not now of off on once only or other our ours ourselves out over own same she should so
-some such than that the their theirs them themselves then there these they this those through to too
-under until up upon very was we were what when where which while who whom why will with would you your
-yours yourself yourselves shall may must us one every also""".split())
+STOP = STOPWORDS
 
 
 def load_documents(cache):

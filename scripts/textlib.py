@@ -3,6 +3,15 @@ import collections
 import math
 import re
 
+# English function words, skipped when choosing keywords and candidate passages.
+STOPWORDS = frozenset("""a about above after again against all also am an and any are as at be because been before being
+below between both but by can could did do does doing down during each every few for from
+further had has have having he her here hers herself him himself his how i if in into is it its
+itself just may me more most must my myself no nor not now of off on once one only or other our
+ours ourselves out over own same shall she should so some such than that the their theirs them
+themselves then there these they this those through to too under until up upon us very was we
+were what when where which while who whom why will with would you your yours yourself yourselves""".split())
+
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d+")
 
 
