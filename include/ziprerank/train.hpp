@@ -91,6 +91,14 @@ struct TrainOptions {
   int64_t max_steps = 0;    ///< optimizer steps; overrides epochs when > 0
   int warmup_steps = -1;    ///< (100 | 50)
   double rank_weight = -1;  ///< weight of the ranking loss (10 | 1)
+  /// Weight of the word-grounding loss (0 = off): each merged visual token that shows words is
+  /// pulled toward the text embeddings of those words (stage 1: the rendered passages' layout;
+  /// stage 2: the words.json sidecar beside rendered pages, pages without one are skipped).
+  double align_weight = 0.0;
+  /// Weight of the per-candidate relevance loss (0 = off): the ranking loss applied to one score
+  /// per candidate read at its `<|vision_end|>` token (the lm_head row of that token), so each
+  /// candidate learns to judge itself before the final readout has to compare them.
+  double candidate_weight = 0.0;
   double lr = 3e-6;
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
@@ -116,7 +124,7 @@ struct TrainOptions {
 struct StepMetrics {
   int64_t step = 0;  ///< 1-based
   int epoch = 0;     ///< 1-based
-  double loss = 0, gen_loss = 0, rank_loss = 0, lr = 0;
+  double loss = 0, gen_loss = 0, rank_loss = 0, align_loss = 0, candidate_loss = 0, lr = 0;
   int64_t samples = 0, tokens = 0;  ///< tokens = language-model input tokens
   double seconds = 0;
 };
@@ -136,6 +144,8 @@ namespace train {
 class TrainDataset;
 class AdamW;
 class RenderCache;
+class PageWordIndex;
+class WordPieces;
 }  // namespace train
 
 class Trainer {
@@ -181,6 +191,9 @@ class Trainer {
   std::unique_ptr<train::TrainDataset> data_;
   std::unique_ptr<train::AdamW> optimizer_;
   std::unique_ptr<train::RenderCache> render_cache_;
+  std::unique_ptr<train::PageWordIndex> page_words_;
+  std::unique_ptr<train::WordPieces> word_pieces_;
+  bool warned_no_words_ = false;
   std::vector<std::pair<std::string, DType>> stored_dtypes_;  ///< per parameter, for saving
   int64_t micro_per_epoch_ = 0, steps_per_epoch_ = 0, total_steps_ = 0;
   int64_t step_ = 0;

@@ -102,6 +102,15 @@ void register_train_command(CLI::App& app, Handler& handler) {
   cmd->add_option("--rank-weight", o.rank_weight,
                   "Weight of the ranking loss (-1 = 10 for stage 1, 1 for stage 2)")
       ->capture_default_str();
+  cmd->add_option("--align-weight", o.align_weight,
+                  "Weight of the word-grounding loss (0 = off): merged visual tokens are pulled "
+                  "toward the text embeddings of the words they show (stage 1: passage layout; "
+                  "stage 2: words.json beside the pages)")
+      ->capture_default_str();
+  cmd->add_option("--candidate-weight", o.candidate_weight,
+                  "Weight of a per-candidate relevance loss (0 = off): the ranking loss on one "
+                  "score per candidate read at its <|vision_end|> token")
+      ->capture_default_str();
   cmd->add_option("--soft-decay", o.soft_decay,
                   "Stage 2: position decay of the soft-ranking target")
       ->capture_default_str();

@@ -14,6 +14,7 @@
 
 #include "core/json_util.hpp"
 #include "train/data.hpp"
+#include "train/grounding.hpp"
 #include "train/optimizer.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/prompt.hpp"
@@ -109,6 +110,8 @@ json trajectory_settings(const TrainOptions& o) {
           {"max_steps", o.max_steps},
           {"warmup_steps", o.warmup_steps},
           {"rank_weight", o.rank_weight},
+          {"align_weight", o.align_weight},
+          {"candidate_weight", o.candidate_weight},
           {"lr", o.lr},
           {"weight_decay", o.weight_decay},
           {"beta1", o.beta1},
@@ -144,6 +147,8 @@ void TrainOptions::resolve() {
   if (init.empty() && resume.empty())
     throw UsageError("give --init (a model folder) or --resume (a checkpoint)");
   if (!(lr > 0)) throw UsageError("--lr must be positive");
+  if (!(align_weight >= 0)) throw UsageError("--align-weight must not be negative");
+  if (!(candidate_weight >= 0)) throw UsageError("--candidate-weight must not be negative");
   if (weight_decay < 0) throw UsageError("--weight-decay must not be negative");
   if (!(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1))
     throw UsageError("Adam betas must be in [0, 1)");
@@ -171,9 +176,11 @@ struct Trainer::Prepared {
 };
 
 struct Trainer::SampleResult {
-  double gen_sum = 0;  ///< summed token NLL
-  double rank = NAN;   ///< ranking loss of the sample, NaN when undefined
-  int64_t tokens = 0;  ///< language-model input tokens
+  double gen_sum = 0;      ///< summed token NLL
+  double rank = NAN;       ///< ranking loss of the sample, NaN when undefined
+  double align = NAN;      ///< grounding loss of the sample, NaN when off or no word was shown
+  double candidate = NAN;  ///< per-candidate relevance loss, NaN when off
+  int64_t tokens = 0;      ///< language-model input tokens
   double data_s = 0, forward_s = 0, backward_s = 0;  ///< where the time went
 };
 
@@ -245,6 +252,12 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
   steps_per_epoch_ = (micro_per_epoch_ + o.grad_accum - 1) / o.grad_accum;
   total_steps_ = o.max_steps > 0 ? o.max_steps : o.epochs * steps_per_epoch_;
   render_cache_ = std::make_unique<train::RenderCache>(o.render_cache_bytes, o.render);
+  if (o.align_weight > 0) {
+    if (o.freeze_vision)
+      throw UsageError("--align-weight trains the vision tower: drop --freeze-vision");
+    page_words_ = std::make_unique<train::PageWordIndex>();
+    word_pieces_ = std::make_unique<train::WordPieces>(tokenizer_);
+  }
 
   if (!resume_state.is_null()) load_resume_state();
   spdlog::info(
@@ -287,8 +300,11 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
   std::vector<at::Tensor> pixels;
   std::vector<ImageGrid> grids;
   std::vector<int64_t> tokens_per_image;
+  train::GroundingTargets grounding;
+  const bool align = options_.align_weight > 0;
   try {
     const size_t n = ex.size();
+    int64_t token_offset = 0;
     for (size_t i = 0; i < n; ++i) {
       // Stage-1 passages are drawn at 280x280, below the 1024 pre-resize bound anyway.
       const Image img =
@@ -298,6 +314,27 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
       pixels.push_back(pre.pixel_values);
       grids.push_back(ImageGrid{pre.grid_thw[0], pre.grid_thw[1], pre.grid_thw[2]});
       tokens_per_image.push_back(pre.num_tokens());
+      if (align) {
+        std::vector<train::PlacedWord> passage;
+        const std::vector<train::PlacedWord>* words = nullptr;
+        if (options_.stage == 1) {
+          passage = train::passage_words(ex.passages[i], options_.render);
+          words = &passage;
+        } else {
+          words = page_words_->find(ex.pages[i].path);
+          if (!words && !warned_no_words_) {
+            spdlog::warn("{}: no words.json beside '{}': its pages get no grounding loss",
+                         ex.origin, ex.pages[i].path);
+            warned_no_words_ = true;
+          }
+        }
+        if (words) {
+          train::add_grounding_targets(*words, img.width, img.height, pre.grid_thw,
+                                       folder_.preprocessor.patch_size, pre.merge_size,
+                                       token_offset, *word_pieces_, &grounding);
+        }
+      }
+      token_offset += pre.num_tokens();
     }
   } catch (const InputError& e) {
     throw InputError(ex.origin + ": " + e.what());
@@ -330,6 +367,37 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
                               ? ranknet_loss(scores, train::rank_positions(ex.ranking))
                               : soft_ranking_loss(scores, ex.ranking, ex.gt, options_.soft_decay);
 
+  at::Tensor candidate_loss;
+  if (options_.candidate_weight > 0) {
+    // Each candidate's <|vision_end|>: after its kept visual tokens, with every token pruned from
+    // the images before it removed.
+    std::vector<int64_t> ends;
+    int64_t removed = 0;
+    for (size_t k = 0; k < tokens_per_image.size(); ++k) {
+      const int64_t kept = seq.kept_per_image.empty() ? tokens_per_image[k] : seq.kept_per_image[k];
+      ends.push_back(prompt.image_starts[k] - removed + kept);
+      removed += tokens_per_image[k] - kept;
+    }
+    const at::Tensor h_end =
+        hidden.select(0, 0).index_select(0, at::tensor(ends, at::kLong).to(hidden.device()));
+    const at::Tensor own = at::tensor(std::vector<int64_t>{c.vision_end_token_id}, at::kLong);
+    const at::Tensor cand_scores =
+        model_->logits(h_end, own.to(hidden.device())).to(at::kFloat).reshape({-1});
+    candidate_loss = options_.stage == 1
+                         ? ranknet_loss(cand_scores, train::rank_positions(ex.ranking))
+                         : soft_ranking_loss(cand_scores, ex.ranking, ex.gt, options_.soft_decay);
+    r.candidate = candidate_loss.item<double>();
+  }
+  at::Tensor align_loss;
+  if (align && grounding.size() > 0) {
+    at::Tensor embeddings;  // the current text embeddings, as constants
+    {
+      c10::NoGradGuard no_grad;
+      embeddings = model_->embed(at::arange(c.text.vocab_size, at::kLong));
+    }
+    align_loss = train::grounding_loss(vision.embeds, embeddings, grounding);
+    r.align = align_loss.item<double>();
+  }
   r.gen_sum = gen.item<double>();
   r.rank = rank.item<double>();
   r.tokens = seq.input.embeds.size(1);
@@ -338,6 +406,12 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
   at::Tensor loss = gen / static_cast<double>(batch_tokens);
   if (!std::isnan(r.rank) && rank.requires_grad()) {
     loss = loss + rank * (options_.rank_weight / static_cast<double>(batch_samples));
+  }
+  if (candidate_loss.defined() && !std::isnan(r.candidate)) {
+    loss = loss + candidate_loss * (options_.candidate_weight / static_cast<double>(batch_samples));
+  }
+  if (align_loss.defined()) {
+    loss = loss + align_loss * (options_.align_weight / static_cast<double>(batch_samples));
   }
   (loss / static_cast<double>(options_.grad_accum)).backward();
   r.backward_s = seconds_since(t0);
@@ -353,7 +427,8 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
   int cached_epoch = -1;
   std::vector<size_t> order;
   int64_t window_samples = 0, window_tokens = 0;
-  double window_seconds = 0, window_loss = 0, window_gen = 0, window_rank = 0;
+  double window_seconds = 0, window_loss = 0, window_gen = 0, window_rank = 0, window_align = 0,
+         window_candidate = 0;
   int window_steps = 0;
   int64_t last_saved = -1;
 
@@ -380,7 +455,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
         batch_tokens += static_cast<int64_t>(batch.back().target_ids.size());
       }
       const auto samples = static_cast<int64_t>(batch.size());
-      double gen = 0, rank = 0;
+      double gen = 0, rank = 0, align = 0, candidate = 0;
       for (const Prepared& p : batch) {
         const SampleResult r = run_sample(p, batch_tokens, samples);
         spdlog::debug("{}: {} tokens; data {:.0f} ms, forward {:.0f} ms, backward {:.0f} ms",
@@ -388,18 +463,23 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
                       1e3 * r.backward_s);
         gen += r.gen_sum / static_cast<double>(batch_tokens);
         if (!std::isnan(r.rank)) rank += r.rank / static_cast<double>(samples);
+        if (!std::isnan(r.align)) align += r.align / static_cast<double>(samples);
+        if (!std::isnan(r.candidate)) candidate += r.candidate / static_cast<double>(samples);
         m.tokens += r.tokens;
       }
       m.samples += samples;
       m.gen_loss += gen / o.grad_accum;
       m.rank_loss += rank / o.grad_accum;
+      m.align_loss += align / o.grad_accum;
+      m.candidate_loss += candidate / o.grad_accum;
     }
     if (step_ == summary.start_step) warn_about_parameters_without_gradient();
     optimizer_->step(lr);
     optimizer_->zero_grad();
     ++step_;
     m.step = step_;
-    m.loss = m.gen_loss + o.rank_weight * m.rank_loss;
+    m.loss = m.gen_loss + o.rank_weight * m.rank_loss + o.align_weight * m.align_loss +
+             o.candidate_weight * m.candidate_loss;
     m.seconds = seconds_since(t_step);
     last_loss_ = m.loss;
     summary.history.push_back(m);
@@ -413,16 +493,22 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
     window_loss += m.loss;
     window_gen += m.gen_loss;
     window_rank += m.rank_loss;
+    window_align += m.align_loss;
+    window_candidate += m.candidate_loss;
     ++window_steps;
     if (step_ % o.log_every == 0 || step_ == total_steps_) {
       spdlog::info(
-          "step {}/{} epoch {} | loss {:.4f} gen {:.4f} rank {:.4f} | lr {:.2e} | "
+          "step {}/{} epoch {} | loss {:.4f} gen {:.4f} rank {:.4f}{}{} | lr {:.2e} | "
           "{:.1f} tokens/s {:.3f} samples/s",
           step_, total_steps_, m.epoch, window_loss / window_steps, window_gen / window_steps,
-          window_rank / window_steps, lr, window_tokens / std::max(window_seconds, 1e-9),
+          window_rank / window_steps,
+          o.align_weight > 0 ? fmt::format(" align {:.4f}", window_align / window_steps) : "",
+          o.candidate_weight > 0 ? fmt::format(" candidate {:.4f}", window_candidate / window_steps)
+                                 : "",
+          lr, window_tokens / std::max(window_seconds, 1e-9),
           window_samples / std::max(window_seconds, 1e-9));
       window_samples = window_tokens = 0;
-      window_seconds = window_loss = window_gen = window_rank = 0;
+      window_seconds = window_loss = window_gen = window_rank = window_align = window_candidate = 0;
       window_steps = 0;
     }
     if (o.save_every > 0 && step_ % o.save_every == 0) {
@@ -471,6 +557,8 @@ void Trainer::write_metrics(const StepMetrics& m) {
                      {"loss", m.loss},
                      {"gen_loss", m.gen_loss},
                      {"rank_loss", m.rank_loss},
+                     {"align_loss", m.align_loss},
+                     {"candidate_loss", m.candidate_loss},
                      {"lr", m.lr},
                      {"samples", m.samples},
                      {"tokens", m.tokens},
@@ -541,6 +629,8 @@ void Trainer::save_model(const std::string& dir) const {
                       {"optimizer", "AdamW, float32 state"},
                       {"rank_loss", o.stage == 1 ? "weighted RankNet" : "soft ranking"},
                       {"rank_weight", o.rank_weight},
+                      {"align_weight", o.align_weight},
+                      {"candidate_weight", o.candidate_weight},
                       {"keep_ratio", o.keep_ratio},
                       {"freeze_vision", o.freeze_vision},
                       {"seed", o.seed},

@@ -3,15 +3,19 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
 
 #include "model_fixture.hpp"
 #include "train/data.hpp"
+#include "train/grounding.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/render.hpp"
 #include "ziprerank/reranker.hpp"
@@ -479,6 +483,171 @@ TEST(Trainer, Stage2TrainsOnPagesWithPruningAndCanFreezeVision) {
     }
   }
   EXPECT_NO_THROW(Reranker::load(o.output, ModelOptions{}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Word grounding
+
+namespace {
+// A tokenizer whose pieces are whole words: "▁" + word -> its index in a fixed list.
+class WordListTokenizer : public Tokenizer {
+ public:
+  explicit WordListTokenizer(std::vector<std::string> words) : words_(std::move(words)) {}
+  std::vector<int64_t> encode(const std::string& text) const override {
+    std::vector<int64_t> out;
+    size_t pos = 0;
+    while (pos < text.size()) {
+      const size_t b = text.find_first_not_of(' ', pos);
+      if (b == std::string::npos) break;
+      size_t e = text.find(' ', b);
+      if (e == std::string::npos) e = text.size();
+      const std::string w = text.substr(b, e - b);
+      const auto it = std::find(words_.begin(), words_.end(), w);
+      out.push_back(it == words_.end() ? 0 : static_cast<int64_t>(it - words_.begin()));
+      pos = e;
+    }
+    return out;
+  }
+  std::string decode(const std::vector<int64_t>&) const override { return {}; }
+  std::optional<int64_t> token_to_id(const std::string&) const override { return std::nullopt; }
+  int64_t vocab_size() const override { return static_cast<int64_t>(words_.size()); }
+  std::string id_to_token(int64_t id) const override { return words_.at(static_cast<size_t>(id)); }
+  std::string kind() const override { return "word-list"; }
+
+ private:
+  std::vector<std::string> words_;
+};
+}  // namespace
+
+TEST(TrainGrounding, WordsLandOnTheMergedTokenThatShowsThem) {
+  auto tok = std::make_shared<WordListTokenizer>(
+      std::vector<std::string>{"<unk>", "whale", "ship", "Ship", "sea", "ahab"});
+  train::WordPieces pieces(tok);
+  // A 200x100 image resized to 128x64 (grid 1 x 4 x 8 patches of 16, merged 2x2: 2 rows x 4
+  // columns of 32-px cells). Word centres in image pixels map through the 0.64 scale.
+  const std::vector<train::PlacedWord> words = {
+      {"whale,", 10, 10},   // (6.4, 6.4) -> row 0, col 0; trailing punctuation dropped
+      {"Ship", 60, 10},     // (38.4, 6.4) -> row 0, col 1; its lower-case form too
+      {"sea", 60, 20},      // (38.4, 12.8) -> row 0, col 1
+      {"ahab", 190, 90},    // (121.6, 57.6) -> row 1, col 3
+      {"...", 100, 50},     // punctuation only: no pieces
+      {"whale", 250, 10}};  // outside the image: ignored
+  train::GroundingTargets t;
+  train::add_grounding_targets(words, 200, 100, {1, 4, 8}, 16, 2, /*token_offset=*/100, pieces, &t);
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t.token_index, (std::vector<int64_t>{100, 101, 107}));
+  EXPECT_EQ(t.pieces[0], (std::vector<int64_t>{1}));
+  EXPECT_EQ(t.pieces[1], (std::vector<int64_t>{3, 2, 4}));
+  EXPECT_EQ(t.pieces[2], (std::vector<int64_t>{5}));
+}
+
+TEST(TrainGrounding, LossIsTheCrossEntropyOverCosineLogits) {
+  // Vocabulary of two orthogonal embeddings; scale 20.
+  const at::Tensor emb = at::tensor({1.0f, 0.0f, 0.0f, 3.0f}).reshape({2, 2});
+  train::GroundingTargets t;
+  t.token_index = {1};
+  t.pieces = {{0}};
+  // A token pointing at word 0 (length does not matter): loss log(1 + e^-20).
+  at::Tensor v = at::tensor({0.0f, 0.0f, 5.0f, 0.0f}).reshape({2, 2});
+  EXPECT_NEAR(train::grounding_loss(v, emb, t).item<double>(), std::log1p(std::exp(-20.0)), 1e-7);
+  // Halfway between both words: log 2; with both words as targets (uniform): still log 2.
+  v = at::tensor({0.0f, 0.0f, 1.0f, 1.0f}).reshape({2, 2});
+  EXPECT_NEAR(train::grounding_loss(v, emb, t).item<double>(), std::log(2.0), 1e-6);
+  t.pieces = {{0, 1}};
+  EXPECT_NEAR(train::grounding_loss(v, emb, t).item<double>(), std::log(2.0), 1e-6);
+  // The gradient moves the token, never the embeddings (they are constants).
+  v = v.clone().set_requires_grad(true);
+  t.pieces = {{1}};
+  const at::Tensor e = emb.clone().set_requires_grad(true);
+  train::grounding_loss(v, e, t).backward();
+  EXPECT_FALSE(e.grad().defined());
+  EXPECT_LT(v.grad()[1][1].item<double>(), 0);  // toward word 1
+  EXPECT_GT(v.grad()[1][0].item<double>(), 0);
+  EXPECT_EQ(v.grad()[0].abs().sum().item<double>(), 0);
+  EXPECT_FALSE(train::grounding_loss(v, emb, train::GroundingTargets{}).defined());
+}
+
+TEST(TrainGrounding, PassageWordsFollowTheDrawnLines) {
+  const std::string text = "The whale surfaced beside the ship while the crew watched in silence.";
+  const PassageLayout layout = layout_passage(text);
+  const auto words = train::passage_words(text, PassageRenderOptions{});
+  size_t expected = 0;
+  for (int i = 0; i < layout.drawn_lines; ++i) {
+    std::istringstream in(layout.lines[static_cast<size_t>(i)]);
+    for (std::string w; in >> w;) ++expected;
+  }
+  ASSERT_EQ(words.size(), expected);
+  EXPECT_EQ(words.front().text, "The");
+  EXPECT_EQ(words.back().text, "silence.");
+  // Each word's centre has ink under it on the drawn passage, and words run left to right
+  // within a line and top to bottom across lines.
+  const Image img = render_passage(text);
+  for (size_t i = 0; i < words.size(); ++i) {
+    const auto& w = words[i];
+    ASSERT_GT(w.cx, 0);
+    ASSERT_LT(w.cx, img.width);
+    int dark = 0;
+    for (int dy = -3; dy <= 3; ++dy) {
+      for (int dx = -6; dx <= 6; ++dx) {
+        const int x = static_cast<int>(w.cx) + dx, y = static_cast<int>(w.cy) + dy;
+        if (img.rgb[(static_cast<size_t>(y) * img.width + x) * 3] < 128) ++dark;
+      }
+    }
+    EXPECT_GT(dark, 0) << w.text;
+    if (i > 0 && words[i - 1].cy == w.cy) EXPECT_GT(w.cx, words[i - 1].cx) << w.text;
+    if (i > 0) EXPECT_GE(w.cy, words[i - 1].cy) << w.text;
+  }
+}
+
+TEST(TrainGrounding, PageWordIndexReadsTheRenderSidecar) {
+  const ScratchDir dir("words");
+  {
+    std::ofstream out(dir / "words.json");
+    out << R"({"pages": [{"index": 0, "file": "page_000.png"}, {"index": 1, "file": "page_001.png"}],
+               "words": [{"page": 1, "text": "Pequod", "box": [10, 20, 30, 40]}]})";
+  }
+  train::PageWordIndex index;
+  const auto* words = index.find((dir / "page_001.png").string());
+  ASSERT_NE(words, nullptr);
+  ASSERT_EQ(words->size(), 1u);
+  EXPECT_EQ((*words)[0].text, "Pequod");
+  EXPECT_EQ((*words)[0].cx, 20);
+  EXPECT_EQ((*words)[0].cy, 30);
+  EXPECT_EQ(index.find((dir / "page_000.png").string()), nullptr);  // no words on it
+  const ScratchDir bare("nowords");
+  EXPECT_EQ(index.find((bare / "page_000.png").string()), nullptr);
+  const ScratchDir bad("badwords");
+  {
+    std::ofstream out(bad / "words.json");
+    out << R"({"pages": [{"file": "p.png"}], "words": [{"page": 3, "text": "x", "box": [0,0,1,1]}]})";
+  }
+  EXPECT_THROW(index.find((bad / "p.png").string()), InputError);
+}
+
+TEST(Trainer, GroundingAndCandidateLossesTrainAndAreLogged) {
+  const ScratchDir dir("grounding");
+  const fs::path data = write_lines(dir, "train.jsonl", kOverfitData);
+  TrainOptions o = tiny_options(dir, data);
+  o.max_steps = 12;
+  o.align_weight = 1.0;
+  o.candidate_weight = 1.0;
+  o.metrics_file = (dir / "metrics.jsonl").string();
+  Trainer trainer(o);
+  const TrainSummary s = trainer.run();
+  ASSERT_EQ(s.history.size(), 12u);
+  EXPECT_GT(s.history.front().align_loss, 0);
+  EXPECT_GT(s.history.front().candidate_loss, 0);
+  EXPECT_LT(s.history.back().align_loss, s.history.front().align_loss);
+  EXPECT_LT(s.history.back().candidate_loss, s.history.front().candidate_loss);
+  std::ifstream metrics(o.metrics_file);
+  std::string first;
+  std::getline(metrics, first);
+  const json line = json::parse(first);
+  EXPECT_TRUE(line.contains("align_loss"));
+  EXPECT_TRUE(line.contains("candidate_loss"));
+  o.freeze_vision = true;
+  o.output = (dir / "frozen").string();
+  EXPECT_THROW(Trainer{o}, UsageError);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+// Word grounding for training: where each word of a rendered page or passage sits, which merged
+// visual tokens show it, and a loss that pulls those tokens toward the text embeddings of the
+// words they show. Query-aware pruning ranks visual tokens by cosine similarity with the query's
+// text embeddings; a model trained from scratch only gets visual tokens living in that space when
+// it is taught so, and the renderer knows where every word is drawn. Private to the library.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ziprerank/render.hpp"
+#include "ziprerank/tokenizer.hpp"
+
+namespace ziprerank::train {
+
+/// A drawn word and the centre of its box, in the pixels of the image it is drawn on.
+struct PlacedWord {
+  std::string text;
+  double cx = 0, cy = 0;
+};
+
+/// The words of a stage-1 passage as render_passage draws them (lines that fit; no "...").
+std::vector<PlacedWord> passage_words(const std::string& text, const PassageRenderOptions& options);
+
+/// Word boxes of rendered document pages, read from the `words.json` sidecar that
+/// the document mode of `ziprerank render` (and so scripts/make_stage2_data.py) writes beside the
+/// page images. Each sidecar is read once.
+class PageWordIndex {
+ public:
+  /// The words on the page image at `image_path`, or nullptr when no sidecar describes it.
+  /// Throws InputError for a sidecar that is not valid JSON or lacks its fields.
+  const std::vector<PlacedWord>* find(const std::string& image_path);
+
+ private:
+  // folder -> (page file name -> words)
+  std::map<std::string, std::unordered_map<std::string, std::vector<PlacedWord>>> folders_;
+};
+
+/// Token ids a word is taught as: its pieces as they follow a space (how query words after
+/// "Search Query:" are tokenised), and those of its lower-case form when that differs. Leading
+/// and trailing punctuation is dropped. Cached per word.
+class WordPieces {
+ public:
+  explicit WordPieces(std::shared_ptr<const Tokenizer> tokenizer)
+      : tokenizer_(std::move(tokenizer)) {}
+  const std::vector<int64_t>& get(const std::string& word);
+
+ private:
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  std::unordered_map<std::string, std::vector<int64_t>> cache_;
+};
+
+/// Which merged visual tokens show which words: for each such token its index among all visual
+/// tokens of the sample and the piece ids of the words whose box centre falls inside it.
+struct GroundingTargets {
+  std::vector<int64_t> token_index;
+  std::vector<std::vector<int64_t>> pieces;
+  size_t size() const { return token_index.size(); }
+};
+
+/// Adds the targets of one image: `words` are in the pixels of the decoded image
+/// (`image_width` x `image_height`), which preprocessing resized to grid_thw x patch_size; the
+/// image's merged tokens start at `token_offset` and run row by row over the merged grid.
+void add_grounding_targets(const std::vector<PlacedWord>& words, int image_width, int image_height,
+                           const std::array<int64_t, 3>& grid_thw, int64_t patch_size,
+                           int64_t merge_size, int64_t token_offset, WordPieces& pieces,
+                           GroundingTargets* targets);
+
+/// Mean over the targeted tokens of the cross-entropy between a uniform distribution over the
+/// token's pieces and softmax(scale * cos(visual token, embedding row)) over the vocabulary.
+/// `visual` [N, D] (with gradient), `embeddings` [V, D] (taken as constants). Undefined tensor
+/// when there are no targets.
+at::Tensor grounding_loss(const at::Tensor& visual, const at::Tensor& embeddings,
+                          const GroundingTargets& targets, double scale = 20.0);
+
+}  // namespace ziprerank::train
