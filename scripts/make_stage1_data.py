@@ -10,6 +10,8 @@ query is made from it (distinctive keywords, a phrase, or a lightly perturbed ph
 candidates are hard negatives (the passages BM25 ranks highest for that query, half from the same
 document), and the teacher ranking is BM25 over the true passage text with the true passage first:
 the role the LLM teacher's rankings play in the paper. Whole documents are held out for evaluation.
+With --negatives random the negatives are passages of other documents instead: an easy first step
+of a curriculum for a model trained from scratch.
 
 Output (JSONL, one sample per line, the format `ziprerank train --stage 1` reads):
   {"query": "...", "passages": ["...", ...], "ranking": [indices, best first], "doc": "...", "kind": "..."}
@@ -93,6 +95,9 @@ def main():
     ap.add_argument("--eval-samples", type=int, default=1000)
     ap.add_argument("--candidates", type=int, default=10)
     ap.add_argument("--holdout", type=float, default=0.1, help="fraction of documents held out")
+    ap.add_argument("--negatives", choices=["hard", "random"], default="hard",
+                    help="hard: BM25's best matches (half from the same document); random: passages of "
+                         "other documents (an easier curriculum step)")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -122,11 +127,18 @@ def main():
                 qt = tokens(query)
                 if not [t for t in qt if t not in STOP]:
                     continue
+                negatives = []
+                if args.negatives == "random":
+                    while len(negatives) < args.candidates - 1:
+                        i = rng.choice(pool)
+                        if owner[i] != owner[true] and i not in negatives:
+                            negatives.append(i)
                 # Hard negatives: half the best BM25 matches in the same document, half anywhere.
-                same = [i for i in by_doc[owner[true]] if i != true]
+                same = [] if negatives else [i for i in by_doc[owner[true]] if i != true]
                 same = sorted(same, key=lambda i: (-bm25.score(qt, i), i))[: (args.candidates - 1) // 2]
-                rest = [i for i in bm25.top(qt, args.candidates * 3, exclude=true, skip=STOP) if i not in same]
-                negatives = same + rest[: args.candidates - 1 - len(same)]
+                if not negatives:
+                    rest = [i for i in bm25.top(qt, args.candidates * 3, exclude=true, skip=STOP) if i not in same]
+                    negatives = same + rest[: args.candidates - 1 - len(same)]
                 while len(negatives) < args.candidates - 1:  # rare: fill with random passages
                     i = rng.randrange(len(passages))
                     if i != true and i not in negatives:

@@ -47,6 +47,12 @@ struct InitOptions {
   std::string dtype = "float32";  ///< "float32" or "bfloat16"
   std::string name;
   bool overwrite = false;
+  /// Query heads of the first decoder layer that start as token-matching heads: each such head
+  /// and its key-value head share one random projection that writes only the most slowly
+  /// rotating rotary dimensions, so a token attends to earlier copies of itself wherever they
+  /// are (a query word seen again on a page) at a logit of about sqrt(head_dim). Trained like
+  /// every other weight afterwards; 0 = plain random initialisation.
+  int match_heads = 0;
 };
 ModelConfig tiny_model_config();
 void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocessor,

@@ -96,9 +96,19 @@ struct TrainOptions {
   /// stage 2: the words.json sidecar beside rendered pages, pages without one are skipped).
   double align_weight = 0.0;
   /// Weight of the per-candidate relevance loss (0 = off): the ranking loss applied to one score
-  /// per candidate read at its `<|vision_end|>` token (the lm_head row of that token), so each
-  /// candidate learns to judge itself before the final readout has to compare them.
+  /// per candidate, the log-sum-exp of the lm_head row of `<|vision_end|>` read at each of the
+  /// candidate's visual tokens and at its `<|vision_end|>`, so tokens learn to recognise the
+  /// query before the final readout has to gather and compare whole candidates.
   double candidate_weight = 0.0;
+  /// Stage 1: show each passage as its own text tokens (each plus the `<|image_pad|>` embedding,
+  /// marking it as shown on a page) laid out row by row on the grid of merged visual tokens its
+  /// rendering would get (padding after the text), instead of the
+  /// rendered pixels: the language model learns to rank from perfect reading, the vision tower is
+  /// not run. The warm-up before visual tokens, trained with the grounding loss, take their place.
+  bool text_candidates = false;
+  /// Train the vision tower on the grounding loss alone: the language model is not run (a
+  /// reading warm-up for a tower trained from scratch; the ranking losses read as 0).
+  bool align_only = false;
   double lr = 3e-6;
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;

@@ -30,6 +30,7 @@ struct InitArgs {
   std::string dtype = "float32";
   std::string name;
   uint64_t seed = 0;
+  int match_heads = 0;
   bool force = false;
 };
 
@@ -51,8 +52,8 @@ int run_inspect(const InspectArgs& a) {
 
 int run_init(const InitArgs& a) {
   ModelConfig config = a.config.empty() ? tiny_model_config() : load_model_config(a.config);
-  PreprocessorConfig pre =
-      a.preprocessor.empty() ? qwen3_vl_preprocessor_config() : load_preprocessor_config(a.preprocessor);
+  PreprocessorConfig pre = a.preprocessor.empty() ? qwen3_vl_preprocessor_config()
+                                                  : load_preprocessor_config(a.preprocessor);
   if (pre.patch_size != config.vision.patch_size ||
       pre.merge_size != config.vision.spatial_merge_size ||
       pre.temporal_patch_size != config.vision.temporal_patch_size) {
@@ -68,6 +69,7 @@ int run_init(const InitArgs& a) {
   o.dtype = a.dtype;
   o.name = a.name;
   o.overwrite = a.force;
+  o.match_heads = a.match_heads;
   init_model_folder(config, pre, o);
   std::cout << a.out << "\n";
   return 0;
@@ -126,6 +128,11 @@ void register_model_commands(CLI::App& app, Handler& handler) {
     cmd->add_option("--name", args->name,
                     "Name recorded in config.json (default: the folder name)");
     cmd->add_option("--seed", args->seed, "Random seed")->capture_default_str();
+    cmd->add_option("--match-heads", args->match_heads,
+                    "First-layer query heads that start as token-matching heads (a token attends "
+                    "to earlier copies of itself, e.g. query words seen again on a page); 0 = "
+                    "plain random initialisation")
+        ->capture_default_str();
     cmd->add_flag("--force", args->force, "Overwrite an existing model folder");
     cmd->callback([args, &handler] { handler = [args] { return run_init(*args); }; });
   }

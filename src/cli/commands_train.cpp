@@ -109,8 +109,16 @@ void register_train_command(CLI::App& app, Handler& handler) {
       ->capture_default_str();
   cmd->add_option("--candidate-weight", o.candidate_weight,
                   "Weight of a per-candidate relevance loss (0 = off): the ranking loss on one "
-                  "score per candidate read at its <|vision_end|> token")
+                  "score per candidate, pooled (log-sum-exp) over its visual tokens and its "
+                  "<|vision_end|>")
       ->capture_default_str();
+  cmd->add_flag("--text-candidates", o.text_candidates,
+                "Stage 1: show each passage as its text tokens laid out on the visual-token grid "
+                "its rendering would get, instead of pixels (a language-model warm-up; the vision "
+                "tower is not run)");
+  cmd->add_flag("--align-only", o.align_only,
+                "Train the vision tower on the grounding loss alone (needs --align-weight; the "
+                "language model is not run): a reading warm-up");
   cmd->add_option("--soft-decay", o.soft_decay,
                   "Stage 2: position decay of the soft-ranking target")
       ->capture_default_str();

@@ -235,16 +235,25 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
   config.validate((out / "config.json").string());
 
   json cfg = json::parse(model_config_to_json(config));
+  const auto& tc = config.text;
+  const int group = tc.num_attention_heads / std::max(1, tc.num_key_value_heads);
+  if (options.match_heads < 0 || options.match_heads > tc.num_attention_heads) {
+    throw UsageError("--match-heads must be between 0 and the " +
+                     std::to_string(tc.num_attention_heads) + " attention heads");
+  }
   cfg["ziprerank"] = {{"name", options.name.empty() ? out.filename().string() : options.name},
                       {"random_init", true},
                       {"seed", options.seed}};
+  if (options.match_heads > 0) cfg["ziprerank"]["match_heads"] = options.match_heads;
   write_file(out / "config.json", cfg.dump(2));
   write_file(out / "preprocessor_config.json", preprocessor_config_to_json(preprocessor));
 
   at::manual_seed(options.seed);
   std::vector<at::Tensor> keep;  // the writer borrows the bytes until write()
+  std::vector<std::string> names;
   SafetensorsWriter writer;
-  for (const WeightSpec& spec : expected_weights(config)) {
+  const std::vector<WeightSpec> specs = expected_weights(config);
+  for (const WeightSpec& spec : specs) {
     at::Tensor t;
     switch (spec.init) {
       case WeightSpec::Init::kZeros:
@@ -259,10 +268,39 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
                                          : config.text.initializer_range);
         break;
     }
+    keep.push_back(t);
+    names.push_back(spec.name);
+  }
+  if (options.match_heads > 0) {
+    // Rotary pairs (i, i + hd/2) rotate by theta^(-2i/hd) per position: the last quarter of the
+    // pairs turns by well under a radian over any prompt, so a dot product there survives RoPE.
+    const int64_t hd = tc.head_dim, d = tc.hidden_size;
+    at::Tensor* q = nullptr;
+    at::Tensor* k = nullptr;
+    const std::string l0 = "model.language_model.layers.0.self_attn.";
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == l0 + "q_proj.weight") q = &keep[i];
+      if (names[i] == l0 + "k_proj.weight") k = &keep[i];
+    }
+    if (!q || !k) throw InternalError("init: no layer-0 q/k projections");
+    const int64_t slow = hd / 4;
+    at::Tensor rows = at::zeros({hd});
+    rows.narrow(0, hd / 2 - slow, slow).fill_(1);
+    rows.narrow(0, hd - slow, slow).fill_(1);
+    for (int g = 0; g * group < options.match_heads; ++g) {
+      const at::Tensor a = at::randn({hd, d}) * tc.initializer_range * rows.unsqueeze(1);
+      k->narrow(0, g * hd, hd).copy_(a);
+      for (int j = 0; j < group && g * group + j < options.match_heads; ++j) {
+        q->narrow(0, (g * group + j) * hd, hd).copy_(a);
+      }
+    }
+  }
+  for (size_t i = 0; i < keep.size(); ++i) {
+    const WeightSpec& spec = specs[i];
+    at::Tensor& t = keep[i];
     t = t.to(dtype).contiguous();
     writer.add_borrowed(spec.name, from_scalar_type(dtype), spec.shape, t.data_ptr(),
                         t.numel() * t.element_size());
-    keep.push_back(t);
   }
   writer.set_metadata("format", "pt");
   writer.write((out / "model.safetensors").string());

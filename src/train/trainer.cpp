@@ -112,6 +112,8 @@ json trajectory_settings(const TrainOptions& o) {
           {"rank_weight", o.rank_weight},
           {"align_weight", o.align_weight},
           {"candidate_weight", o.candidate_weight},
+          {"text_candidates", o.text_candidates},
+          {"align_only", o.align_only},
           {"lr", o.lr},
           {"weight_decay", o.weight_decay},
           {"beta1", o.beta1},
@@ -149,6 +151,11 @@ void TrainOptions::resolve() {
   if (!(lr > 0)) throw UsageError("--lr must be positive");
   if (!(align_weight >= 0)) throw UsageError("--align-weight must not be negative");
   if (!(candidate_weight >= 0)) throw UsageError("--candidate-weight must not be negative");
+  if (text_candidates && stage != 1) throw UsageError("--text-candidates is a stage-1 option");
+  if (align_only && !(align_weight > 0))
+    throw UsageError("--align-only trains the grounding loss alone: give --align-weight > 0");
+  if (text_candidates && align_weight > 0)
+    throw UsageError("--text-candidates runs no vision tower: --align-weight has nothing to train");
   if (weight_decay < 0) throw UsageError("--weight-decay must not be negative");
   if (!(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1))
     throw UsageError("Adam betas must be in [0, 1)");
@@ -302,8 +309,25 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
   std::vector<int64_t> tokens_per_image;
   train::GroundingTargets grounding;
   const bool align = options_.align_weight > 0;
+  std::vector<int64_t> text_grid_ids;  // --text-candidates: the token shown at each grid cell
+  if (options_.text_candidates) {
+    const int64_t merge = folder_.preprocessor.merge_size;
+    const ResizedSize rs = smart_resize(
+        options_.render.size, options_.render.size, folder_.preprocessor.patch_size * merge,
+        folder_.preprocessor.min_pixels, folder_.preprocessor.max_pixels);
+    const ImageGrid grid{1, rs.height / folder_.preprocessor.patch_size,
+                         rs.width / folder_.preprocessor.patch_size};
+    const int64_t cells = grid.num_tokens(merge);
+    for (const std::string& passage : ex.passages) {
+      std::vector<int64_t> ids = tokenizer_->encode(" " + passage);
+      ids.resize(static_cast<size_t>(cells), c.pad_token_id);
+      text_grid_ids.insert(text_grid_ids.end(), ids.begin(), ids.end());
+      grids.push_back(grid);
+      tokens_per_image.push_back(cells);
+    }
+  }
   try {
-    const size_t n = ex.size();
+    const size_t n = options_.text_candidates ? 0 : ex.size();
     int64_t token_offset = 0;
     for (size_t i = 0; i < n; ++i) {
       // Stage-1 passages are drawn at 280x280, below the 1024 pre-resize bound anyway.
@@ -347,10 +371,37 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
   r.data_s = seconds_since(t0);
   t0 = Clock::now();
   VisionFeatures vision;
-  {
+  if (options_.text_candidates) {
+    // Word embedding plus the <|image_pad|> embedding: what the token shows, and that it sits on
+    // a page (visual tokens differ from the query's text tokens, as real visual tokens do).
+    vision.embeds = model_->embed(at::tensor(text_grid_ids, at::kLong)) +
+                    model_->embed(at::tensor(std::vector<int64_t>{c.image_token_id}, at::kLong));
+    vision.tokens_per_image = tokens_per_image;
+  } else {
     // A frozen tower needs no graph: its activations would only cost memory.
     c10::AutoGradMode grad_mode(!options_.freeze_vision);
     vision = model_->encode_images(at::cat(pixels, 0), grids);
+  }
+  at::Tensor align_loss;
+  if (align && grounding.size() > 0) {
+    at::Tensor embeddings;  // the current text embeddings, as constants
+    {
+      c10::NoGradGuard no_grad;
+      embeddings = model_->embed(at::arange(c.text.vocab_size, at::kLong));
+    }
+    align_loss = train::grounding_loss(vision.embeds, embeddings, grounding);
+    r.align = align_loss.item<double>();
+  }
+  if (options_.align_only) {
+    r.forward_s = seconds_since(t0);
+    t0 = Clock::now();
+    if (align_loss.defined()) {
+      (align_loss * (options_.align_weight / static_cast<double>(batch_samples) /
+                     static_cast<double>(options_.grad_accum)))
+          .backward();
+    }
+    r.backward_s = seconds_since(t0);
+    return r;
   }
   const AssembledSequence seq = assemble_sequence(*model_, ids, grids, vision, options_.keep_ratio);
   const at::Tensor hidden = model_->forward(seq.input);  // [1, S, D]
@@ -369,35 +420,38 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
 
   at::Tensor candidate_loss;
   if (options_.candidate_weight > 0) {
-    // Each candidate's <|vision_end|>: after its kept visual tokens, with every token pruned from
-    // the images before it removed.
-    std::vector<int64_t> ends;
+    // Each candidate's score pools (log-sum-exp) the relevance read at each of its kept visual
+    // tokens and at its <|vision_end|>, with every token pruned from earlier images removed:
+    // a token that shows a query word can carry the signal without the model first learning to
+    // gather an image into one position.
+    const at::Tensor own = at::tensor(std::vector<int64_t>{c.vision_end_token_id}, at::kLong);
+    const at::Tensor token_scores =
+        model_->logits(hidden.select(0, 0), own.to(hidden.device())).to(at::kFloat).reshape({-1});
+    std::vector<at::Tensor> pooled;
     int64_t removed = 0;
     for (size_t k = 0; k < tokens_per_image.size(); ++k) {
+      if (ids[static_cast<size_t>(prompt.image_starts[k] + tokens_per_image[k])] !=
+          c.vision_end_token_id) {
+        throw InternalError("the prompt has no <|vision_end|> after image " + std::to_string(k));
+      }
       const int64_t kept = seq.kept_per_image.empty() ? tokens_per_image[k] : seq.kept_per_image[k];
-      ends.push_back(prompt.image_starts[k] - removed + kept);
+      const int64_t first = prompt.image_starts[k] - removed;
+      pooled.push_back(at::logsumexp(token_scores.narrow(0, first, kept + 1), 0));
       removed += tokens_per_image[k] - kept;
     }
-    const at::Tensor h_end =
-        hidden.select(0, 0).index_select(0, at::tensor(ends, at::kLong).to(hidden.device()));
-    const at::Tensor own = at::tensor(std::vector<int64_t>{c.vision_end_token_id}, at::kLong);
-    const at::Tensor cand_scores =
-        model_->logits(h_end, own.to(hidden.device())).to(at::kFloat).reshape({-1});
+    const at::Tensor cand_scores = at::stack(pooled);
     candidate_loss = options_.stage == 1
                          ? ranknet_loss(cand_scores, train::rank_positions(ex.ranking))
                          : soft_ranking_loss(cand_scores, ex.ranking, ex.gt, options_.soft_decay);
     r.candidate = candidate_loss.item<double>();
-  }
-  at::Tensor align_loss;
-  if (align && grounding.size() > 0) {
-    at::Tensor embeddings;  // the current text embeddings, as constants
-    {
-      c10::NoGradGuard no_grad;
-      embeddings = model_->embed(at::arange(c.text.vocab_size, at::kLong));
+    if (spdlog::should_log(spdlog::level::trace)) {
+      const at::Tensor cs = cand_scores.detach().cpu();
+      std::string text;
+      for (int64_t k = 0; k < cs.numel(); ++k) text += fmt::format(" {:.4f}", cs[k].item<double>());
+      spdlog::trace("{}: candidate scores{}, loss {:.4f}", ex.origin, text, r.candidate);
     }
-    align_loss = train::grounding_loss(vision.embeds, embeddings, grounding);
-    r.align = align_loss.item<double>();
   }
+
   r.gen_sum = gen.item<double>();
   r.rank = rank.item<double>();
   r.tokens = seq.input.embeds.size(1);
@@ -631,6 +685,8 @@ void Trainer::save_model(const std::string& dir) const {
                       {"rank_weight", o.rank_weight},
                       {"align_weight", o.align_weight},
                       {"candidate_weight", o.candidate_weight},
+                      {"text_candidates", o.text_candidates},
+                      {"align_only", o.align_only},
                       {"keep_ratio", o.keep_ratio},
                       {"freeze_vision", o.freeze_vision},
                       {"seed", o.seed},

@@ -232,3 +232,38 @@ TEST(Model, RefusesWeightsLargerThanAvailableMemoryWithAFix) {
   }
   fs::remove_all(dir);
 }
+
+TEST(Model, InitMatchHeadsShareOneSlowRotaryProjection) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("zr_match_" + std::to_string(::getpid()));
+  InitOptions o;
+  o.out_dir = dir.string();
+  o.seed = 3;
+  o.overwrite = true;
+  o.match_heads = 1;
+  ModelConfig c = tiny_model_config();
+  init_model_folder(c, qwen3_vl_preprocessor_config(), o);
+  auto m = Qwen3VLModel::load(dir.string(), ModelOptions{});
+  at::Tensor q, k, q1;
+  for (const auto& [name, t] : m->named_parameters()) {
+    if (name == "model.language_model.layers.0.self_attn.q_proj.weight") q = t;
+    if (name == "model.language_model.layers.0.self_attn.k_proj.weight") k = t;
+    if (name == "model.language_model.layers.1.self_attn.q_proj.weight") q1 = t;
+  }
+  const int64_t hd = m->config().text.head_dim;
+  ASSERT_TRUE(q.defined() && k.defined() && q1.defined());
+  const at::Tensor qh = q.narrow(0, 0, hd), kh = k.narrow(0, 0, hd);
+  EXPECT_TRUE(at::equal(qh, kh));
+  // Only the last quarter of each rotary half is written; the rest of the head is zero.
+  const at::Tensor row_norms = qh.abs().sum(1);
+  for (int64_t i = 0; i < hd; ++i) {
+    const bool slow = (i % (hd / 2)) >= hd / 2 - hd / 4;
+    EXPECT_EQ(row_norms[i].item<double>() > 0, slow) << "row " << i;
+  }
+  // The other heads and layers keep their plain random initialisation.
+  if (q.size(0) > hd) EXPECT_FALSE(at::equal(q.narrow(0, hd, hd), kh));
+  EXPECT_GT(q1.abs().sum(1).min().item<double>(), 0);
+  o.match_heads = c.text.num_attention_heads + 1;
+  EXPECT_THROW(init_model_folder(c, qwen3_vl_preprocessor_config(), o), UsageError);
+  fs::remove_all(dir);
+}
