@@ -51,7 +51,8 @@ struct InitOptions {
   /// and its key-value head share one random projection that writes only the most slowly
   /// rotating rotary dimensions, so a token attends to earlier copies of itself wherever they
   /// are (a query word seen again on a page) at a logit of about sqrt(head_dim). Trained like
-  /// every other weight afterwards; 0 = plain random initialisation.
+  /// every other weight afterwards; 0 = plain random initialisation. The `<|image_pad|>`
+  /// embedding then starts orthogonal to those projections (see --text-candidates in train.hpp).
   int match_heads = 0;
 };
 ModelConfig tiny_model_config();

@@ -70,10 +70,14 @@ double cosine_with_warmup(int64_t step, int64_t warmup_steps, int64_t total_step
 // Training run.
 
 struct TrainOptions {
-  int stage = 1;               ///< 1: rendered passages + RankNet; 2: pages + soft ranking
-  std::string data;            ///< JSONL (formats in docs and data.hpp)
-  std::string pages_dir;       ///< stage 2, reference format: folder of page images
-  std::string init;            ///< model folder to start from (ignored with `resume`)
+  int stage = 1;          ///< 1: rendered passages + RankNet; 2: pages + soft ranking
+  std::string data;       ///< JSONL (formats in docs and data.hpp)
+  std::string pages_dir;  ///< stage 2, reference format: folder of page images
+  std::string init;       ///< model folder to start from (ignored with `resume`)
+  /// Optional model folder whose vision tower and mergers (model.visual.*) replace those of
+  /// `init` (same shapes): joins a tower trained with --align-only to a language model trained
+  /// with --text-candidates. Ignored with `resume`.
+  std::string init_vision;
   std::string output;          ///< final model folder
   std::string resume;          ///< checkpoint folder to continue from (exactly)
   std::string checkpoint_dir;  ///< default: <output>/checkpoints

@@ -65,6 +65,9 @@ void register_train_command(CLI::App& app, Handler& handler) {
       ->required();
   cmd->add_option("--init", o.init,
                   "Model folder to start from (from `ziprerank init`, or a published one)");
+  cmd->add_option("--init-vision", o.init_vision,
+                  "Model folder whose vision tower and mergers replace those of --init (same "
+                  "shapes), e.g. one trained with --align-only");
   cmd->add_option("-o,--output", o.output,
                   "Model folder to write (checkpoints go to OUTPUT/checkpoints)")
       ->required();

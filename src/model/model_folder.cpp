@@ -287,13 +287,27 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
     at::Tensor rows = at::zeros({hd});
     rows.narrow(0, hd / 2 - slow, slow).fill_(1);
     rows.narrow(0, hd - slow, slow).fill_(1);
+    at::Tensor* embed = nullptr;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "model.language_model.embed_tokens.weight") embed = &keep[i];
+    }
+    if (!embed) throw InternalError("init: no token embeddings");
+    const at::Tensor slow_rows = rows.nonzero().reshape({-1});
+    std::vector<at::Tensor> spans;
     for (int g = 0; g * group < options.match_heads; ++g) {
       const at::Tensor a = at::randn({hd, d}) * tc.initializer_range * rows.unsqueeze(1);
       k->narrow(0, g * hd, hd).copy_(a);
       for (int j = 0; j < group && g * group + j < options.match_heads; ++j) {
         q->narrow(0, (g * group + j) * hd, hd).copy_(a);
       }
+      spans.push_back(a.index_select(0, slow_rows));
     }
+    // The <|image_pad|> embedding, which marks a token as shown on a page when text stands in
+    // for visual tokens, starts orthogonal to what the matching heads read: a word on a page then
+    // matches the same word in the query exactly, and their values still differ.
+    const at::Tensor basis = std::get<0>(at::linalg_qr(at::cat(spans, 0).t()));  // [d, r]
+    at::Tensor pad = embed->select(0, config.image_token_id);
+    pad.sub_(at::mv(basis, at::mv(basis.t(), pad)));
   }
   for (size_t i = 0; i < keep.size(); ++i) {
     const WeightSpec& spec = specs[i];

@@ -233,6 +233,21 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
   mo.trainable = true;
   model_ = Qwen3VLModel::load(source_dir_, mo);
 
+  if (!o.init_vision.empty() && o.resume.empty()) {
+    const auto vision_store = WeightStore::open(o.init_vision);
+    int64_t replaced = 0;
+    c10::NoGradGuard no_grad;
+    for (const auto& [name, t] : model_->named_parameters()) {
+      if (name.rfind("model.visual.", 0) != 0) continue;
+      const at::Tensor src = vision_store->load(name, at::kFloat, t.device(), false);
+      if (src.sizes() != t.sizes()) {
+        throw InputError(o.init_vision + ": '" + name + "' has another shape than in " + o.init);
+      }
+      t.copy_(src);
+      ++replaced;
+    }
+    spdlog::info("vision tower and mergers ({} tensors) from {}", replaced, o.init_vision);
+  }
   const auto store = WeightStore::open(source_dir_);
   for (const auto& [name, t] : model_->named_parameters()) {
     DType d = store->info(name).dtype;

@@ -260,6 +260,13 @@ TEST(Model, InitMatchHeadsShareOneSlowRotaryProjection) {
     const bool slow = (i % (hd / 2)) >= hd / 2 - hd / 4;
     EXPECT_EQ(row_norms[i].item<double>() > 0, slow) << "row " << i;
   }
+  // The <|image_pad|> embedding is invisible to the matching projection.
+  at::Tensor embed;
+  for (const auto& [name, t] : m->named_parameters()) {
+    if (name == "model.language_model.embed_tokens.weight") embed = t;
+  }
+  const at::Tensor pad = embed.select(0, m->config().image_token_id);
+  EXPECT_LT(at::mv(kh, pad).abs().max().item<double>(), 1e-6 * kh.abs().max().item<double>());
   // The other heads and layers keep their plain random initialisation.
   if (q.size(0) > hd) EXPECT_FALSE(at::equal(q.narrow(0, hd, hd), kh));
   EXPECT_GT(q1.abs().sum(1).min().item<double>(), 0);
