@@ -114,6 +114,7 @@ struct TrainOptions {
   /// reading warm-up for a tower trained from scratch; the ranking losses read as 0).
   bool align_only = false;
   double lr = 3e-6;
+  double max_grad_norm = 0.0;  ///< clip the total gradient norm to this (0 = off, as the reference)
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   uint64_t seed = 42;
@@ -139,6 +140,7 @@ struct StepMetrics {
   int64_t step = 0;  ///< 1-based
   int epoch = 0;     ///< 1-based
   double loss = 0, gen_loss = 0, rank_loss = 0, align_loss = 0, candidate_loss = 0, lr = 0;
+  double grad_norm = 0;  ///< total gradient norm before clipping (0 when clipping is off)
   int64_t samples = 0, tokens = 0;  ///< tokens = language-model input tokens
   double seconds = 0;
 };

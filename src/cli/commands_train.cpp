@@ -96,6 +96,10 @@ void register_train_command(CLI::App& app, Handler& handler) {
       ->capture_default_str();
   cmd->add_option("--lr", o.lr, "Peak learning rate (cosine schedule with linear warm-up)")
       ->capture_default_str();
+  cmd->add_option("--max-grad-norm", o.max_grad_norm,
+                  "Clip the total gradient norm to this before each step (0 = off, as the "
+                  "reference)")
+      ->capture_default_str();
   cmd->add_option("--warmup", o.warmup_steps,
                   "Warm-up steps (-1 = 100 for stage 1, 50 for stage 2)")
       ->capture_default_str();

@@ -38,6 +38,23 @@ void AdamW::step(double lr) {
   }
 }
 
+double AdamW::clip_grad_norm(double max_norm) {
+  at::NoGradGuard no_grad;
+  double sq = 0;
+  for (Param& p : params_) {
+    const at::Tensor& grad = p.value.grad();
+    if (grad.defined()) sq += grad.to(at::kDouble).pow(2).sum().item<double>();
+  }
+  const double norm = std::sqrt(sq);
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0) {
+    for (Param& p : params_) {
+      if (p.value.grad().defined()) p.value.mutable_grad().mul_(coef);
+    }
+  }
+  return norm;
+}
+
 void AdamW::zero_grad() {
   for (Param& p : params_) p.value.mutable_grad().reset();
 }

@@ -27,6 +27,9 @@ class AdamW {
   /// One update at learning rate `lr`. A parameter without a gradient is left alone and its
   /// step count does not advance, as in PyTorch.
   void step(double lr);
+  /// torch.nn.utils.clip_grad_norm_: scales every gradient by max_norm / (total L2 norm + 1e-6)
+  /// when the total norm exceeds max_norm. Returns the total norm before clipping.
+  double clip_grad_norm(double max_norm);
   /// Drops the gradients (PyTorch's zero_grad(set_to_none=True)).
   void zero_grad();
 

@@ -115,6 +115,7 @@ json trajectory_settings(const TrainOptions& o) {
           {"text_candidates", o.text_candidates},
           {"align_only", o.align_only},
           {"lr", o.lr},
+          {"max_grad_norm", o.max_grad_norm},
           {"weight_decay", o.weight_decay},
           {"beta1", o.beta1},
           {"beta2", o.beta2},
@@ -149,6 +150,7 @@ void TrainOptions::resolve() {
   if (init.empty() && resume.empty())
     throw UsageError("give --init (a model folder) or --resume (a checkpoint)");
   if (!(lr > 0)) throw UsageError("--lr must be positive");
+  if (!(max_grad_norm >= 0)) throw UsageError("--max-grad-norm must not be negative");
   if (!(align_weight >= 0)) throw UsageError("--align-weight must not be negative");
   if (!(candidate_weight >= 0)) throw UsageError("--candidate-weight must not be negative");
   if (text_candidates && stage != 1) throw UsageError("--text-candidates is a stage-1 option");
@@ -543,6 +545,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
       m.candidate_loss += candidate / o.grad_accum;
     }
     if (step_ == summary.start_step) warn_about_parameters_without_gradient();
+    if (o.max_grad_norm > 0) m.grad_norm = optimizer_->clip_grad_norm(o.max_grad_norm);
     optimizer_->step(lr);
     optimizer_->zero_grad();
     ++step_;
@@ -628,6 +631,7 @@ void Trainer::write_metrics(const StepMetrics& m) {
                      {"rank_loss", m.rank_loss},
                      {"align_loss", m.align_loss},
                      {"candidate_loss", m.candidate_loss},
+                     {"grad_norm", m.grad_norm},
                      {"lr", m.lr},
                      {"samples", m.samples},
                      {"tokens", m.tokens},

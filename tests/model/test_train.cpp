@@ -16,6 +16,7 @@
 #include "model_fixture.hpp"
 #include "train/data.hpp"
 #include "train/grounding.hpp"
+#include "train/optimizer.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/render.hpp"
 #include "ziprerank/reranker.hpp"
@@ -149,6 +150,23 @@ TEST(TrainLosses, GenerationCrossEntropyOnAToyExample) {
   const double expected =
       (std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0) + std::log(3.0);
   EXPECT_NEAR(nll, expected, 1e-5);
+}
+
+TEST(TrainOptimizer, ClipGradNormScalesAllGradientsTogether) {
+  train::AdamW opt(0.9, 0.999, 1e-8);
+  at::Tensor a = at::zeros({2}).set_requires_grad(true);
+  at::Tensor b = at::zeros({1}).set_requires_grad(true);
+  at::Tensor unused = at::zeros({3}).set_requires_grad(true);
+  opt.add("a", a, 0.0);
+  opt.add("b", b, 0.0);
+  opt.add("unused", unused, 0.0);  // no gradient: skipped
+  (a * at::tensor({3.0f, 0.0f})).sum().add((b * 4.0f).sum()).backward();
+  EXPECT_NEAR(opt.clip_grad_norm(10.0), 5.0, 1e-9);  // under the limit: unchanged
+  EXPECT_FLOAT_EQ(a.grad()[0].item<float>(), 3.0f);
+  EXPECT_NEAR(opt.clip_grad_norm(1.0), 5.0, 1e-9);
+  EXPECT_NEAR(a.grad()[0].item<double>(), 0.6, 1e-6);
+  EXPECT_NEAR(b.grad()[0].item<double>(), 0.8, 1e-6);
+  EXPECT_FALSE(unused.grad().defined());
 }
 
 TEST(TrainSchedule, CosineWithLinearWarmup) {
