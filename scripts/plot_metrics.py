@@ -3,7 +3,8 @@
 
 One panel per loss term present (gen_loss, rank_loss, candidate_loss, align_loss); each run is a
 line, smoothed with a trailing moving average; runs are laid end to end on the step axis in the
-order given (stages of one recipe), with a label at each run's start.
+order given (stages of one recipe), with a label at each run's start; --overlay starts every run
+at step 0 instead, to compare runs.
 
 Usage: scripts/plot_metrics.py --out curves.svg [--smooth 20] NAME=metrics.jsonl [NAME=metrics.jsonl ...]
 """
@@ -42,6 +43,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--smooth", type=int, default=20, help="moving-average window in steps")
+    ap.add_argument("--overlay", action="store_true",
+                    help="start every run at step 0 (to compare runs) instead of end to end (stages)")
     ap.add_argument("runs", nargs="+", help="NAME=metrics.jsonl")
     args = ap.parse_args()
     runs = []
@@ -55,7 +58,7 @@ def main():
         sys.exit("no loss values in the given files")
     width, panel_h, left, top, gap = 760, 190, 60, 30, 50
     height = top + len(terms) * (panel_h + gap)
-    total = sum(len(rows) for _, rows in runs)
+    total = max(len(rows) for _, rows in runs) if args.overlay else sum(len(rows) for _, rows in runs)
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="11">', f'<rect width="{width}" height="{height}" fill="white"/>']
     plot_w = width - left - 20
@@ -66,7 +69,7 @@ def main():
             vals = [r.get(key, 0.0) for r in rows]
             if any(vals):
                 series.append((name, offset, smooth(vals, args.smooth), COLORS[i % len(COLORS)]))
-            offset += len(rows)
+            offset += 0 if args.overlay else len(rows)
         lo = min(min(v) for _, _, v, _ in series)
         hi = max(max(v) for _, _, v, _ in series)
         if hi - lo < 1e-9:
@@ -82,9 +85,10 @@ def main():
         for name, off, vals, color in series:
             pts = " ".join(f"{sx(off + j):.1f},{sy(v):.1f}" for j, v in enumerate(vals))
             svg.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.3"/>')
-            svg.append(f'<text x="{sx(off) + 3:.1f}" y="{y0 + 12}" fill="{color}">{name}</text>')
+            label_y = y0 + 12 + (14 * len(series[:series.index((name, off, vals, color))]) if args.overlay else 0)
+            svg.append(f'<text x="{sx(off) + 3:.1f}" y="{label_y}" fill="{color}">{name}</text>')
         svg.append(f'<text x="{left + plot_w}" y="{y0 + panel_h + 14}" text-anchor="end">'
-                   f'optimizer step (all runs: {total})</text>')
+                   f'optimizer step ({"longest run" if args.overlay else "all runs"}: {total})</text>')
     svg.append("</svg>")
     with open(args.out, "w", encoding="utf-8") as f:
         f.write("\n".join(svg) + "\n")

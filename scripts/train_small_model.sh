@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Reproduces ziprerank's own small model from nothing, on public-domain text only:
-#   fetch corpora -> SentencePiece tokenizer -> random init (small Qwen3-VL config written here)
-#   -> stage-1 data -> stage-1 training (rendered text passages)
-#   -> stage-2 data -> stage-2 training (rendered document pages)
-#   -> batch + eval on the held-out documents at keep ratios 1.0 / 0.5 / 0.25 (and BM25 / random
-#      baselines) -> copy the final model folder to models/ziprerank-small.
+#   fetch corpora -> SentencePiece tokenizer -> random init (small Qwen3-VL config written here,
+#   first-layer token-matching heads) -> stage-1 data (easy: random negatives; hard: BM25
+#   negatives) -> warm-ups: the language model ranks passages shown as text tokens on the visual
+#   grid (--text-candidates), the vision tower learns to read rendered passages (--align-only)
+#   -> stage 1 on rendered passages with both joined (ranking + grounding) -> stage-2 data ->
+#   stage 2 on document pages -> batch + eval on held-out sets at keep ratios 1.0 / 0.5 / 0.25
+#   next to BM25 / OCR + BM25 / random -> loss curves -> copy to models/ziprerank-small.
 # Resumable: every step is skipped when its output exists; an interrupted training step continues
 # with --resume from its newest checkpoint. To redo a step, delete its output under WORK and the
 # outputs of the steps after it (outputs are not checked against their inputs). Run from anywhere:
@@ -13,16 +15,17 @@
 #   WORK [.cache/small-model]  working folder          ZIPRERANK [build/ziprerank]  the binary
 #   MODEL_OUT [models/ziprerank-small]                 DEVICE [cpu]  cpu, cuda or cuda:N
 #   THREADS [1]  libtorch threads (OPENBLAS_NUM_THREADS follows it; 1 measured best on 2 cores)
-#   STEPS  optimizer steps of both stages; S1_STEPS [2000] / S2_STEPS [1000] set one stage
-#   LR     peak learning rate of both stages; S1_LR [3e-4] / S2_LR [1e-4] set one stage
-#   S1_BATCH [8] S1_ACCUM [4] S1_WARMUP [100]   S2_BATCH [2] S2_ACCUM [8] S2_WARMUP [50]
-#   S1_SAMPLES [20000] S1_EVAL_SAMPLES [500]    stage-1 samples
-#   S2_DOCS [0 = all] S2_JOBS [2]               stage-2 documents, parallel renders
-#   S2_MAX_CANDIDATES [10]                      pages per stage-2 training sample
-#   EVAL_QUERIES [0 = all]                      held-out queries scored by batch/eval
-#   SAVE_EVERY [100] VOCAB [8000] MAX_PIXELS [200704] SEED [7]
-# Tiny dry run: WORK=.cache/small-dry MODEL_OUT=.cache/small-dry/out STEPS=2 S1_SAMPLES=40 S1_EVAL_SAMPLES=10 \
-#   S2_DOCS=3 EVAL_QUERIES=4 scripts/train_small_model.sh
+#   WT_STEPS [800] WV_STEPS [1500]   warm-ups: text-token ranking / vision grounding
+#   S1_STEPS [1500] S2_STEPS [1000]  stage 1 (passages) / stage 2 (pages)
+#   WT_LR [3e-4] WV_LR [5e-4] S1_LR [2e-4] S2_LR [1e-4]   peak learning rates
+#   BATCH [8]  samples per step in every stage (gradient accumulation 1); CLIP [1.0] gradient norm
+#   S1_SAMPLES [12000] S1_CANDIDATES [3]   stage-1 samples and passages per sample
+#   S2_DOCS [0 = all] S2_JOBS [2] S2_MAX_CANDIDATES [4]   stage-2 documents, renders, pages per sample
+#   MATCH_HEADS [2]  first-layer token-matching heads at init
+#   EVAL_QUERIES [0 = all]  held-out queries scored per set; OCR [1]  run the Tesseract baseline
+#   SAVE_EVERY [50] VOCAB [8000] MAX_PIXELS [200704] SEED [7]
+# Tiny dry run: WORK=.cache/small-dry MODEL_OUT=.cache/small-dry/out WT_STEPS=2 WV_STEPS=2 S1_STEPS=2 \
+#   S2_STEPS=2 S1_SAMPLES=40 S2_DOCS=3 EVAL_QUERIES=4 OCR=0 scripts/train_small_model.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -34,25 +37,22 @@ DEVICE="${DEVICE:-cpu}"
 THREADS="${THREADS:-1}"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-$THREADS}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$THREADS}"
-S1_STEPS="${S1_STEPS:-${STEPS:-2000}}"
-S2_STEPS="${S2_STEPS:-${STEPS:-1000}}"
-S1_LR="${S1_LR:-${LR:-3e-4}}"
-S2_LR="${S2_LR:-${LR:-1e-4}}"
-S1_BATCH="${S1_BATCH:-8}" S1_ACCUM="${S1_ACCUM:-4}" S1_WARMUP="${S1_WARMUP:-100}"
-S2_BATCH="${S2_BATCH:-2}" S2_ACCUM="${S2_ACCUM:-8}" S2_WARMUP="${S2_WARMUP:-50}"
-S1_SAMPLES="${S1_SAMPLES:-20000}"
-S1_EVAL_SAMPLES="${S1_EVAL_SAMPLES:-500}"
+WT_STEPS="${WT_STEPS:-800}" WV_STEPS="${WV_STEPS:-1500}" S1_STEPS="${S1_STEPS:-1500}" S2_STEPS="${S2_STEPS:-1000}"
+WT_LR="${WT_LR:-3e-4}" WV_LR="${WV_LR:-5e-4}" S1_LR="${S1_LR:-2e-4}" S2_LR="${S2_LR:-1e-4}"
+BATCH="${BATCH:-8}"
+CLIP="${CLIP:-1.0}"
+S1_SAMPLES="${S1_SAMPLES:-12000}"
+S1_CANDIDATES="${S1_CANDIDATES:-3}"
 S2_DOCS="${S2_DOCS:-0}"
 S2_JOBS="${S2_JOBS:-2}"
-S2_MAX_CANDIDATES="${S2_MAX_CANDIDATES:-10}"
+S2_MAX_CANDIDATES="${S2_MAX_CANDIDATES:-4}"
+MATCH_HEADS="${MATCH_HEADS:-2}"
 EVAL_QUERIES="${EVAL_QUERIES:-0}"
-SAVE_EVERY="${SAVE_EVERY:-100}"
+OCR="${OCR:-1}"
+SAVE_EVERY="${SAVE_EVERY:-50}"
 VOCAB="${VOCAB:-8000}"
 MAX_PIXELS="${MAX_PIXELS:-200704}"
 SEED="${SEED:-7}"
-# Warm-up longer than the run (tiny dry runs) is cut to 0.
-[ "$S1_WARMUP" -lt "$S1_STEPS" ] || S1_WARMUP=0
-[ "$S2_WARMUP" -lt "$S2_STEPS" ] || S2_WARMUP=0
 
 [ -x "$ZR" ] || { echo "no binary at $ZR: run scripts/build.sh or set ZIPRERANK" >&2; exit 1; }
 mkdir -p "$WORK"
@@ -60,6 +60,8 @@ say() { echo "== $(date +%H:%M:%S) $*" >&2; }
 step_start=0
 begin() { step_start=$SECONDS; say "$1"; }
 end() { say "$1 done in $((SECONDS - step_start)) s"; }
+# Warm-up longer than the run (tiny dry runs) is cut to 0.
+warmup_for() { if [ "$2" -lt "$1" ]; then echo "$2"; else echo 0; fi; }
 
 # 1. Corpora --------------------------------------------------------------------------------------
 begin "corpora"
@@ -77,19 +79,18 @@ else
 fi
 
 # 3. Config, preprocessor, random init ------------------------------------------------------------
-# The architecture is Qwen3-VL's at small dimensions, sized to train on a few CPU cores:
-#  - vision: depth 4, width 256, 4 heads (head 64), patch 16, merge 2. Rendered pages are clean
-#    black-on-white text, so a shallow tower suffices; deepstack taps after blocks 1 and 2 feed the
-#    first two text layers as in the full model.
-#  - text: 4 layers, width 384, 6 query / 2 key-value heads of 64 (grouped-query attention as
-#    Qwen3), MLP 1152 (3x), untied 8000-piece embeddings.
-#  About 21.5M parameters in all (input + output embeddings 6.1M, text layers 6.9M, vision blocks
-#  and position table 3.7M, the merger and two deepstack mergers 4.3M; 82 MiB in float32): enough
-#  to read phrases and headings off pages and compare them with the query, small enough for
-#  thousands of steps on a few CPU cores.
+# The architecture is Qwen3-VL's at small dimensions, sized to train on two CPU cores:
+#  - vision: depth 3, width 192, 3 heads of 64, MLP 768, patch 16, merge 2, one DeepStack tap
+#    (after block 1) feeding the first text layer as in the full model.
+#  - text: 4 layers, width 256, 4 query / 2 key-value heads of 64 (grouped-query attention as
+#    Qwen3), MLP 768, untied 8000-piece embeddings.
+#  About 10.9M parameters (input + output embeddings 4.1M); 21 MiB in bfloat16.
 #  - mrope_section [12, 10, 10] sums to head_dim / 2 = 32 (time, height, width), interleaved.
 #  - the preprocessor caps pages at MAX_PIXELS (200704 = 196 x 32 x 32): a 1024-px A4/Letter page
-#    becomes about 180-200 visual tokens, so 10 candidates fit in ~2000 tokens.
+#    becomes about 180-200 visual tokens, so 20 candidates fit in ~4000 tokens.
+#  - MATCH_HEADS first-layer query heads start as token-matching heads (`init --match-heads`): a
+#    randomly initialised model otherwise sits at chance on listwise ranking for hundreds of
+#    steps, since nothing lets a word on a page find the same word in the query.
 # Special-token ids are looked up in the trained tokenizer and written into the config.
 if [ -f "$WORK/init/config.json" ]; then
   say "init: $WORK/init exists, skipped"
@@ -115,17 +116,17 @@ config = {
     "text_config": {
         "model_type": "qwen3_vl_text", "attention_bias": False, "attention_dropout": 0.0,
         "bos_token_id": endoftext, "eos_token_id": im_end,
-        "hidden_act": "silu", "hidden_size": 384, "intermediate_size": 1152,
-        "num_hidden_layers": 4, "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 64,
+        "hidden_act": "silu", "hidden_size": 256, "intermediate_size": 768,
+        "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
         "initializer_range": 0.02, "max_position_embeddings": 32768, "rms_norm_eps": 1e-06,
         "rope_scaling": {"mrope_interleaved": True, "mrope_section": [12, 10, 10], "rope_type": "default"},
         "rope_theta": 5000000.0, "tie_word_embeddings": False, "vocab_size": vocab,
     },
     "vision_config": {
-        "model_type": "qwen3_vl", "depth": 4, "hidden_size": 256, "intermediate_size": 1024,
-        "num_heads": 4, "hidden_act": "gelu_pytorch_tanh", "in_channels": 3, "initializer_range": 0.02,
-        "num_position_embeddings": 2304, "out_hidden_size": 384, "patch_size": 16,
-        "spatial_merge_size": 2, "temporal_patch_size": 2, "deepstack_visual_indexes": [1, 2],
+        "model_type": "qwen3_vl", "depth": 3, "hidden_size": 192, "intermediate_size": 768,
+        "num_heads": 3, "hidden_act": "gelu_pytorch_tanh", "in_channels": 3, "initializer_range": 0.02,
+        "num_position_embeddings": 2304, "out_hidden_size": 256, "patch_size": 16,
+        "spatial_merge_size": 2, "temporal_patch_size": 2, "deepstack_visual_indexes": [1],
     },
 }
 json.dump(config, open(f"{work}/small_config.json", "w"), indent=2)
@@ -139,15 +140,16 @@ pre = {
 json.dump(pre, open(f"{work}/small_preprocessor_config.json", "w"), indent=2)
 PY
   "$ZR" init --config "$WORK/small_config.json" --preprocessor "$WORK/small_preprocessor_config.json" \
-    --tokenizer "$WORK/tokenizer.model" --out "$WORK/init" --name ziprerank-small --seed "$SEED" --force
+    --tokenizer "$WORK/tokenizer.model" --out "$WORK/init" --name ziprerank-small --seed "$SEED" \
+    --match-heads "$MATCH_HEADS" --force
   end "config + init"
 fi
 
 # Runs one training stage, or continues it from its newest checkpoint.
-#   train_stage NAME STAGE DATA INIT STEPS LR BATCH ACCUM WARMUP [extra train flags...]
+#   train_stage NAME STAGE DATA INIT STEPS LR [extra train flags...]
 train_stage() {
-  local name="$1" stage="$2" data="$3" init="$4" steps="$5" lr="$6" batch="$7" accum="$8" warmup="$9"
-  shift 9
+  local name="$1" stage="$2" data="$3" init="$4" steps="$5" lr="$6"
+  shift 6
   local dir="$WORK/$name"
   if [ -f "$dir/done" ]; then say "$name: $dir/model exists, skipped"; return; fi
   begin "$name ($steps steps, lr $lr)"
@@ -162,26 +164,39 @@ train_stage() {
   fi
   "$ZR" train --stage "$stage" --data "$data" "${from[@]}" -o "$dir/model" --force \
     --checkpoint-dir "$dir/checkpoints" --keep-checkpoints 2 --save-every "$SAVE_EVERY" \
-    --metrics "$dir/metrics.jsonl" --max-steps "$steps" --lr "$lr" --warmup "$warmup" \
-    --batch-size "$batch" --grad-accum "$accum" --seed "$SEED" --device "$DEVICE" --threads "$THREADS" \
-    --name ziprerank-small "$@" 2>&1 | tee -i -a "$dir/train.log" >&2  # -i: Ctrl-C reaches train (which checkpoints), not tee
+    --metrics "$dir/metrics.jsonl" --max-steps "$steps" --lr "$lr" --warmup "$(warmup_for "$steps" 50)" \
+    --batch-size "$BATCH" --grad-accum 1 --max-grad-norm "$CLIP" --seed "$SEED" --device "$DEVICE" \
+    --threads "$THREADS" --name ziprerank-small "$@" 2>&1 | tee -i -a "$dir/train.log" >&2  # -i: Ctrl-C reaches train (which checkpoints), not tee
   touch "$dir/done"
   end "$name"
 }
 
-# 4. Stage 1: rendered text passages --------------------------------------------------------------
-if [ -f "$WORK/stage1-data/stats.json" ]; then
-  say "stage-1 data: exists, skipped"
-else
-  begin "stage-1 data ($S1_SAMPLES samples)"
-  python3 scripts/make_stage1_data.py --out "$WORK/stage1-data" --samples "$S1_SAMPLES" \
-    --eval-samples "$S1_EVAL_SAMPLES" --seed "$SEED"
-  end "stage-1 data"
-fi
-train_stage stage1 1 "$WORK/stage1-data/train.jsonl" "$WORK/init" "$S1_STEPS" "$S1_LR" \
-  "$S1_BATCH" "$S1_ACCUM" "$S1_WARMUP"
+# 4. Stage-1 data: easy (negatives from other documents) and hard (BM25's best matches) ----------
+for kind in random hard; do
+  d="$WORK/stage1-$kind"
+  if [ -f "$d/stats.json" ]; then say "stage-1 data ($kind): exists, skipped"; continue; fi
+  begin "stage-1 data ($kind negatives, $S1_SAMPLES samples)"
+  python3 scripts/make_stage1_data.py --out "$d" --samples "$S1_SAMPLES" --eval-samples 300 \
+    --candidates "$S1_CANDIDATES" --negatives "$kind" --seed "$SEED"
+  python3 scripts/make_stage1_eval.py --eval "$d/eval.jsonl" --out "$d/eval-set" --ziprerank "$ZR"
+  end "stage-1 data ($kind)"
+done
 
-# 5. Stage 2: document pages ----------------------------------------------------------------------
+# 5. Warm-ups -------------------------------------------------------------------------------------
+# The language model learns to rank passages shown as their text tokens on the visual-token grid
+# (no vision tower): a per-candidate loss pooled over each passage's tokens gives it a short path.
+train_stage warmup-text 1 "$WORK/stage1-random/train.jsonl" "$WORK/init" "$WT_STEPS" "$WT_LR" \
+  --text-candidates --candidate-weight 1
+# The vision tower learns to read: each merged visual token is pulled toward the embeddings of the
+# words drawn under it (no language model).
+train_stage warmup-vision 1 "$WORK/stage1-random/train.jsonl" "$WORK/init" "$WV_STEPS" "$WV_LR" \
+  --align-only --align-weight 1
+
+# 6. Stage 1: rendered passages, both halves joined -----------------------------------------------
+train_stage stage1 1 "$WORK/stage1-hard/train.jsonl" "$WORK/warmup-text/model" "$S1_STEPS" "$S1_LR" \
+  --init-vision "$WORK/warmup-vision/model" --align-weight 1 --candidate-weight 1
+
+# 7. Stage 2: document pages ----------------------------------------------------------------------
 if [ -f "$WORK/stage2-data/stats.json" ]; then
   say "stage-2 data: exists, skipped"
 else
@@ -191,41 +206,40 @@ else
   end "stage-2 data"
 fi
 train_stage stage2 2 "$WORK/stage2-data/train.jsonl" "$WORK/stage1/model" "$S2_STEPS" "$S2_LR" \
-  "$S2_BATCH" "$S2_ACCUM" "$S2_WARMUP" --max-candidates "$S2_MAX_CANDIDATES"
+  --max-candidates "$S2_MAX_CANDIDATES" --align-weight 1 --candidate-weight 1 --save-dtype bfloat16
 
-# 6. Held-out evaluation --------------------------------------------------------------------------
-ev="$WORK/eval"
-mkdir -p "$ev"
-queries="$WORK/stage2-data/eval.jsonl"
-if [ "$EVAL_QUERIES" -gt 0 ]; then
-  # A prefix of the eval set, kept next to the pages so image paths stay valid.
-  head -n "$EVAL_QUERIES" "$queries" > "$WORK/stage2-data/eval_subset.jsonl"
-  queries="$WORK/stage2-data/eval_subset.jsonl"
+# 8. Held-out evaluation --------------------------------------------------------------------------
+# Sets: rendered passages of held-out documents (easy and hard negatives), held-out documents laid
+# out by `ziprerank render`, and the same documents typeset by GNU troff as PDFs.
+if [ ! -f "$WORK/pdf-eval/stats.json" ]; then
+  begin "PDF evaluation set (groff)"
+  python3 scripts/make_pdf_eval.py --stage2 "$WORK/stage2-data" --out "$WORK/pdf-eval"
+  end "PDF evaluation set"
 fi
-for keep in 1.0 0.5 0.25; do
-  if [ -f "$ev/metrics_keep$keep.json" ]; then say "eval keep $keep: exists, skipped"; continue; fi
-  begin "eval keep $keep"
-  "$ZR" batch --model "$WORK/stage2/model" -i "$queries" -o "$ev/run_keep$keep.jsonl" --resume \
-    --keep-ratio "$keep" --device "$DEVICE" --threads "$THREADS"
-  "$ZR" eval --run "$ev/run_keep$keep.jsonl" --qrels "$queries" --k 1,3,5 >&2
-  "$ZR" eval --run "$ev/run_keep$keep.jsonl" --qrels "$queries" --k 1,3,5 --format json \
-    > "$ev/metrics_keep$keep.json"
-  end "eval keep $keep"
-done
-for base in bm25 random; do  # baselines over the same queries (runs written by make_stage2_data.py)
-  "$ZR" eval --run "$WORK/stage2-data/eval_${base}_run.jsonl" --qrels "$queries" --k 1,3,5 --format json \
-    > "$ev/metrics_$base.json" 2> "$ev/metrics_$base.log"
-done
-say "metrics in $ev: metrics_keep{1.0,0.5,0.25}.json, metrics_bm25.json, metrics_random.json"
+if [ "$OCR" = 1 ]; then
+  for q in "$WORK/stage2-data/eval.jsonl:$WORK/stage2-data/eval_ocr_run.jsonl" \
+           "$WORK/pdf-eval/queries.jsonl:$WORK/pdf-eval/ocr_run.jsonl"; do
+    [ -f "${q#*:}" ] || python3 scripts/ocr_bm25_baseline.py --queries "${q%%:*}" --out "${q#*:}" --jobs 2
+  done
+fi
+begin "evaluation"
+LIMIT="$EVAL_QUERIES" ZIPRERANK="$ZR" scripts/eval_small_model.sh "$WORK/stage2/model" "$WORK/eval" \
+  "passages-easy=$WORK/stage1-random/eval-set/queries.jsonl" \
+  "passages-hard=$WORK/stage1-hard/eval-set/queries.jsonl" \
+  "pages=$WORK/stage2-data/eval.jsonl" "groff-pdf=$WORK/pdf-eval/queries.jsonl"
+python3 scripts/plot_metrics.py --out "$WORK/eval/loss_curves.svg" \
+  "warm-up text=$WORK/warmup-text/metrics.jsonl" "warm-up vision=$WORK/warmup-vision/metrics.jsonl" \
+  "stage 1=$WORK/stage1/metrics.jsonl" "stage 2=$WORK/stage2/metrics.jsonl"
+end "evaluation"
 
-# 7. The shipped folder ---------------------------------------------------------------------------
+# 9. The shipped folder ---------------------------------------------------------------------------
 begin "copy to $MODEL_OUT"
 rm -rf "$MODEL_OUT.tmp"
 mkdir -p "$MODEL_OUT.tmp/eval"
 for f in "$WORK/stage2/model"/*; do
   [ -f "$f" ] && cp "$f" "$MODEL_OUT.tmp/"
 done
-cp "$ev"/metrics_*.json "$MODEL_OUT.tmp/eval/"
+cp "$WORK/eval/summary.md" "$WORK/eval/loss_curves.svg" "$MODEL_OUT.tmp/eval/"
 "$ZR" inspect --model "$MODEL_OUT.tmp" >&2
 rm -rf "$MODEL_OUT"
 mv "$MODEL_OUT.tmp" "$MODEL_OUT"
