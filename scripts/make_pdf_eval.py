@@ -39,7 +39,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from textlib import BM25, STOPWORDS, tokens  # noqa: E402
+from textlib import BM25, STOPWORDS, contains, perturb, tokens  # noqa: E402
 
 FAMILIES = {"T": "Times", "H": "Helvetica", "P": "Palatino", "B": "Bookman", "N": "New Century Schoolbook"}
 
@@ -88,11 +88,6 @@ def page_texts(pdf):
                            capture_output=True, text=True).stdout for p in range(1, n + 1)]
 
 
-def contains(seq, sub):
-    n = len(sub)
-    return any(seq[i:i + n] == sub for i in range(len(seq) - n + 1))
-
-
 def make_queries(doc, pages, rng, n_heading, n_phrase):
     toks = [tokens(t) for t in pages]
     out = []
@@ -125,10 +120,7 @@ def make_queries(doc, pages, rng, n_heading, n_phrase):
             continue
         kind = "phrase"
         if rng.random() < 0.3:
-            phrase.pop(rng.randrange(len(phrase)))
-            i = rng.randrange(len(phrase) - 1)
-            phrase[i], phrase[i + 1] = phrase[i + 1], phrase[i]
-            phrase = [w.lower() for w in phrase]
+            phrase = perturb(phrase, rng)
             kind = "perturbed"
         out.append((kind, " ".join(phrase), p))
     return out, toks

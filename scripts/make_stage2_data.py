@@ -47,7 +47,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from textlib import BM25, STOPWORDS, tokens  # noqa: E402
+from textlib import BM25, STOPWORDS, contains, perturb, tokens  # noqa: E402
 
 # The shared stop words plus words too common in speeches to make headings or queries.
 STOP = STOPWORDS | set("""already although among due either even first great however last let like made make many
@@ -222,11 +222,6 @@ def render(binary, doc, style, folder):
 # Queries
 
 
-def contains(seq, sub):
-    n = len(sub)
-    return any(seq[i:i + n] == sub for i in range(len(seq) - n + 1))
-
-
 def make_queries(doc_id, domain, layout, rng, n_heading, n_phrase):
     npages = len(layout["pages"])
     page_words = [[] for _ in range(npages)]  # all words (for BM25 and uniqueness)
@@ -266,10 +261,7 @@ def make_queries(doc_id, domain, layout, rng, n_heading, n_phrase):
             continue  # not unique to its page
         kind = "phrase"
         if rng.random() < 0.3 and len(phrase) > 4:
-            phrase.pop(rng.randrange(len(phrase)))
-            i = rng.randrange(len(phrase) - 1)
-            phrase[i], phrase[i + 1] = phrase[i + 1], phrase[i]
-            phrase = [w.lower() for w in phrase]
+            phrase = perturb(phrase, rng)
             kind = "perturbed"
         out.append((kind, " ".join(phrase), p))
     return out, page_words

@@ -28,7 +28,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from textlib import BM25, tokens  # noqa: E402
+from textlib import BM25, read_jsonl, tokens  # noqa: E402
 
 
 def page_key(base, cand):
@@ -74,14 +74,7 @@ def main():
     cache = args.cache or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".cache", "ocr")
     os.makedirs(cache, exist_ok=True)
     base = os.path.dirname(os.path.abspath(args.queries))
-    rows = []
-    with open(args.queries, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    sys.exit(f"{args.queries}:{n}: not JSON ({e})")
+    rows = read_jsonl(args.queries)
     pages, docs = {}, collections.defaultdict(set)
     for row in rows:
         for cand in row["candidates"]:

@@ -9,24 +9,15 @@ at step 0 instead, to compare runs.
 Usage: scripts/plot_metrics.py --out curves.svg [--smooth 20] NAME=metrics.jsonl [NAME=metrics.jsonl ...]
 """
 import argparse
-import json
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from textlib import read_jsonl  # noqa: E402
 
 TERMS = [("rank_loss", "ranking loss (final readout)"), ("candidate_loss", "per-candidate loss"),
          ("align_loss", "word-grounding loss"), ("gen_loss", "generation loss (per token)")]
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-
-
-def load(path):
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    sys.exit(f"{path}:{n}: not JSON ({e})")
-    return rows
 
 
 def smooth(values, k):
@@ -52,7 +43,7 @@ def main():
         name, _, path = spec.partition("=")
         if not path:
             sys.exit(f"expected NAME=metrics.jsonl, got '{spec}'")
-        runs.append((name, load(path)))
+        runs.append((name, read_jsonl(path)))
     terms = [(k, label) for k, label in TERMS if any(r.get(k, 0) for _, rows in runs for r in rows)]
     if not terms:
         sys.exit("no loss values in the given files")

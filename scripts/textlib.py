@@ -1,7 +1,10 @@
-"""Text helpers shared by the training-data scripts: word tokens and Okapi BM25."""
+"""Text helpers shared by the data and evaluation scripts: word tokens, Okapi BM25, phrase
+helpers and a checked JSONL reader."""
 import collections
+import json
 import math
 import re
+import sys
 
 # English function words, skipped when choosing keywords and candidate passages.
 STOPWORDS = frozenset("""a about above after again against all also am an and any are as at be because been before being
@@ -57,3 +60,31 @@ class BM25:
                 cand.update(self.index.get(w, ()))
         cand.discard(exclude)
         return sorted(cand, key=lambda i: (-self.score(query_tokens, i), i))[:k]
+
+
+def contains(seq, sub):
+    """True when the token list `sub` occurs in `seq` as a contiguous run."""
+    n = len(sub)
+    return any(seq[i:i + n] == sub for i in range(len(seq) - n + 1))
+
+
+def perturb(phrase, rng):
+    """A phrase query made harder: one word dropped, two neighbours swapped, all lower case."""
+    phrase = list(phrase)
+    phrase.pop(rng.randrange(len(phrase)))
+    i = rng.randrange(len(phrase) - 1)
+    phrase[i], phrase[i + 1] = phrase[i + 1], phrase[i]
+    return [w.lower() for w in phrase]
+
+
+def read_jsonl(path):
+    """Every non-blank line of a JSONL file, parsed; exits naming file and line on bad JSON."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    sys.exit(f"{path}:{n}: not JSON ({e})")
+    return rows
