@@ -13,6 +13,8 @@ PKGS=(
   libpoppler-cpp-dev poppler-utils
   fonts-dejavu-core fonts-liberation2 fonts-noto-core fonts-lmodern
   python3-numpy
+  # the small model's recipe and evaluation: PDFs typeset by GNU troff, the OCR baseline
+  groff ghostscript tesseract-ocr tesseract-ocr-eng
 )
 
 missing=()
