@@ -776,8 +776,11 @@ void Trainer::load_resume_state() {
   const json state = detail::parse_json(detail::read_text_file(origin), origin);
   const json want = trajectory_settings(options_);
   const json have = state.value("settings", json::object());
+  // A setting newer than the checkpoint is absent from it; at its default it changes nothing.
+  const json defaults = trajectory_settings(TrainOptions{});
   std::string mismatches;
   for (const auto& [key, value] : want.items()) {
+    if (!have.contains(key) && defaults.contains(key) && defaults[key] == value) continue;
     if (!have.contains(key) || have[key] != value) {
       mismatches += "\n  " + flag_name(key) + ": checkpoint " +
                     (have.contains(key) ? have[key].dump() : "absent") + ", now " + value.dump();

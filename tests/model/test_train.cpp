@@ -462,6 +462,19 @@ TEST(Trainer, ResumingFromACheckpointEqualsUninterruptedTraining) {
   changed.resume = ckpt;
   changed.lr = 1e-3;
   EXPECT_THROW(Trainer{changed}, UsageError);
+
+  // A checkpoint written before a setting existed lacks its key: resuming is fine while the
+  // setting keeps its default, and refused when it would change the trajectory.
+  const fs::path state_path = fs::path(ckpt) / "trainer_state.json";
+  json state = json::parse(std::ifstream(state_path));
+  state["settings"].erase("max_grad_norm");
+  std::ofstream(state_path) << state.dump();
+  TrainOptions older = options("older");
+  older.resume = ckpt;
+  older.init.clear();
+  EXPECT_NO_THROW(Trainer{older});
+  older.max_grad_norm = 1.0;
+  EXPECT_THROW(Trainer{older}, UsageError);
 }
 
 TEST(Trainer, Stage2TrainsOnPagesWithPruningAndCanFreezeVision) {
