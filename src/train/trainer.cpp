@@ -129,6 +129,18 @@ json trajectory_settings(const TrainOptions& o) {
           {"soft_decay", o.soft_decay}};
 }
 
+// Adds one step's losses, samples, tokens and seconds to a running sum.
+void add_losses_and_counts(StepMetrics& sum, const StepMetrics& m) {
+  sum.loss += m.loss;
+  sum.gen_loss += m.gen_loss;
+  sum.rank_loss += m.rank_loss;
+  sum.align_loss += m.align_loss;
+  sum.candidate_loss += m.candidate_loss;
+  sum.samples += m.samples;
+  sum.tokens += m.tokens;
+  sum.seconds += m.seconds;
+}
+
 std::string flag_name(const std::string& key) {
   std::string flag = "--" + key;
   std::replace(flag.begin(), flag.end(), '_', '-');
@@ -281,6 +293,10 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
       throw UsageError("--align-weight trains the vision tower: drop --freeze-vision");
     page_words_ = std::make_unique<train::PageWordIndex>();
     word_pieces_ = std::make_unique<train::WordPieces>(tokenizer_);
+    for (const auto& [name, t] : model_->named_parameters()) {
+      if (name == "model.language_model.embed_tokens.weight") embed_weight_ = t;
+    }
+    if (!embed_weight_.defined()) throw InternalError("the model has no token embeddings");
   }
 
   if (!resume_state.is_null()) load_resume_state();
@@ -401,12 +417,8 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
   }
   at::Tensor align_loss;
   if (align && grounding.size() > 0) {
-    at::Tensor embeddings;  // the current text embeddings, as constants
-    {
-      c10::NoGradGuard no_grad;
-      embeddings = model_->embed(at::arange(c.text.vocab_size, at::kLong));
-    }
-    align_loss = train::grounding_loss(vision.embeds, embeddings, grounding);
+    // The embedding parameter itself: always current, read as constants by the loss.
+    align_loss = train::grounding_loss(vision.embeds, embed_weight_, grounding);
     r.align = align_loss.item<double>();
   }
   if (options_.align_only) {
@@ -497,9 +509,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
   const auto t_run = Clock::now();
   int cached_epoch = -1;
   std::vector<size_t> order;
-  int64_t window_samples = 0, window_tokens = 0;
-  double window_seconds = 0, window_loss = 0, window_gen = 0, window_rank = 0, window_align = 0,
-         window_candidate = 0;
+  StepMetrics window;  // sums over the steps since the last log line
   int window_steps = 0;
   int64_t last_saved = -1;
 
@@ -559,28 +569,21 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
     summary.tokens += m.tokens;
     write_metrics(m);
 
-    window_samples += m.samples;
-    window_tokens += m.tokens;
-    window_seconds += m.seconds;
-    window_loss += m.loss;
-    window_gen += m.gen_loss;
-    window_rank += m.rank_loss;
-    window_align += m.align_loss;
-    window_candidate += m.candidate_loss;
+    add_losses_and_counts(window, m);
     ++window_steps;
     if (step_ % o.log_every == 0 || step_ == total_steps_) {
       spdlog::info(
           "step {}/{} epoch {} | loss {:.4f} gen {:.4f} rank {:.4f}{}{} | lr {:.2e} | "
           "{:.1f} tokens/s {:.3f} samples/s",
-          step_, total_steps_, m.epoch, window_loss / window_steps, window_gen / window_steps,
-          window_rank / window_steps,
-          o.align_weight > 0 ? fmt::format(" align {:.4f}", window_align / window_steps) : "",
-          o.candidate_weight > 0 ? fmt::format(" candidate {:.4f}", window_candidate / window_steps)
-                                 : "",
-          lr, window_tokens / std::max(window_seconds, 1e-9),
-          window_samples / std::max(window_seconds, 1e-9));
-      window_samples = window_tokens = 0;
-      window_seconds = window_loss = window_gen = window_rank = window_align = window_candidate = 0;
+          step_, total_steps_, m.epoch, window.loss / window_steps, window.gen_loss / window_steps,
+          window.rank_loss / window_steps,
+          o.align_weight > 0 ? fmt::format(" align {:.4f}", window.align_loss / window_steps) : "",
+          o.candidate_weight > 0
+              ? fmt::format(" candidate {:.4f}", window.candidate_loss / window_steps)
+              : "",
+          lr, window.tokens / std::max(window.seconds, 1e-9),
+          window.samples / std::max(window.seconds, 1e-9));
+      window = StepMetrics{};
       window_steps = 0;
     }
     if (o.save_every > 0 && step_ % o.save_every == 0) {
