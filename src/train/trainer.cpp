@@ -690,29 +690,18 @@ void Trainer::save_model(const std::string& dir) const {
       cfg.contains("ziprerank") && cfg["ziprerank"].is_object() ? cfg["ziprerank"] : json::object();
   note["name"] = o.name;
   note["random_init"] = false;
-  note["training"] = {{"stage", o.stage},
-                      {"init", init_name_},
-                      {"data", fs::path(o.data).filename().string()},
-                      {"samples", data_->size()},
-                      {"steps", step_},
-                      {"total_steps", total_steps_},
-                      {"batch_size", o.batch_size},
-                      {"grad_accum", o.grad_accum},
-                      {"lr", o.lr},
-                      {"schedule", "cosine with linear warm-up"},
-                      {"warmup_steps", o.warmup_steps},
-                      {"weight_decay", o.weight_decay},
-                      {"optimizer", "AdamW, float32 state"},
-                      {"rank_loss", o.stage == 1 ? "weighted RankNet" : "soft ranking"},
-                      {"rank_weight", o.rank_weight},
-                      {"align_weight", o.align_weight},
-                      {"candidate_weight", o.candidate_weight},
-                      {"text_candidates", o.text_candidates},
-                      {"align_only", o.align_only},
-                      {"keep_ratio", o.keep_ratio},
-                      {"freeze_vision", o.freeze_vision},
-                      {"seed", o.seed},
-                      {"final_loss", last_loss_}};
+  // Every setting that shapes the trajectory, plus what the run was and how it ended.
+  json training = trajectory_settings(o);
+  training.update({{"init", init_name_},
+                   {"data", fs::path(o.data).filename().string()},
+                   {"samples", data_->size()},
+                   {"steps", step_},
+                   {"total_steps", total_steps_},
+                   {"schedule", "cosine with linear warm-up"},
+                   {"optimizer", "AdamW, float32 state"},
+                   {"rank_loss", o.stage == 1 ? "weighted RankNet" : "soft ranking"},
+                   {"final_loss", last_loss_}});
+  note["training"] = training;
   note.erase("seed");  // the init's random seed does not describe trained weights
   cfg["ziprerank"] = note;
   write_text_atomic(out / "config.json", cfg.dump(2) + "\n");
