@@ -52,6 +52,10 @@ Image load_image(const std::string& path, int64_t max_pixels = kDefaultMaxImageP
 /// Otherwise the image is returned unchanged.
 Image page_preresize(const Image& image, int max_side = 1024);
 
+/// The `width` x `height` window of `image` whose top-left pixel is (`x`, `y`); throws
+/// InputError when the window is empty or leaves the image.
+Image crop_image(const Image& image, int x, int y, int width, int height);
+
 /// PIL `Image.resize((width, height), Image.LANCZOS)` for an RGB image, bit-exact.
 Image resize_lanczos_pil(const Image& image, int width, int height);
 

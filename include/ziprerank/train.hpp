@@ -113,6 +113,11 @@ struct TrainOptions {
   /// Train the vision tower on the grounding loss alone: the language model is not run (a
   /// reading warm-up for a tower trained from scratch; the ranking losses read as 0).
   bool align_only = false;
+  /// With align_only in stage 2: train on random square crops of this many pixels (a multiple
+  /// of patch x merge) cut from each page at its input scale, instead of whole pages (0 = whole
+  /// pages). Reading is local and the tower's attention cost grows with the square of the patch
+  /// count, so crops teach the same reading at a fraction of the cost.
+  int align_crop = 0;
   double lr = 3e-6;
   double max_grad_norm = 0.0;  ///< clip the total gradient norm to this (0 = off, as the reference)
   double weight_decay = 0.0;
@@ -211,6 +216,7 @@ class Trainer {
   std::unique_ptr<train::WordPieces> word_pieces_;
   at::Tensor embed_weight_;  ///< the token-embedding parameter (grounding targets), when used
   bool warned_no_words_ = false;
+  uint64_t crops_drawn_ = 0;
   std::vector<std::pair<std::string, DType>> stored_dtypes_;  ///< per parameter, for saving
   int64_t micro_per_epoch_ = 0, steps_per_epoch_ = 0, total_steps_ = 0;
   int64_t step_ = 0;

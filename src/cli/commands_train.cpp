@@ -126,6 +126,11 @@ void register_train_command(CLI::App& app, Handler& handler) {
   cmd->add_flag("--align-only", o.align_only,
                 "Train the vision tower on the grounding loss alone (needs --align-weight; the "
                 "language model is not run): a reading warm-up");
+  cmd->add_option("--align-crop", o.align_crop,
+                  "With --align-only in stage 2: train on random square crops of this many "
+                  "pixels cut from each page at its input scale (0 = whole pages); reading is "
+                  "local and crops cost a fraction of a page")
+      ->capture_default_str();
   cmd->add_option("--soft-decay", o.soft_decay,
                   "Stage 2: position decay of the soft-ranking target")
       ->capture_default_str();

@@ -94,6 +94,27 @@ Image resize_lanczos_pil(const Image& image, int width, int height) {
                        need_vertical ? &vertical : nullptr);
 }
 
+Image crop_image(const Image& image, int x, int y, int width, int height) {
+  check_image(image, "crop");
+  if (width <= 0 || height <= 0 || x < 0 || y < 0 || x > image.width - width ||
+      y > image.height - height) {
+    throw InputError("crop: the " + dims(width, height) + " window at (" + std::to_string(x) +
+                     ", " + std::to_string(y) + ") does not fit a " +
+                     dims(image.width, image.height) + " image");
+  }
+  Image out;
+  out.width = width;
+  out.height = height;
+  out.rgb.resize(static_cast<size_t>(width) * height * 3);
+  const size_t row = static_cast<size_t>(width) * 3;
+  for (int r = 0; r < height; ++r) {
+    const size_t src = (static_cast<size_t>(y + r) * image.width + x) * 3;
+    std::copy_n(image.rgb.begin() + static_cast<std::ptrdiff_t>(src), row,
+                out.rgb.begin() + static_cast<std::ptrdiff_t>(r * row));
+  }
+  return out;
+}
+
 Image page_preresize(const Image& image, int max_side) {
   check_image(image, "page_preresize");
   const int longest = std::max(image.width, image.height);

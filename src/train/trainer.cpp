@@ -114,6 +114,7 @@ json trajectory_settings(const TrainOptions& o) {
           {"candidate_weight", o.candidate_weight},
           {"text_candidates", o.text_candidates},
           {"align_only", o.align_only},
+          {"align_crop", o.align_crop},
           {"lr", o.lr},
           {"max_grad_norm", o.max_grad_norm},
           {"weight_decay", o.weight_decay},
@@ -168,6 +169,9 @@ void TrainOptions::resolve() {
   if (text_candidates && stage != 1) throw UsageError("--text-candidates is a stage-1 option");
   if (align_only && !(align_weight > 0))
     throw UsageError("--align-only trains the grounding loss alone: give --align-weight > 0");
+  if (align_crop < 0) throw UsageError("--align-crop must not be negative");
+  if (align_crop > 0 && !(align_only && stage == 2))
+    throw UsageError("--align-crop is for stage-2 --align-only runs");
   if (text_candidates && align_weight > 0)
     throw UsageError("--text-candidates runs no vision tower: --align-weight has nothing to train");
   if (weight_decay < 0) throw UsageError("--weight-decay must not be negative");
@@ -364,8 +368,26 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
     int64_t token_offset = 0;
     for (size_t i = 0; i < n; ++i) {
       // Stage-1 passages are drawn at 280x280, below the 1024 pre-resize bound anyway.
-      const Image img =
-          options_.stage == 1 ? render_cache_->get(ex.passages[i]) : load_page(ex.pages[i]);
+      Image img = options_.stage == 1 ? render_cache_->get(ex.passages[i]) : load_page(ex.pages[i]);
+      std::vector<train::PlacedWord> cropped_words;
+      bool cropped = false;
+      if (options_.align_crop > 0) {
+        // A random window of the page at its input scale, and the words whose centre it holds.
+        const std::vector<train::PlacedWord>* all = page_words_->find(ex.pages[i].path);
+        SplitMix64 rng{options_.seed ^ (0xA24BAED4963EE407ull * ++crops_drawn_)};
+        const int side = options_.align_crop;
+        const int cw = std::min(side, img.width), ch = std::min(side, img.height);
+        const int x0 = static_cast<int>(rng.below(static_cast<uint64_t>(img.width - cw + 1)));
+        const int y0 = static_cast<int>(rng.below(static_cast<uint64_t>(img.height - ch + 1)));
+        img = crop_image(img, x0, y0, cw, ch);
+        if (all) {
+          for (const train::PlacedWord& w : *all) {
+            if (w.cx >= x0 && w.cx < x0 + cw && w.cy >= y0 && w.cy < y0 + ch)
+              cropped_words.push_back({w.text, w.cx - x0, w.cy - y0});
+          }
+        }
+        cropped = true;
+      }
       const PreprocessedImage pre =
           preprocess_image(img, folder_.preprocessor, options_.stage == 2);
       pixels.push_back(pre.pixel_values);
@@ -378,7 +400,7 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
           passage = train::passage_words(ex.passages[i], options_.render);
           words = &passage;
         } else {
-          words = page_words_->find(ex.pages[i].path);
+          words = cropped ? &cropped_words : page_words_->find(ex.pages[i].path);
           if (!words && !warned_no_words_) {
             spdlog::warn("{}: no words.json beside '{}': its pages get no grounding loss",
                          ex.origin, ex.pages[i].path);

@@ -298,6 +298,23 @@ TEST_F(BadImageFiles, DecompressionBombHeadersAreRefusedBeforeDecoding) {
 // ---------------------------------------------------------------------------------------------
 // smart_resize
 
+TEST(Crop, CopiesTheWindowAndRejectsOnesOutside) {
+  Image img;
+  img.width = 4;
+  img.height = 3;
+  for (int i = 0; i < 4 * 3 * 3; ++i) img.rgb.push_back(static_cast<uint8_t>(i));
+  const Image c = crop_image(img, 1, 1, 2, 2);
+  ASSERT_EQ(c.width, 2);
+  ASSERT_EQ(c.height, 2);
+  // Pixel (x, y) of the crop is pixel (x + 1, y + 1) of the image: byte 3 * (4 * y + x).
+  const std::vector<uint8_t> want = {15, 16, 17, 18, 19, 20, 27, 28, 29, 30, 31, 32};
+  EXPECT_EQ(c.rgb, want);
+  EXPECT_EQ(crop_image(img, 0, 0, 4, 3).rgb, img.rgb);
+  EXPECT_THROW(crop_image(img, 3, 0, 2, 1), InputError);
+  EXPECT_THROW(crop_image(img, 0, 0, 0, 1), InputError);
+  EXPECT_THROW(crop_image(img, -1, 0, 1, 1), InputError);
+}
+
 TEST(SmartResize, Qwen3Examples) {
   const PreprocessorConfig cfg = qwen3_config();
   const int64_t factor = 32;
