@@ -134,6 +134,9 @@ struct TrainOptions {
   int keep_checkpoints = 0;  ///< keep the newest N checkpoints (0 = all)
   int log_every = 10;        ///< optimizer steps between log lines
   size_t render_cache_bytes = size_t{512} << 20;
+  /// With freeze_vision: memory for the visual features of pages (or passages) kept for reuse;
+  /// a frozen tower gives a page the same features every epoch (0 = encode every time).
+  size_t vision_cache_bytes = size_t{2048} << 20;
   PassageRenderOptions render;
 
   /// Fills in the stage defaults and checks ranges; throws UsageError.
@@ -160,6 +163,8 @@ struct TrainSummary {
   std::string last_checkpoint;
   std::vector<StepMetrics> history;  ///< every step of this run
 };
+
+class VisionCache;
 
 namespace train {
 class TrainDataset;
@@ -212,6 +217,7 @@ class Trainer {
   std::unique_ptr<train::TrainDataset> data_;
   std::unique_ptr<train::AdamW> optimizer_;
   std::unique_ptr<train::RenderCache> render_cache_;
+  std::unique_ptr<VisionCache> vision_cache_;
   std::unique_ptr<train::PageWordIndex> page_words_;
   std::unique_ptr<train::WordPieces> word_pieces_;
   at::Tensor embed_weight_;  ///< the token-embedding parameter (grounding targets), when used

@@ -19,6 +19,7 @@ struct TrainArgs {
   TrainOptions options;
   int threads = 0;
   int render_cache_mb = 512;
+  int vision_cache_mb = 2048;
 };
 
 std::atomic<bool> g_stop_training{false};
@@ -33,6 +34,7 @@ extern "C" void on_train_signal(int) {
 int run_train(TrainArgs a) {
   configure_threads(a.threads);
   a.options.render_cache_bytes = static_cast<size_t>(a.render_cache_mb) << 20;
+  a.options.vision_cache_bytes = static_cast<size_t>(a.vision_cache_mb) << 20;
   Trainer trainer(a.options);
   std::signal(SIGINT, on_train_signal);
   std::signal(SIGTERM, on_train_signal);
@@ -167,6 +169,11 @@ void register_train_command(CLI::App& app, Handler& handler) {
          "cpu, cuda or cuda:N (weights, gradients and AdamW state stay float32 on every device)")
       ->capture_default_str();
   cmd->add_option("--threads", a->threads, "libtorch intra-op threads (0 = library default)")
+      ->capture_default_str();
+  cmd->add_option("--vision-cache-mb", a->vision_cache_mb,
+                  "With --freeze-vision: memory for the features of encoded pages kept for reuse "
+                  "(a frozen tower gives a page the same features every epoch; 0 = off)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--render-cache-mb", a->render_cache_mb,
                   "Stage 1: memory for rendered passages kept for reuse")

@@ -19,6 +19,7 @@
 #include "ziprerank/errors.hpp"
 #include "ziprerank/prompt.hpp"
 #include "ziprerank/pruning.hpp"
+#include "ziprerank/reranker.hpp"
 #include "ziprerank/runtime.hpp"
 #include "ziprerank/safetensors.hpp"
 #include "ziprerank/state_dict.hpp"
@@ -292,6 +293,8 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
   steps_per_epoch_ = (micro_per_epoch_ + o.grad_accum - 1) / o.grad_accum;
   total_steps_ = o.max_steps > 0 ? o.max_steps : o.epochs * steps_per_epoch_;
   render_cache_ = std::make_unique<train::RenderCache>(o.render_cache_bytes, o.render);
+  if (o.freeze_vision && !o.text_candidates && o.vision_cache_bytes > 0)
+    vision_cache_ = std::make_unique<VisionCache>(o.vision_cache_bytes);
   if (o.align_weight > 0) {
     if (o.freeze_vision)
       throw UsageError("--align-weight trains the vision tower: drop --freeze-vision");
@@ -345,6 +348,7 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
   std::vector<ImageGrid> grids;
   std::vector<int64_t> tokens_per_image;
   train::GroundingTargets grounding;
+  std::vector<std::shared_ptr<const EncodedPage>> cached_pages;  // with a vision cache
   const bool align = options_.align_weight > 0;
   std::vector<int64_t> text_grid_ids;  // --text-candidates: the token shown at each grid cell
   if (options_.text_candidates) {
@@ -367,6 +371,28 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
     const size_t n = options_.text_candidates ? 0 : ex.size();
     int64_t token_offset = 0;
     for (size_t i = 0; i < n; ++i) {
+      if (vision_cache_) {
+        // A frozen tower gives a page the same features every time: encode it once.
+        const std::string key =
+            options_.stage == 1 ? "passage\n" + ex.passages[i] : "page\n" + ex.pages[i].path;
+        std::shared_ptr<const EncodedPage> page = vision_cache_->get(key);
+        if (!page) {
+          const Image img =
+              options_.stage == 1 ? render_cache_->get(ex.passages[i]) : load_page(ex.pages[i]);
+          const PreprocessedImage pre =
+              preprocess_image(img, folder_.preprocessor, options_.stage == 2);
+          auto encoded = std::make_shared<EncodedPage>();
+          encoded->grid = ImageGrid{pre.grid_thw[0], pre.grid_thw[1], pre.grid_thw[2]};
+          at::NoGradGuard no_grad;
+          encoded->features = model_->encode_images(pre.pixel_values, {encoded->grid});
+          page = encoded;
+          vision_cache_->put(key, page);
+        }
+        cached_pages.push_back(page);
+        grids.push_back(page->grid);
+        tokens_per_image.push_back(page->features.embeds.size(0));
+        continue;
+      }
       // Stage-1 passages are drawn at 280x280, below the 1024 pre-resize bound anyway.
       Image img = options_.stage == 1 ? render_cache_->get(ex.passages[i]) : load_page(ex.pages[i]);
       std::vector<train::PlacedWord> cropped_words;
@@ -431,6 +457,18 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
     // a page (visual tokens differ from the query's text tokens, as real visual tokens do).
     vision.embeds = model_->embed(at::tensor(text_grid_ids, at::kLong)) +
                     model_->embed(at::tensor(std::vector<int64_t>{c.image_token_id}, at::kLong));
+    vision.tokens_per_image = tokens_per_image;
+  } else if (vision_cache_) {
+    std::vector<at::Tensor> embeds;
+    std::vector<std::vector<at::Tensor>> levels(
+        model_->config().vision.deepstack_visual_indexes.size());
+    for (const auto& page : cached_pages) {
+      embeds.push_back(page->features.embeds);
+      for (size_t l = 0; l < levels.size(); ++l)
+        levels[l].push_back(page->features.deepstack.at(l));
+    }
+    vision.embeds = at::cat(embeds, 0);
+    for (auto& level : levels) vision.deepstack.push_back(at::cat(level, 0));
     vision.tokens_per_image = tokens_per_image;
   } else {
     // A frozen tower needs no graph: its activations would only cost memory.

@@ -514,6 +514,17 @@ TEST(Trainer, Stage2TrainsOnPagesWithPruningAndCanFreezeVision) {
     }
   }
   EXPECT_NO_THROW(Reranker::load(o.output, ModelOptions{}));
+
+  // A frozen tower's features are kept per page: the same run without the cache gives the same
+  // losses (pages are then encoded together instead of one by one).
+  TrainOptions uncached = o;
+  uncached.output = (dir / "uncached").string();
+  uncached.vision_cache_bytes = 0;
+  const TrainSummary u = Trainer(uncached).run();
+  ASSERT_EQ(u.history.size(), s.history.size());
+  for (size_t i = 0; i < u.history.size(); ++i) {
+    EXPECT_NEAR(u.history[i].loss, s.history[i].loss, 1e-4 * std::abs(s.history[i].loss)) << i;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
