@@ -1,6 +1,8 @@
 // A model folder on disk (Hugging Face layout) and the weights its config implies.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -54,8 +56,22 @@ struct InitOptions {
   /// every other weight afterwards; 0 = plain random initialisation. The `<|image_pad|>`
   /// embedding then starts orthogonal to those projections (see --text-candidates in train.hpp).
   int match_heads = 0;
+  /// Weight in [0, 1) of a spelling code in each word piece's embedding (0 = plain random): the
+  /// code sums random vectors for each character by its place from the start and from the end of
+  /// the piece (case folded), its length, and whether it starts a word; the rest of the row stays
+  /// random, so pieces remain distinct. Pieces that look alike then start close together, which
+  /// gives a vision tower trained to point visual tokens at the embeddings of the words they show
+  /// (train --align-weight) credit for partly read words.
+  double spelling_embeddings = 0.0;
 };
 ModelConfig tiny_model_config();
+
+class Tokenizer;
+/// Mixes a spelling code into the embedding rows of `embed` [V, D] (see
+/// InitOptions::spelling_embeddings) for every piece of `tokenizer` that is not a special token;
+/// rows keep the norm init_range x sqrt(D). The codes do not depend on the global seed.
+void write_spelling_embeddings(const Tokenizer& tokenizer, double weight, double init_range,
+                               at::Tensor& embed);
 void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocessor,
                        const InitOptions& options);
 

@@ -31,6 +31,7 @@ struct InitArgs {
   std::string name;
   uint64_t seed = 0;
   int match_heads = 0;
+  double spelling_embeddings = 0.0;
   bool force = false;
 };
 
@@ -70,6 +71,7 @@ int run_init(const InitArgs& a) {
   o.name = a.name;
   o.overwrite = a.force;
   o.match_heads = a.match_heads;
+  o.spelling_embeddings = a.spelling_embeddings;
   init_model_folder(config, pre, o);
   std::cout << a.out << "\n";
   return 0;
@@ -132,6 +134,12 @@ void register_model_commands(CLI::App& app, Handler& handler) {
                     "First-layer query heads that start as token-matching heads (a token attends "
                     "to earlier copies of itself, e.g. query words seen again on a page); 0 = "
                     "plain random initialisation")
+        ->capture_default_str();
+    cmd->add_option("--spelling-embeddings", args->spelling_embeddings,
+                    "Weight in [0, 1) of a spelling code in each word piece's embedding "
+                    "(characters by place, length, word start): pieces that look alike start "
+                    "close, so a vision tower learning to read gets credit for partly read "
+                    "words; 0 = plain random")
         ->capture_default_str();
     cmd->add_flag("--force", args->force, "Overwrite an existing model folder");
     cmd->callback([args, &handler] { handler = [args] { return run_init(*args); }; });

@@ -1,8 +1,10 @@
 #include "ziprerank/model_folder.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -11,6 +13,7 @@
 #include "ziprerank/errors.hpp"
 #include "ziprerank/safetensors.hpp"
 #include "ziprerank/state_dict.hpp"
+#include "ziprerank/tokenizer.hpp"
 
 namespace ziprerank {
 
@@ -203,6 +206,56 @@ std::string default_model_dir() {
   throw InputError("no default model found; pass --model DIR or set ZIPRERANK_MODEL");
 }
 
+void write_spelling_embeddings(const Tokenizer& tokenizer, double weight, double init_range,
+                               at::Tensor& embed) {
+  if (!(weight > 0 && weight < 1)) throw UsageError("--spelling-embeddings must be in [0, 1)");
+  const int64_t vocab = embed.size(0), d = embed.size(1);
+  constexpr int kFront = 8, kBack = 4, kLengths = 12, kSymbols = 38;  // a-z, 0-9, other, "'"
+  // Codes come from their own generator so the rest of the initialisation does not move.
+  at::Generator gen = at::detail::createCPUGenerator(0x5EE11);
+  const at::Tensor front = at::randn({kSymbols, kFront, d}, gen);
+  const at::Tensor back = at::randn({kSymbols, kBack, d}, gen);
+  const at::Tensor length = at::randn({kLengths, d}, gen);
+  const at::Tensor word_start = at::randn({d}, gen);
+  auto symbol = [](unsigned char c) -> int64_t {
+    if (c >= 'a' && c <= 'z') return c - 'a';
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= '0' && c <= '9') return 26 + (c - '0');
+    return c == '\'' ? 37 : 36;
+  };
+  const double row_norm = init_range * std::sqrt(static_cast<double>(d));
+  int64_t written = 0;
+  for (int64_t id = 0; id < std::min<int64_t>(vocab, tokenizer.vocab_size()); ++id) {
+    std::string piece = tokenizer.id_to_token(id);
+    if (piece.empty() || (piece.front() == '<' && piece.back() == '>')) continue;  // specials
+    bool starts_word = false;
+    static const std::string kSpace = "\xe2\x96\x81";  // SentencePiece's word-start mark
+    if (piece.rfind(kSpace, 0) == 0) {
+      starts_word = true;
+      piece = piece.substr(kSpace.size());
+    } else if (!piece.empty() && piece.front() == ' ') {
+      starts_word = true;
+      piece = piece.substr(1);
+    }
+    if (piece.empty()) continue;
+    at::Tensor code = at::zeros({d});
+    const int64_t n = static_cast<int64_t>(piece.size());
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t s = symbol(static_cast<unsigned char>(piece[static_cast<size_t>(i)]));
+      if (i < kFront) code += front[s][i];
+      if (n - 1 - i < kBack) code += back[s][n - 1 - i];
+    }
+    code += length[std::min<int64_t>(n, kLengths - 1)];
+    if (starts_word) code += word_start;
+    at::Tensor row = embed[id];
+    const at::Tensor mixed = code / code.norm() * weight +
+                             row / row.norm().clamp_min(1e-12) * std::sqrt(1 - weight * weight);
+    row.copy_(mixed / mixed.norm() * row_norm);
+    ++written;
+  }
+  spdlog::info("spelling codes in {} of {} embeddings (weight {})", written, vocab, weight);
+}
+
 void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocessor,
                        const InitOptions& options) {
   const fs::path out(options.out_dir);
@@ -245,6 +298,10 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
                       {"random_init", true},
                       {"seed", options.seed}};
   if (options.match_heads > 0) cfg["ziprerank"]["match_heads"] = options.match_heads;
+  if (options.spelling_embeddings > 0)
+    cfg["ziprerank"]["spelling_embeddings"] = options.spelling_embeddings;
+  if (options.spelling_embeddings < 0 || options.spelling_embeddings >= 1)
+    throw UsageError("--spelling-embeddings must be in [0, 1)");
   write_file(out / "config.json", cfg.dump(2));
   write_file(out / "preprocessor_config.json", preprocessor_config_to_json(preprocessor));
 
@@ -270,6 +327,15 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
     }
     keep.push_back(t);
     names.push_back(spec.name);
+  }
+  if (options.spelling_embeddings > 0) {
+    at::Tensor* embed = nullptr;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "model.language_model.embed_tokens.weight") embed = &keep[i];
+    }
+    if (!embed) throw InternalError("init: no token embeddings");
+    write_spelling_embeddings(*load_tokenizer(out.string()), options.spelling_embeddings,
+                              config.text.initializer_range, *embed);
   }
   if (options.match_heads > 0) {
     // Rotary pairs (i, i + hd/2) rotate by theta^(-2i/hd) per position: the last quarter of the
