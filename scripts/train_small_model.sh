@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Reproduces ziprerank's own small model from nothing, on public-domain text only:
 #   fetch corpora -> SentencePiece tokenizer -> random init (small Qwen3-VL config written here,
-#   first-layer token-matching heads) -> stage-1 data (easy: random negatives; hard: BM25
-#   negatives) -> warm-ups: the language model ranks passages shown as text tokens on the visual
-#   grid (--text-candidates), the vision tower learns to read rendered passages (--align-only)
-#   -> stage 1 on rendered passages with both joined (ranking + grounding) -> stage-2 data ->
-#   stage 2 on document pages -> batch + eval on held-out sets at keep ratios 1.0 / 0.5 / 0.25
-#   next to BM25 / OCR + BM25 / random -> loss curves -> copy to models/ziprerank-small.
+#   first-layer token-matching heads, spelling-coded word embeddings) -> stage-1 data (easy:
+#   random negatives; hard: BM25 negatives) -> stage-2 data (rendered documents) -> warm-ups:
+#   the language model ranks passages shown as text tokens on the visual grid (stage 1,
+#   --text-candidates), the vision tower learns to read windows of document pages
+#   (--align-only --align-crop) -> the tower re-aligned to the warmed-up embeddings -> stage 2
+#   on document pages with the tower frozen (pages encoded once) and pruning on -> batch + eval
+#   on held-out sets at keep ratios 1.0 / 0.5 / 0.25 next to BM25 / OCR + BM25 / random -> loss
+#   curves -> copy to models/ziprerank-small.
 # Resumable: every step is skipped when its output exists; an interrupted training step continues
 # with --resume from its newest checkpoint. To redo a step, delete its output under WORK and the
 # outputs of the steps after it (outputs are not checked against their inputs). Run from anywhere:
@@ -15,16 +17,20 @@
 #   WORK [.cache/small-model]  working folder          ZIPRERANK [build/ziprerank]  the binary
 #   MODEL_OUT [models/ziprerank-small]                 DEVICE [cpu]  cpu, cuda or cuda:N
 #   THREADS [1]  libtorch threads (OPENBLAS_NUM_THREADS follows it; 1 measured best on 2 cores)
-#   WT_STEPS [800] WV_STEPS [1500]   warm-ups: text-token ranking / vision grounding
-#   S1_STEPS [1500] S2_STEPS [1000]  stage 1 (passages) / stage 2 (pages)
-#   WT_LR [3e-4] WV_LR [5e-4] S1_LR [2e-4] S2_LR [1e-4]   peak learning rates
-#   BATCH [8]  samples per step in every stage (gradient accumulation 1); CLIP [1.0] gradient norm
+#   WT_STEPS [500] WV_STEPS [12000] RA_STEPS [300]   warm-ups: text-token ranking / reading
+#     (one sample = its pages' crops per step) / re-alignment to the warmed-up embeddings
+#   S2_STEPS [1000]  stage 2 (pages, tower frozen)
+#   WT_LR [3e-4] WV_LR [1e-3] S2_LR [3e-4]   peak learning rates
+#   BATCH [8]  samples per step (text warm-up and stage 2; gradient accumulation 1)
+#   CLIP [1.0] gradient norm; CROP [320] reading-window side in pixels
+#   SPELLING [0.8] weight of the spelling code in word embeddings at init
+#   KEEP [0.5] keep ratio (query-aware pruning) during stage 2
 #   S1_SAMPLES [12000] S1_CANDIDATES [3]   stage-1 samples and passages per sample
 #   S2_DOCS [0 = all] S2_JOBS [2] S2_MAX_CANDIDATES [4]   stage-2 documents, renders, pages per sample
 #   MATCH_HEADS [2]  first-layer token-matching heads at init
 #   EVAL_QUERIES [0 = all]  held-out queries scored per set; OCR [1]  run the Tesseract baseline
-#   SAVE_EVERY [50] VOCAB [8000] MAX_PIXELS [200704] SEED [7]
-# Tiny dry run: WORK=.cache/small-dry MODEL_OUT=.cache/small-dry/out WT_STEPS=2 WV_STEPS=2 S1_STEPS=2 \
+#   SAVE_EVERY [50] VOCAB [8000] MAX_PIXELS [1048576] SEED [7]
+# Tiny dry run: WORK=.cache/small-dry MODEL_OUT=.cache/small-dry/out WT_STEPS=2 WV_STEPS=2 RA_STEPS=2 \
 #   S2_STEPS=2 S1_SAMPLES=40 S2_DOCS=3 EVAL_QUERIES=4 OCR=0 scripts/train_small_model.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -37,10 +43,13 @@ DEVICE="${DEVICE:-cpu}"
 THREADS="${THREADS:-1}"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-$THREADS}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$THREADS}"
-WT_STEPS="${WT_STEPS:-800}" WV_STEPS="${WV_STEPS:-1500}" S1_STEPS="${S1_STEPS:-1500}" S2_STEPS="${S2_STEPS:-1000}"
-WT_LR="${WT_LR:-3e-4}" WV_LR="${WV_LR:-5e-4}" S1_LR="${S1_LR:-2e-4}" S2_LR="${S2_LR:-1e-4}"
+WT_STEPS="${WT_STEPS:-500}" WV_STEPS="${WV_STEPS:-12000}" RA_STEPS="${RA_STEPS:-300}" S2_STEPS="${S2_STEPS:-1000}"
+WT_LR="${WT_LR:-3e-4}" WV_LR="${WV_LR:-1e-3}" S2_LR="${S2_LR:-3e-4}"
 BATCH="${BATCH:-8}"
 CLIP="${CLIP:-1.0}"
+CROP="${CROP:-320}"
+SPELLING="${SPELLING:-0.8}"
+KEEP="${KEEP:-0.5}"
 S1_SAMPLES="${S1_SAMPLES:-12000}"
 S1_CANDIDATES="${S1_CANDIDATES:-3}"
 S2_DOCS="${S2_DOCS:-0}"
@@ -51,7 +60,7 @@ EVAL_QUERIES="${EVAL_QUERIES:-0}"
 OCR="${OCR:-1}"
 SAVE_EVERY="${SAVE_EVERY:-50}"
 VOCAB="${VOCAB:-8000}"
-MAX_PIXELS="${MAX_PIXELS:-200704}"
+MAX_PIXELS="${MAX_PIXELS:-1048576}"
 SEED="${SEED:-7}"
 
 [ -x "$ZR" ] || { echo "no binary at $ZR: run scripts/build.sh or set ZIPRERANK" >&2; exit 1; }
@@ -86,11 +95,14 @@ fi
 #    Qwen3), MLP 768, untied 8000-piece embeddings.
 #  About 10.9M parameters (input + output embeddings 4.1M); 21 MiB in bfloat16.
 #  - mrope_section [12, 10, 10] sums to head_dim / 2 = 32 (time, height, width), interleaved.
-#  - the preprocessor caps pages at MAX_PIXELS (200704 = 196 x 32 x 32): a 1024-px A4/Letter page
-#    becomes about 180-200 visual tokens, so 20 candidates fit in ~4000 tokens.
+#  - the preprocessor caps pages at MAX_PIXELS (1048576 = 1024 x 1024): a 1024-px A4/Letter page
+#    keeps its input scale (about 750-800 visual tokens), since body text shrunk further is too
+#    small for a tower this size to read; pruning then cuts what the language model sees.
 #  - MATCH_HEADS first-layer query heads start as token-matching heads (`init --match-heads`): a
 #    randomly initialised model otherwise sits at chance on listwise ranking for hundreds of
 #    steps, since nothing lets a word on a page find the same word in the query.
+#  - word-piece embeddings start with a spelling code (`init --spelling-embeddings`): the reading
+#    warm-up then earns credit for partly read words instead of having to name each word exactly.
 # Special-token ids are looked up in the trained tokenizer and written into the config.
 if [ -f "$WORK/init/config.json" ]; then
   say "init: $WORK/init exists, skipped"
@@ -141,7 +153,7 @@ json.dump(pre, open(f"{work}/small_preprocessor_config.json", "w"), indent=2)
 PY
   "$ZR" init --config "$WORK/small_config.json" --preprocessor "$WORK/small_preprocessor_config.json" \
     --tokenizer "$WORK/tokenizer.model" --out "$WORK/init" --name ziprerank-small --seed "$SEED" \
-    --match-heads "$MATCH_HEADS" --force
+    --match-heads "$MATCH_HEADS" --spelling-embeddings "$SPELLING" --force
   end "config + init"
 fi
 
@@ -165,7 +177,7 @@ train_stage() {
   "$ZR" train --stage "$stage" --data "$data" "${from[@]}" -o "$dir/model" --force \
     --checkpoint-dir "$dir/checkpoints" --keep-checkpoints 2 --save-every "$SAVE_EVERY" \
     --metrics "$dir/metrics.jsonl" --max-steps "$steps" --lr "$lr" --warmup "$(warmup_for "$steps" 50)" \
-    --batch-size "$BATCH" --grad-accum 1 --max-grad-norm "$CLIP" --seed "$SEED" --device "$DEVICE" \
+    --batch-size "${STAGE_BATCH:-$BATCH}" --grad-accum 1 --max-grad-norm "$CLIP" --seed "$SEED" --device "$DEVICE" \
     --threads "$THREADS" --name ziprerank-small "$@" 2>&1 | tee -i -a "$dir/train.log" >&2  # -i: Ctrl-C reaches train (which checkpoints), not tee
   touch "$dir/done"
   end "$name"
@@ -182,21 +194,7 @@ for kind in random hard; do
   end "stage-1 data ($kind)"
 done
 
-# 5. Warm-ups -------------------------------------------------------------------------------------
-# The language model learns to rank passages shown as their text tokens on the visual-token grid
-# (no vision tower): a per-candidate loss pooled over each passage's tokens gives it a short path.
-train_stage warmup-text 1 "$WORK/stage1-random/train.jsonl" "$WORK/init" "$WT_STEPS" "$WT_LR" \
-  --text-candidates --candidate-weight 1
-# The vision tower learns to read: each merged visual token is pulled toward the embeddings of the
-# words drawn under it (no language model).
-train_stage warmup-vision 1 "$WORK/stage1-random/train.jsonl" "$WORK/init" "$WV_STEPS" "$WV_LR" \
-  --align-only --align-weight 1
-
-# 6. Stage 1: rendered passages, both halves joined -----------------------------------------------
-train_stage stage1 1 "$WORK/stage1-hard/train.jsonl" "$WORK/warmup-text/model" "$S1_STEPS" "$S1_LR" \
-  --init-vision "$WORK/warmup-vision/model" --align-weight 1 --candidate-weight 1
-
-# 7. Stage 2: document pages ----------------------------------------------------------------------
+# 5. Stage-2 data: held-out documents are decided here (by document) -----------------------------
 if [ -f "$WORK/stage2-data/stats.json" ]; then
   say "stage-2 data: exists, skipped"
 else
@@ -205,8 +203,28 @@ else
     --jobs "$S2_JOBS" --train-candidates "$S2_MAX_CANDIDATES" --seed "$SEED"
   end "stage-2 data"
 fi
-train_stage stage2 2 "$WORK/stage2-data/train.jsonl" "$WORK/stage1/model" "$S2_STEPS" "$S2_LR" \
-  --max-candidates "$S2_MAX_CANDIDATES" --align-weight 1 --candidate-weight 1 --save-dtype bfloat16
+
+# 6. Warm-ups -------------------------------------------------------------------------------------
+# The language model learns to rank passages shown as their text tokens on the visual-token grid
+# (no vision tower): a per-candidate loss pooled over each passage's tokens gives it a short path.
+train_stage warmup-text 1 "$WORK/stage1-random/train.jsonl" "$WORK/init" "$WT_STEPS" "$WT_LR" \
+  --text-candidates --candidate-weight 1
+# The vision tower learns to read (no language model): each merged visual token is pulled toward
+# the embeddings of the words drawn under it, on CROP-pixel windows of the training pages at
+# their input scale (a window costs a fraction of a page; reading is local).
+STAGE_BATCH=1 train_stage warmup-vision 2 "$WORK/stage2-data/train.jsonl" "$WORK/init" \
+  "$WV_STEPS" "$WV_LR" --align-only --align-weight 1 --align-crop "$CROP" \
+  --max-candidates "$S2_MAX_CANDIDATES"
+# The text warm-up moved the embeddings the tower points at: the joined model re-aligns the tower
+# to them (language model from the text warm-up, tower from the reading warm-up).
+STAGE_BATCH=1 train_stage realign 2 "$WORK/stage2-data/train.jsonl" "$WORK/warmup-text/model" \
+  "$RA_STEPS" "$WV_LR" --init-vision "$WORK/warmup-vision/model" --align-only --align-weight 1 \
+  --align-crop "$CROP" --max-candidates "$S2_MAX_CANDIDATES"
+
+# 7. Stage 2: document pages, tower frozen (each page encoded once), pruning on ------------------
+train_stage stage2 2 "$WORK/stage2-data/train.jsonl" "$WORK/realign/model" "$S2_STEPS" "$S2_LR" \
+  --max-candidates "$S2_MAX_CANDIDATES" --freeze-vision --keep-ratio "$KEEP" --candidate-weight 1 \
+  --save-dtype bfloat16
 
 # 8. Held-out evaluation --------------------------------------------------------------------------
 # Sets: rendered passages of held-out documents (easy and hard negatives), held-out documents laid
@@ -229,7 +247,7 @@ LIMIT="$EVAL_QUERIES" ZIPRERANK="$ZR" scripts/eval_small_model.sh "$WORK/stage2/
   "pages=$WORK/stage2-data/eval.jsonl" "groff-pdf=$WORK/pdf-eval/queries.jsonl"
 python3 scripts/plot_metrics.py --out "$WORK/eval/loss_curves.svg" \
   "warm-up text=$WORK/warmup-text/metrics.jsonl" "warm-up vision=$WORK/warmup-vision/metrics.jsonl" \
-  "stage 1=$WORK/stage1/metrics.jsonl" "stage 2=$WORK/stage2/metrics.jsonl"
+  "re-align=$WORK/realign/metrics.jsonl" "stage 2=$WORK/stage2/metrics.jsonl"
 end "evaluation"
 
 # 9. The shipped folder ---------------------------------------------------------------------------

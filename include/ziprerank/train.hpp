@@ -210,7 +210,11 @@ class Trainer {
 
   TrainOptions options_;
   ModelFolder folder_;      ///< of the init (or checkpoint) folder: files copied to the output
-  std::string source_dir_;  ///< where tokenizer and processor files are copied from
+  std::string source_dir_;  ///< where tokenizer and processor files come from
+  /// The source folder's config.json and side files (tokenizer, processor, ...), read at start:
+  /// a resumed run may prune the very checkpoint it started from (--keep-checkpoints).
+  std::string source_config_;
+  std::vector<std::pair<std::string, std::string>> side_files_;  ///< (file name, bytes)
   std::string init_name_;
   std::shared_ptr<Qwen3VLModel> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;

@@ -230,6 +230,17 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
   }
 
   folder_ = open_model_folder(source_dir_);
+  source_config_ = detail::read_text_file((fs::path(source_dir_) / "config.json").string());
+  for (const auto& entry : fs::directory_iterator(source_dir_)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string f = entry.path().filename().string();
+    if (entry.path().extension() == ".safetensors" || f == "model.safetensors.index.json" ||
+        f == "config.json" || f == kStateFile || f.back() == '~' ||
+        entry.path().extension() == ".tmp") {
+      continue;
+    }
+    side_files_.emplace_back(f, detail::read_text_file(entry.path().string()));
+  }
   init_name_ = resume_state.is_null() ? folder_.name : resume_state.value("init", folder_.name);
   const auto& vc = folder_.config.vision;
   const auto& pc = folder_.preprocessor;
@@ -403,8 +414,16 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
         SplitMix64 rng{options_.seed ^ (0xA24BAED4963EE407ull * ++crops_drawn_)};
         const int side = options_.align_crop;
         const int cw = std::min(side, img.width), ch = std::min(side, img.height);
-        const int x0 = static_cast<int>(rng.below(static_cast<uint64_t>(img.width - cw + 1)));
-        const int y0 = static_cast<int>(rng.below(static_cast<uint64_t>(img.height - ch + 1)));
+        // Around a random word when the page has any (margins teach nothing), else anywhere.
+        int x0 = static_cast<int>(rng.below(static_cast<uint64_t>(img.width - cw + 1)));
+        int y0 = static_cast<int>(rng.below(static_cast<uint64_t>(img.height - ch + 1)));
+        if (all && !all->empty()) {
+          const train::PlacedWord& w = (*all)[rng.below(all->size())];
+          x0 = std::clamp(static_cast<int>(w.cx) - cw / 4 - static_cast<int>(rng.below(cw / 2 + 1)),
+                          0, img.width - cw);
+          y0 = std::clamp(static_cast<int>(w.cy) - ch / 4 - static_cast<int>(rng.below(ch / 2 + 1)),
+                          0, img.height - ch);
+        }
         img = crop_image(img, x0, y0, cw, ch);
         if (all) {
           for (const train::PlacedWord& w : *all) {
@@ -717,20 +736,7 @@ void Trainer::save_model(const std::string& dir) const {
       fs::remove(entry.path());
     }
   }
-  std::error_code ec;
-  const bool same_folder = fs::equivalent(source_dir_, out, ec);
-  if (!same_folder) {
-    for (const auto& entry : fs::directory_iterator(source_dir_)) {
-      if (!entry.is_regular_file()) continue;
-      const std::string f = entry.path().filename().string();
-      if (entry.path().extension() == ".safetensors" || f == "model.safetensors.index.json" ||
-          f == "config.json" || f == kStateFile || f.back() == '~' ||
-          entry.path().extension() == ".tmp") {
-        continue;
-      }
-      fs::copy_file(entry.path(), out / f, fs::copy_options::overwrite_existing);
-    }
-  }
+  for (const auto& [f, bytes] : side_files_) write_text_atomic(out / f, bytes);
 
   SafetensorsWriter writer;
   std::vector<at::Tensor> keep;
@@ -741,9 +747,7 @@ void Trainer::save_model(const std::string& dir) const {
   writer.write((out / "model.safetensors").string());
   keep.clear();
 
-  json cfg =
-      detail::parse_json(detail::read_text_file((fs::path(source_dir_) / "config.json").string()),
-                         source_dir_ + "/config.json");
+  json cfg = detail::parse_json(source_config_, source_dir_ + "/config.json");
   if (options_.save_dtype != "auto") cfg["torch_dtype"] = options_.save_dtype;
   const TrainOptions& o = options_;
   json note =

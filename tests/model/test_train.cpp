@@ -476,6 +476,20 @@ TEST(Trainer, ResumingFromACheckpointEqualsUninterruptedTraining) {
   EXPECT_NO_THROW(Trainer{older});
   older.max_grad_norm = 1.0;
   EXPECT_THROW(Trainer{older}, UsageError);
+
+  // Resuming from a checkpoint that the run itself prunes (--keep-checkpoints) still saves
+  // complete folders: the source's side files were read at start.
+  TrainOptions pruned = options("pruned");
+  pruned.resume = ckpt;
+  pruned.init.clear();
+  pruned.checkpoint_dir = (fs::path(full.output) / "checkpoints").string();
+  pruned.save_every = 1;
+  pruned.keep_checkpoints = 1;
+  pruned.max_grad_norm = 0.0;
+  Trainer c(pruned);
+  c.run();
+  EXPECT_FALSE(fs::exists(ckpt));
+  EXPECT_NO_THROW(Reranker::load(pruned.output, ModelOptions{}));
 }
 
 TEST(Trainer, Stage2TrainsOnPagesWithPruningAndCanFreezeVision) {
