@@ -226,7 +226,6 @@ class Trainer {
   std::unique_ptr<train::WordPieces> word_pieces_;
   at::Tensor embed_weight_;  ///< the token-embedding parameter (grounding targets), when used
   bool warned_no_words_ = false;
-  uint64_t crops_drawn_ = 0;
   std::vector<std::pair<std::string, DType>> stored_dtypes_;  ///< per parameter, for saving
   int64_t micro_per_epoch_ = 0, steps_per_epoch_ = 0, total_steps_ = 0;
   int64_t step_ = 0;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -411,7 +412,10 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
       if (options_.align_crop > 0) {
         // A random window of the page at its input scale, and the words whose centre it holds.
         const std::vector<train::PlacedWord>* all = page_words_->find(ex.pages[i].path);
-        SplitMix64 rng{options_.seed ^ (0xA24BAED4963EE407ull * ++crops_drawn_)};
+        // Drawn from (seed, step, page): a resumed run cuts the same windows.
+        const uint64_t page_hash = std::hash<std::string>{}(ex.pages[i].path);
+        SplitMix64 rng{options_.seed ^ (0xA24BAED4963EE407ull * static_cast<uint64_t>(step_ + 1)) ^
+                       page_hash};
         const int side = options_.align_crop;
         const int cw = std::min(side, img.width), ch = std::min(side, img.height);
         // Around a random word when the page has any (margins teach nothing), else anywhere.
