@@ -103,6 +103,8 @@ fi
 #    steps, since nothing lets a word on a page find the same word in the query.
 #  - word-piece embeddings start with a spelling code (`init --spelling-embeddings`): the reading
 #    warm-up then earns credit for partly read words instead of having to name each word exactly.
+#  - the DeepStack mergers start silent (`init --zero-deepstack`): the language model warms up on
+#    text tokens without DeepStack features, and stage 2 keeps the tower (mergers included) frozen.
 # Special-token ids are looked up in the trained tokenizer and written into the config.
 if [ -f "$WORK/init/config.json" ]; then
   say "init: $WORK/init exists, skipped"
@@ -153,7 +155,7 @@ json.dump(pre, open(f"{work}/small_preprocessor_config.json", "w"), indent=2)
 PY
   "$ZR" init --config "$WORK/small_config.json" --preprocessor "$WORK/small_preprocessor_config.json" \
     --tokenizer "$WORK/tokenizer.model" --out "$WORK/init" --name ziprerank-small --seed "$SEED" \
-    --match-heads "$MATCH_HEADS" --spelling-embeddings "$SPELLING" --force
+    --match-heads "$MATCH_HEADS" --spelling-embeddings "$SPELLING" --zero-deepstack --force
   end "config + init"
 fi
 

@@ -63,6 +63,10 @@ struct InitOptions {
   /// gives a vision tower trained to point visual tokens at the embeddings of the words they show
   /// (train --align-weight) credit for partly read words.
   double spelling_embeddings = 0.0;
+  /// The DeepStack mergers start with a zero output projection, so the language model first sees
+  /// the tower only through the merged visual tokens (as a language model warmed up on text
+  /// tokens in their place expects); the DeepStack features grow in where they are trained.
+  bool zero_deepstack = false;
 };
 ModelConfig tiny_model_config();
 

@@ -32,6 +32,7 @@ struct InitArgs {
   uint64_t seed = 0;
   int match_heads = 0;
   double spelling_embeddings = 0.0;
+  bool zero_deepstack = false;
   bool force = false;
 };
 
@@ -72,6 +73,7 @@ int run_init(const InitArgs& a) {
   o.overwrite = a.force;
   o.match_heads = a.match_heads;
   o.spelling_embeddings = a.spelling_embeddings;
+  o.zero_deepstack = a.zero_deepstack;
   init_model_folder(config, pre, o);
   std::cout << a.out << "\n";
   return 0;
@@ -141,6 +143,9 @@ void register_model_commands(CLI::App& app, Handler& handler) {
                     "close, so a vision tower learning to read gets credit for partly read "
                     "words; 0 = plain random")
         ->capture_default_str();
+    cmd->add_flag("--zero-deepstack", args->zero_deepstack,
+                  "DeepStack mergers start with a zero output projection: the language model "
+                  "first sees the tower only through the merged visual tokens");
     cmd->add_flag("--force", args->force, "Overwrite an existing model folder");
     cmd->callback([args, &handler] { handler = [args] { return run_init(*args); }; });
   }

@@ -300,6 +300,7 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
   if (options.match_heads > 0) cfg["ziprerank"]["match_heads"] = options.match_heads;
   if (options.spelling_embeddings > 0)
     cfg["ziprerank"]["spelling_embeddings"] = options.spelling_embeddings;
+  if (options.zero_deepstack) cfg["ziprerank"]["zero_deepstack"] = true;
   if (options.spelling_embeddings < 0 || options.spelling_embeddings >= 1)
     throw UsageError("--spelling-embeddings must be in [0, 1)");
   write_file(out / "config.json", cfg.dump(2));
@@ -324,6 +325,10 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
                                          ? config.vision.initializer_range
                                          : config.text.initializer_range);
         break;
+    }
+    if (options.zero_deepstack && spec.name.find(".deepstack_merger_list.") != std::string::npos &&
+        spec.name.find(".linear_fc2.") != std::string::npos) {
+      t = at::zeros(spec.shape);
     }
     keep.push_back(t);
     names.push_back(spec.name);

@@ -274,3 +274,34 @@ TEST(Model, InitMatchHeadsShareOneSlowRotaryProjection) {
   EXPECT_THROW(init_model_folder(c, qwen3_vl_preprocessor_config(), o), UsageError);
   fs::remove_all(dir);
 }
+
+TEST(Model, InitZeroDeepStackStartsTheMergersSilent) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("zr_zerods_" + std::to_string(::getpid()));
+  InitOptions o;
+  o.out_dir = dir.string();
+  o.overwrite = true;
+  o.zero_deepstack = true;
+  ModelConfig c = tiny_model_config();
+  ASSERT_FALSE(c.vision.deepstack_visual_indexes.empty());
+  init_model_folder(c, qwen3_vl_preprocessor_config(), o);
+  auto m = Qwen3VLModel::load(dir.string(), ModelOptions{});
+  int zeroed = 0;
+  for (const auto& [name, t] : m->named_parameters()) {
+    const bool fc2 = name.find(".deepstack_merger_list.") != std::string::npos &&
+                     name.find(".linear_fc2.") != std::string::npos;
+    if (fc2) {
+      EXPECT_EQ(t.abs().max().item<double>(), 0) << name;
+      ++zeroed;
+    } else if (name.find("merger.linear_fc2.weight") != std::string::npos) {
+      EXPECT_GT(t.abs().max().item<double>(), 0) << name;  // the main merger is untouched
+    }
+  }
+  EXPECT_EQ(zeroed, 2 * static_cast<int>(c.vision.deepstack_visual_indexes.size()));
+  // A page's DeepStack features are then all zero.
+  const at::Tensor pixels = at::randn({16, 3 * 2 * c.vision.patch_size * c.vision.patch_size});
+  const VisionFeatures f = m->encode_images(pixels, {ImageGrid{1, 4, 4}});
+  for (const at::Tensor& d : f.deepstack) EXPECT_EQ(d.abs().max().item<double>(), 0);
+  EXPECT_GT(f.embeds.abs().max().item<double>(), 0);
+  fs::remove_all(dir);
+}
