@@ -8,7 +8,11 @@
 #   <prefix>random_run.jsonl  a random order
 # where <prefix> is the queries file name without "queries.jsonl"/".jsonl" plus "_" (eval.jsonl ->
 # eval_bm25_run.jsonl) or nothing (queries.jsonl -> bm25_run.jsonl).
-# Settings: ZIPRERANK [build/ziprerank], KEEPS ["1.0 0.5 0.25"], THREADS [2], LIMIT [0 = all queries].
+# Settings: ZIPRERANK [build/ziprerank], KEEPS ["1.0 0.5 0.25"], THREADS [2], LIMIT [0 = all queries],
+#   SHUFFLE [1]: the model sees each query's candidates in a seeded random order. The sets list
+#   candidates in their first stage's (BM25's) order, which puts the right page first for most
+#   queries: a model that prefers early identifiers would otherwise score BM25's quality without
+#   reading. SHUFFLE=0 measures the model as deployed behind that first stage.
 # Runs resume (`batch --resume`), so an interrupted evaluation continues where it stopped.
 # Output: OUT/<set>/run_keep<k>.jsonl, OUT/<set>/metrics_<system>.json, OUT/summary.md (stdout too).
 set -euo pipefail
@@ -17,6 +21,7 @@ ZR="${ZIPRERANK:-$root/build/ziprerank}"
 KEEPS="${KEEPS:-1.0 0.5 0.25}"
 THREADS="${THREADS:-2}"
 LIMIT="${LIMIT:-0}"
+SHUFFLE="${SHUFFLE:-1}"
 [ $# -ge 3 ] || { sed -n 2,13p "$0" >&2; exit 2; }
 model="$1" out="$2"
 shift 2
@@ -38,6 +43,20 @@ for set in "$@"; do
   if [ "$LIMIT" -gt 0 ]; then  # a prefix of the set, kept beside the original so paths resolve
     head -n "$LIMIT" "$queries" > "$qdir/.limit_$qbase"
     queries="$qdir/.limit_$qbase"
+  fi
+  if [ "$SHUFFLE" = 1 ]; then  # seeded per query id: every run and keep ratio sees one order
+    python3 - "$queries" "$qdir/.shuffled_$qbase" <<'PY'
+import hashlib, json, random, sys
+with open(sys.argv[1]) as src, open(sys.argv[2], "w") as dst:
+    for line in src:
+        if not line.strip():
+            continue
+        q = json.loads(line)
+        seed = int(hashlib.sha256(str(q.get("query_id", "")).encode()).hexdigest()[:16], 16)
+        random.Random(seed).shuffle(q["candidates"])
+        dst.write(json.dumps(q) + "\n")
+PY
+    queries="$qdir/.shuffled_$qbase"
   fi
   for keep in $KEEPS; do
     say "$name: ranking at keep $keep"
