@@ -104,11 +104,12 @@ struct TrainOptions {
   /// candidate's visual tokens and at its `<|vision_end|>`, so tokens learn to recognise the
   /// query before the final readout has to gather and compare whole candidates.
   double candidate_weight = 0.0;
-  /// Stage 1: show each passage as its own text tokens (each plus the `<|image_pad|>` embedding,
-  /// marking it as shown on a page) laid out row by row on the grid of merged visual tokens its
-  /// rendering would get (padding after the text), instead of the
-  /// rendered pixels: the language model learns to rank from perfect reading, the vision tower is
-  /// not run. The warm-up before visual tokens, trained with the grounding loss, take their place.
+  /// Show each candidate as its own text tokens (each plus the `<|image_pad|>` embedding, marking
+  /// it as shown on a page) instead of its pixels: stage 1 lays a passage's tokens row by row on
+  /// the grid of merged visual tokens its rendering would get (padding after the text); stage 2
+  /// puts each word of a page (from the words.json sidecar) at the cell where it is drawn. The
+  /// language model learns to rank from perfect reading, the vision tower is not run. The
+  /// warm-up before visual tokens, trained with the grounding loss, take their place.
   bool text_candidates = false;
   /// Train the vision tower on the grounding loss alone: the language model is not run (a
   /// reading warm-up for a tower trained from scratch; the ranking losses read as 0).

@@ -122,9 +122,9 @@ void register_train_command(CLI::App& app, Handler& handler) {
                   "<|vision_end|>")
       ->capture_default_str();
   cmd->add_flag("--text-candidates", o.text_candidates,
-                "Stage 1: show each passage as its text tokens laid out on the visual-token grid "
-                "its rendering would get, instead of pixels (a language-model warm-up; the vision "
-                "tower is not run)");
+                "Show each candidate as its text tokens on the visual-token grid its pixels would "
+                "get, instead of pixels (stage 1: the passage row by row; stage 2: each word where "
+                "words.json puts it): a language-model warm-up; the vision tower is not run");
   cmd->add_flag("--align-only", o.align_only,
                 "Train the vision tower on the grounding loss alone (needs --align-weight; the "
                 "language model is not run): a reading warm-up");

@@ -126,6 +126,32 @@ void add_grounding_targets(const std::vector<PlacedWord>& words, int image_width
   }
 }
 
+std::vector<int64_t> words_on_grid(const std::vector<PlacedWord>& words, int image_width,
+                                   int image_height, const std::array<int64_t, 3>& grid_thw,
+                                   int64_t patch_size, int64_t merge_size,
+                                   const Tokenizer& tokenizer, int64_t pad_id) {
+  const int64_t rows = grid_thw[1] / merge_size, cols = grid_thw[2] / merge_size;
+  std::vector<int64_t> grid(static_cast<size_t>(rows * cols), pad_id);
+  std::vector<char> used(grid.size(), 0);
+  if (image_width <= 0 || image_height <= 0) return grid;
+  const int64_t cell = patch_size * merge_size;
+  const double sx = static_cast<double>(grid_thw[2] * patch_size) / image_width;
+  const double sy = static_cast<double>(grid_thw[1] * patch_size) / image_height;
+  for (const PlacedWord& w : words) {
+    const auto col = static_cast<int64_t>(w.cx * sx / static_cast<double>(cell));
+    const auto row = static_cast<int64_t>(w.cy * sy / static_cast<double>(cell));
+    if (col < 0 || col >= cols || row < 0 || row >= rows) continue;
+    int64_t at = row * cols + col;
+    for (int64_t id : tokenizer.encode(" " + w.text)) {
+      while (at < static_cast<int64_t>(grid.size()) && used[static_cast<size_t>(at)]) ++at;
+      if (at >= static_cast<int64_t>(grid.size())) break;
+      grid[static_cast<size_t>(at)] = id;
+      used[static_cast<size_t>(at)] = 1;
+    }
+  }
+  return grid;
+}
+
 at::Tensor grounding_loss(const at::Tensor& visual, const at::Tensor& embeddings,
                           const GroundingTargets& targets, double scale) {
   if (targets.size() == 0) return {};

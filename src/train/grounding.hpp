@@ -73,6 +73,15 @@ void add_grounding_targets(const std::vector<PlacedWord>& words, int image_width
                            int64_t merge_size, int64_t token_offset, WordPieces& pieces,
                            GroundingTargets* targets);
 
+/// The text a page shows, laid on its grid of merged visual tokens (row by row, `pad_id`
+/// elsewhere): each word's pieces (as they follow a space) start at the cell of the word's centre,
+/// or the next free cell after it, and run on to the right. Stands in for perfectly read visual
+/// tokens (`--text-candidates` in stage 2). `words` are in the pixels of the decoded image.
+std::vector<int64_t> words_on_grid(const std::vector<PlacedWord>& words, int image_width,
+                                   int image_height, const std::array<int64_t, 3>& grid_thw,
+                                   int64_t patch_size, int64_t merge_size,
+                                   const Tokenizer& tokenizer, int64_t pad_id);
+
 /// Mean over the targeted tokens of the cross-entropy between a uniform distribution over the
 /// token's pieces and softmax(scale * cos(visual token, embedding row)) over the vocabulary.
 /// `visual` [N, D] (with gradient), `embeddings` [V, D] (taken as constants). Undefined tensor

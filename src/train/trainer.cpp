@@ -168,7 +168,6 @@ void TrainOptions::resolve() {
   if (!(max_grad_norm >= 0)) throw UsageError("--max-grad-norm must not be negative");
   if (!(align_weight >= 0)) throw UsageError("--align-weight must not be negative");
   if (!(candidate_weight >= 0)) throw UsageError("--candidate-weight must not be negative");
-  if (text_candidates && stage != 1) throw UsageError("--text-candidates is a stage-1 option");
   if (align_only && !(align_weight > 0))
     throw UsageError("--align-only trains the grounding loss alone: give --align-weight > 0");
   if (align_crop < 0) throw UsageError("--align-crop must not be negative");
@@ -307,6 +306,7 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
   render_cache_ = std::make_unique<train::RenderCache>(o.render_cache_bytes, o.render);
   if (o.freeze_vision && !o.text_candidates && o.vision_cache_bytes > 0)
     vision_cache_ = std::make_unique<VisionCache>(o.vision_cache_bytes);
+  if (o.text_candidates && o.stage == 2) page_words_ = std::make_unique<train::PageWordIndex>();
   if (o.align_weight > 0) {
     if (o.freeze_vision)
       throw UsageError("--align-weight trains the vision tower: drop --freeze-vision");
@@ -363,7 +363,28 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
   std::vector<std::shared_ptr<const EncodedPage>> cached_pages;  // with a vision cache
   const bool align = options_.align_weight > 0;
   std::vector<int64_t> text_grid_ids;  // --text-candidates: the token shown at each grid cell
-  if (options_.text_candidates) {
+  if (options_.text_candidates && options_.stage == 2) {
+    // Each page's words (from its words.json) on the grid its pixels would get.
+    const int64_t merge = folder_.preprocessor.merge_size;
+    const int64_t patch = folder_.preprocessor.patch_size;
+    for (const PageRef& page : ex.pages) {
+      const Image img = page_preresize(load_page(page));
+      const ResizedSize rs =
+          smart_resize(img.height, img.width, patch * merge, folder_.preprocessor.min_pixels,
+                       folder_.preprocessor.max_pixels);
+      const std::array<int64_t, 3> thw{1, rs.height / patch, rs.width / patch};
+      const std::vector<train::PlacedWord>* words = page_words_->find(page.path);
+      if (!words) {
+        throw InputError(ex.origin + ": --text-candidates needs the words.json sidecar beside '" +
+                         page.path + "'");
+      }
+      const std::vector<int64_t> ids = train::words_on_grid(
+          *words, img.width, img.height, thw, patch, merge, *tokenizer_, c.pad_token_id);
+      text_grid_ids.insert(text_grid_ids.end(), ids.begin(), ids.end());
+      grids.push_back(ImageGrid{thw[0], thw[1], thw[2]});
+      tokens_per_image.push_back(static_cast<int64_t>(ids.size()));
+    }
+  } else if (options_.text_candidates) {
     const int64_t merge = folder_.preprocessor.merge_size;
     const ResizedSize rs = smart_resize(
         options_.render.size, options_.render.size, folder_.preprocessor.patch_size * merge,

@@ -619,6 +619,21 @@ TEST(TrainGrounding, WordsLandOnTheMergedTokenThatShowsThem) {
   EXPECT_EQ(t.pieces[2], (std::vector<int64_t>{5}));
 }
 
+TEST(TrainGrounding, WordsOnGridStartAtTheirCellAndRunRight) {
+  const WordListTokenizer tok({"<pad>", "whale", "sea", "ship"});
+  // A 64x64 image on a 4x4 patch grid (patch 16, merge 2): 2x2 cells of 32 pixels.
+  const std::vector<train::PlacedWord> words = {
+      {"whale", 40, 10}, {"sea", 45, 12}, {"ship", 10, 50}, {"lost", 200, 10}};
+  const std::vector<int64_t> grid = train::words_on_grid(words, 64, 64, {1, 4, 4}, 16, 2, tok, 0);
+  // whale -> cell 1; sea shares it, so takes the next free cell (2); ship's cell (2) is then
+  // taken, so it moves on to 3; a word outside the image is dropped.
+  EXPECT_EQ(grid, (std::vector<int64_t>{0, 1, 2, 3}));
+  // Resized grids scale the word positions: the same words on a 128x128 decode.
+  const std::vector<train::PlacedWord> big = {{"ship", 20, 100}};
+  EXPECT_EQ(train::words_on_grid(big, 128, 128, {1, 4, 4}, 16, 2, tok, 0),
+            (std::vector<int64_t>{0, 0, 3, 0}));
+}
+
 TEST(TrainGrounding, LossIsTheCrossEntropyOverCosineLogits) {
   // Vocabulary of two orthogonal embeddings; scale 20.
   const at::Tensor emb = at::tensor({1.0f, 0.0f, 0.0f, 3.0f}).reshape({2, 2});
@@ -804,6 +819,22 @@ TEST(Trainer, AlignCropTrainsTheTowerOnWindowsOfThePages) {
   bad.align_only = true;
   bad.align_crop = -1;
   EXPECT_THROW(Trainer{bad}, UsageError);
+
+  // Stage 2 with the pages' words in place of their pixels: the language model trains on them.
+  TrainOptions text = tiny_options(dir, data);
+  text.stage = 2;
+  text.output = (dir / "text").string();
+  text.batch_size = 1;
+  text.max_steps = 2;
+  text.text_candidates = true;
+  text.candidate_weight = 1.0;
+  const TrainSummary ts = Trainer(text).run();
+  ASSERT_EQ(ts.history.size(), 2u);
+  EXPECT_GT(ts.history[0].rank_loss, 0);
+  EXPECT_GT(ts.history[0].candidate_loss, 0);
+  fs::remove(pages / "words.json");
+  text.output = (dir / "text-nowords").string();
+  EXPECT_THROW(Trainer(text).run(), InputError);  // no sidecar: nothing to show
 }
 
 // ---------------------------------------------------------------------------------------------
