@@ -20,7 +20,12 @@
 
 namespace ziprerank {
 
-enum class Scoring { kLogits, kGenerate };
+/// kLogits: one forward pass, the identifier logits after "["; kGenerate: greedy decoding of the
+/// ranking; kSimilarity: no language model: each page scores the sum, over the query's tokens (as
+/// they follow "Search Query: "), of the best cosine similarity between the token's embedding and
+/// the page's merged visual tokens, the similarity query-aware pruning ranks tokens by (a fast
+/// check of how well a tower reads; keep ratio and windows do not change it).
+enum class Scoring { kLogits, kGenerate, kSimilarity };
 Scoring parse_scoring(const std::string& name);
 
 struct RerankOptions {

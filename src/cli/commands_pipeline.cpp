@@ -255,8 +255,10 @@ void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
       ->capture_default_str();
   cmd->add_option("--scoring", a.scoring,
                   "logits: one forward pass, one logit per candidate; generate: greedy decoding "
-                  "of the ranking (slow baseline)")
-      ->check(CLI::IsMember({"logits", "generate"}))
+                  "of the ranking (slow baseline); similarity: no language model, each page "
+                  "scores the summed best cosine of the query's tokens to its visual tokens (a "
+                  "reading check)")
+      ->check(CLI::IsMember({"logits", "generate", "similarity"}))
       ->capture_default_str();
   cmd->add_option("--window", a.window, "Candidates per forward pass (sliding window)")
       ->check(CLI::Range(1, kMaxWindow))

@@ -129,7 +129,8 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
       row.generated = r.tokens.generated;
       row.pages = static_cast<int>(r.ranking.size());
     }
-    spdlog::info("bench: round {}/{} done{}", it + 1, o.warmup + o.repeats, it < o.warmup ? " (warm-up)" : "");
+    spdlog::info("bench: round {}/{} done{}", it + 1, o.warmup + o.repeats,
+                 it < o.warmup ? " (warm-up)" : "");
   }
   for (size_t c = 0; c < rows.size(); ++c) {
     const Samples& s = samples[c];
@@ -144,7 +145,17 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
 }
 
 namespace {
-const char* scoring_name(Scoring s) { return s == Scoring::kLogits ? "logits" : "generate"; }
+const char* scoring_name(Scoring s) {
+  switch (s) {
+    case Scoring::kLogits:
+      return "logits";
+    case Scoring::kGenerate:
+      return "generate";
+    case Scoring::kSimilarity:
+      return "similarity";
+  }
+  return "?";
+}
 }  // namespace
 
 std::string format_bench_table(const std::vector<BenchRow>& rows) {

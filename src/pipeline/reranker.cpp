@@ -57,7 +57,8 @@ std::vector<int> stable_order_desc(const std::vector<double>& scores) {
 Scoring parse_scoring(const std::string& name) {
   if (name == "logits") return Scoring::kLogits;
   if (name == "generate") return Scoring::kGenerate;
-  throw UsageError("unknown scoring '" + name + "' (use logits or generate)");
+  if (name == "similarity") return Scoring::kSimilarity;
+  throw UsageError("unknown scoring '" + name + "' (use logits, generate or similarity)");
 }
 
 void RerankOptions::validate() const {
@@ -146,6 +147,22 @@ WindowScores Reranker::score_window(const std::string& query,
   c10::InferenceMode guard;
   const ModelConfig& c = model_->config();
   auto t0 = Clock::now();
+  if (options.scoring == Scoring::kSimilarity) {
+    const std::vector<int64_t> qids = tokenizer_->encode(" " + query);
+    if (qids.empty()) throw InputError("the query has no tokens");
+    at::Tensor q = model_->embed(at::tensor(qids, at::kLong)).to(at::kFloat);
+    q = q / q.norm(2, {1}, true).clamp_min(1e-12);
+    WindowScores out;
+    for (const VisionFeatures* page : pages) {
+      at::Tensor v = page->embeds.to(q.device(), at::kFloat);
+      v = v / v.norm(2, {1}, true).clamp_min(1e-12);
+      const at::Tensor best = std::get<0>(at::mm(q, v.t()).max(1));  // [query tokens]
+      out.logits.push_back(best.sum().item<double>());
+    }
+    out.order = stable_order_desc(out.logits);
+    timing.prune += ms_since(t0);
+    return out;
+  }
   const VisionFeatures vf = concat_features(pages);
   const PromptTokens prompt = build_ranking_prompt(*tokenizer_, c, query, vf.tokens_per_image);
   AssembledSequence seq = assemble_sequence(*model_, prompt.ids, grids, vf, options.keep_ratio);
@@ -293,7 +310,7 @@ RerankResult Reranker::rank_encoded(const std::string& query, const std::vector<
         return ws.order;
       });
 
-  const bool single_logit_window = result.windows == 1 && options.scoring == Scoring::kLogits;
+  const bool single_logit_window = result.windows == 1 && options.scoring != Scoring::kGenerate;
   for (int r = 0; r < n; ++r) {
     const int idx = order[r];
     RankedPage page;

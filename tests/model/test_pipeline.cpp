@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 
 #include "model_fixture.hpp"
 #include "ziprerank/errors.hpp"
@@ -204,4 +205,37 @@ TEST(Reranker, ScoresEveryCandidateAndOrdersByLogit) {
   EXPECT_EQ(g.ranking.size(), 5u);
   EXPECT_LE(g.tokens.generated, 25);
   EXPECT_DOUBLE_EQ(g.ranking[0].score, 5.0);  // n - rank
+}
+
+TEST(Reranker, SimilarityScoringSumsEachQueryTokensBestCosine) {
+  auto rr = tiny_reranker();
+  const auto pages = random_pages(4, 8);
+  const std::vector<std::string> ids = {"a", "b", "c", "d"};
+  RerankOptions o;
+  o.scoring = Scoring::kSimilarity;
+  o.keep_ratio = 0.25;  // does not change similarity scores
+  const RerankResult r = rr->rerank("whale oil", ids, pages, o);
+  ASSERT_EQ(r.ranking.size(), 4u);
+  EXPECT_EQ(r.tokens.input, 0);  // no language-model pass
+  // The same sums by hand.
+  StageTiming t;
+  const auto encoded = rr->encode(pages, t);
+  const std::vector<int64_t> q = rr->tokenizer().encode(" whale oil");
+  const at::Tensor qe = rr->model().embed(at::tensor(q, at::kLong));
+  std::map<std::string, double> want;
+  for (size_t p = 0; p < encoded.size(); ++p) {
+    const at::Tensor v = encoded[p]->features.embeds;
+    double sum = 0;
+    for (int64_t i = 0; i < qe.size(0); ++i) {
+      const at::Tensor cos = at::mv(v, qe[i]) / (v.norm(2, {1}) * qe[i].norm());
+      sum += cos.max().item<double>();
+    }
+    want[ids[p]] = sum;
+  }
+  for (size_t i = 0; i < r.ranking.size(); ++i) {
+    EXPECT_NEAR(r.ranking[i].score, want[r.ranking[i].id], 1e-4) << r.ranking[i].id;
+    if (i > 0) EXPECT_GE(r.ranking[i - 1].score, r.ranking[i].score);
+  }
+  EXPECT_EQ(parse_scoring("similarity"), Scoring::kSimilarity);
+  EXPECT_THROW(parse_scoring("maxsim"), UsageError);
 }
