@@ -100,24 +100,54 @@ const std::vector<int64_t>& WordPieces::get(const std::string& word) {
   return cache_.emplace(word, std::move(ids)).first->second;
 }
 
+namespace {
+
+// Where word centres fall on an image's grid of merged visual tokens: `words` are in the pixels of
+// the decoded image, which preprocessing resized to grid_thw x patch_size (the resize does not
+// keep the aspect ratio exactly, hence one scale per axis).
+class MergedGrid {
+ public:
+  MergedGrid(int image_width, int image_height, const std::array<int64_t, 3>& grid_thw,
+             int64_t patch_size, int64_t merge_size)
+      : rows_(grid_thw[1] / merge_size),
+        cols_(grid_thw[2] / merge_size),
+        cell_(static_cast<double>(patch_size * merge_size)),
+        valid_(image_width > 0 && image_height > 0),
+        sx_(valid_ ? static_cast<double>(grid_thw[2] * patch_size) / image_width : 0),
+        sy_(valid_ ? static_cast<double>(grid_thw[1] * patch_size) / image_height : 0) {}
+
+  int64_t size() const { return rows_ * cols_; }
+
+  /// Row-major index of the merged token holding the word's centre, or -1 when none does.
+  int64_t cell_of(const PlacedWord& w) const {
+    if (!valid_) return -1;
+    const auto col = static_cast<int64_t>(w.cx * sx_ / cell_);
+    const auto row = static_cast<int64_t>(w.cy * sy_ / cell_);
+    if (col < 0 || col >= cols_ || row < 0 || row >= rows_) return -1;
+    return row * cols_ + col;
+  }
+
+ private:
+  int64_t rows_, cols_;
+  double cell_;
+  bool valid_;
+  double sx_, sy_;
+};
+
+}  // namespace
+
 void add_grounding_targets(const std::vector<PlacedWord>& words, int image_width, int image_height,
                            const std::array<int64_t, 3>& grid_thw, int64_t patch_size,
                            int64_t merge_size, int64_t token_offset, WordPieces& pieces,
                            GroundingTargets* targets) {
-  if (image_width <= 0 || image_height <= 0) return;
-  const int64_t cell = patch_size * merge_size;
-  const int64_t rows = grid_thw[1] / merge_size, cols = grid_thw[2] / merge_size;
-  // Resized size / decoded size, per axis (the resize does not keep the aspect ratio exactly).
-  const double sx = static_cast<double>(grid_thw[2] * patch_size) / image_width;
-  const double sy = static_cast<double>(grid_thw[1] * patch_size) / image_height;
+  const MergedGrid grid(image_width, image_height, grid_thw, patch_size, merge_size);
   std::map<int64_t, std::vector<int64_t>> by_token;
   for (const PlacedWord& w : words) {
-    const auto col = static_cast<int64_t>(w.cx * sx / static_cast<double>(cell));
-    const auto row = static_cast<int64_t>(w.cy * sy / static_cast<double>(cell));
-    if (col < 0 || col >= cols || row < 0 || row >= rows) continue;
+    const int64_t cell = grid.cell_of(w);
+    if (cell < 0) continue;
     const std::vector<int64_t>& ids = pieces.get(w.text);
     if (ids.empty()) continue;
-    auto& dst = by_token[token_offset + row * cols + col];
+    auto& dst = by_token[token_offset + cell];
     dst.insert(dst.end(), ids.begin(), ids.end());
   }
   for (auto& [token, ids] : by_token) {
@@ -130,26 +160,20 @@ std::vector<int64_t> words_on_grid(const std::vector<PlacedWord>& words, int ima
                                    int image_height, const std::array<int64_t, 3>& grid_thw,
                                    int64_t patch_size, int64_t merge_size,
                                    const Tokenizer& tokenizer, int64_t pad_id) {
-  const int64_t rows = grid_thw[1] / merge_size, cols = grid_thw[2] / merge_size;
-  std::vector<int64_t> grid(static_cast<size_t>(rows * cols), pad_id);
-  std::vector<char> used(grid.size(), 0);
-  if (image_width <= 0 || image_height <= 0) return grid;
-  const int64_t cell = patch_size * merge_size;
-  const double sx = static_cast<double>(grid_thw[2] * patch_size) / image_width;
-  const double sy = static_cast<double>(grid_thw[1] * patch_size) / image_height;
+  const MergedGrid grid(image_width, image_height, grid_thw, patch_size, merge_size);
+  std::vector<int64_t> ids(static_cast<size_t>(grid.size()), pad_id);
+  std::vector<char> used(ids.size(), 0);
   for (const PlacedWord& w : words) {
-    const auto col = static_cast<int64_t>(w.cx * sx / static_cast<double>(cell));
-    const auto row = static_cast<int64_t>(w.cy * sy / static_cast<double>(cell));
-    if (col < 0 || col >= cols || row < 0 || row >= rows) continue;
-    int64_t at = row * cols + col;
+    int64_t at = grid.cell_of(w);
+    if (at < 0) continue;
     for (int64_t id : tokenizer.encode(" " + w.text)) {
-      while (at < static_cast<int64_t>(grid.size()) && used[static_cast<size_t>(at)]) ++at;
-      if (at >= static_cast<int64_t>(grid.size())) break;
-      grid[static_cast<size_t>(at)] = id;
+      while (at < grid.size() && used[static_cast<size_t>(at)]) ++at;
+      if (at >= grid.size()) break;
+      ids[static_cast<size_t>(at)] = id;
       used[static_cast<size_t>(at)] = 1;
     }
   }
-  return grid;
+  return ids;
 }
 
 at::Tensor grounding_loss(const at::Tensor& visual, const at::Tensor& embeddings,
