@@ -333,36 +333,30 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
     keep.push_back(t);
     names.push_back(spec.name);
   }
-  if (options.spelling_embeddings > 0) {
-    at::Tensor* embed = nullptr;
+  // The initialised tensor of a weight the layout names; throws when it is missing.
+  auto weight = [&](const std::string& name) -> at::Tensor& {
     for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "model.language_model.embed_tokens.weight") embed = &keep[i];
+      if (names[i] == name) return keep[i];
     }
-    if (!embed) throw InternalError("init: no token embeddings");
+    throw InternalError("init: the layout has no '" + name + "'");
+  };
+  if (options.spelling_embeddings > 0) {
     write_spelling_embeddings(*load_tokenizer(out.string()), options.spelling_embeddings,
-                              config.text.initializer_range, *embed);
+                              config.text.initializer_range,
+                              weight("model.language_model.embed_tokens.weight"));
   }
   if (options.match_heads > 0) {
     // Rotary pairs (i, i + hd/2) rotate by theta^(-2i/hd) per position: the last quarter of the
     // pairs turns by well under a radian over any prompt, so a dot product there survives RoPE.
     const int64_t hd = tc.head_dim, d = tc.hidden_size;
-    at::Tensor* q = nullptr;
-    at::Tensor* k = nullptr;
     const std::string l0 = "model.language_model.layers.0.self_attn.";
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == l0 + "q_proj.weight") q = &keep[i];
-      if (names[i] == l0 + "k_proj.weight") k = &keep[i];
-    }
-    if (!q || !k) throw InternalError("init: no layer-0 q/k projections");
+    at::Tensor* q = &weight(l0 + "q_proj.weight");
+    at::Tensor* k = &weight(l0 + "k_proj.weight");
     const int64_t slow = hd / 4;
     at::Tensor rows = at::zeros({hd});
     rows.narrow(0, hd / 2 - slow, slow).fill_(1);
     rows.narrow(0, hd - slow, slow).fill_(1);
-    at::Tensor* embed = nullptr;
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "model.language_model.embed_tokens.weight") embed = &keep[i];
-    }
-    if (!embed) throw InternalError("init: no token embeddings");
+    at::Tensor* embed = &weight("model.language_model.embed_tokens.weight");
     const at::Tensor slow_rows = rows.nonzero().reshape({-1});
     std::vector<at::Tensor> spans;
     for (int g = 0; g * group < options.match_heads; ++g) {
