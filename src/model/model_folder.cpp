@@ -229,13 +229,15 @@ void write_spelling_embeddings(const Tokenizer& tokenizer, double weight, double
     std::string piece = tokenizer.id_to_token(id);
     if (piece.empty() || (piece.front() == '<' && piece.back() == '>')) continue;  // specials
     bool starts_word = false;
-    static const std::string kSpace = "\xe2\x96\x81";  // SentencePiece's word-start mark
-    if (piece.rfind(kSpace, 0) == 0) {
-      starts_word = true;
-      piece = piece.substr(kSpace.size());
-    } else if (!piece.empty() && piece.front() == ' ') {
-      starts_word = true;
-      piece = piece.substr(1);
+    // The word-start marks as vocabularies spell them: SentencePiece's U+2581 and byte-level
+    // BPE's U+0120 (the byte 0x20 mapped to a printable character).
+    for (const char* mark : {"\xe2\x96\x81", "\xc4\xa0"}) {
+      const std::string m(mark);
+      if (piece.rfind(m, 0) == 0) {
+        starts_word = true;
+        piece = piece.substr(m.size());
+        break;
+      }
     }
     if (piece.empty()) continue;
     at::Tensor code = at::zeros({d});
