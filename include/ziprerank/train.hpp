@@ -24,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "ziprerank/model.hpp"
@@ -223,6 +224,12 @@ class Trainer {
   std::unique_ptr<train::AdamW> optimizer_;
   std::unique_ptr<train::RenderCache> render_cache_;
   std::unique_ptr<VisionCache> vision_cache_;
+  /// Stage-2 --text-candidates: each page's grid and the tokens laid on it, by page path.
+  struct TextPage {
+    ImageGrid grid;
+    std::vector<int64_t> ids;
+  };
+  std::unordered_map<std::string, TextPage> text_pages_;
   std::unique_ptr<train::PageWordIndex> page_words_;
   std::unique_ptr<train::WordPieces> word_pieces_;
   at::Tensor embed_weight_;  ///< the token-embedding parameter (grounding targets), when used

@@ -368,21 +368,28 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
     const int64_t merge = folder_.preprocessor.merge_size;
     const int64_t patch = folder_.preprocessor.patch_size;
     for (const PageRef& page : ex.pages) {
-      const Image img = page_preresize(load_page(page));
-      const ResizedSize rs =
-          smart_resize(img.height, img.width, patch * merge, folder_.preprocessor.min_pixels,
-                       folder_.preprocessor.max_pixels);
-      const std::array<int64_t, 3> thw{1, rs.height / patch, rs.width / patch};
-      const std::vector<train::PlacedWord>* words = page_words_->find(page.path);
-      if (!words) {
-        throw InputError(ex.origin + ": --text-candidates needs the words.json sidecar beside '" +
-                         page.path + "'");
+      // A page's words and size never change: decode and lay it out once per run.
+      auto it = text_pages_.find(page.path);
+      if (it == text_pages_.end()) {
+        const std::vector<train::PlacedWord>* words = page_words_->find(page.path);
+        if (!words) {
+          throw InputError(ex.origin + ": --text-candidates needs the words.json sidecar beside '" +
+                           page.path + "'");
+        }
+        const Image img = page_preresize(load_page(page));
+        const ResizedSize rs =
+            smart_resize(img.height, img.width, patch * merge, folder_.preprocessor.min_pixels,
+                         folder_.preprocessor.max_pixels);
+        const std::array<int64_t, 3> thw{1, rs.height / patch, rs.width / patch};
+        TextPage laid{ImageGrid{thw[0], thw[1], thw[2]},
+                      train::words_on_grid(*words, img.width, img.height, thw, patch, merge,
+                                           *tokenizer_, c.pad_token_id)};
+        it = text_pages_.emplace(page.path, std::move(laid)).first;
       }
-      const std::vector<int64_t> ids = train::words_on_grid(
-          *words, img.width, img.height, thw, patch, merge, *tokenizer_, c.pad_token_id);
-      text_grid_ids.insert(text_grid_ids.end(), ids.begin(), ids.end());
-      grids.push_back(ImageGrid{thw[0], thw[1], thw[2]});
-      tokens_per_image.push_back(static_cast<int64_t>(ids.size()));
+      const TextPage& laid = it->second;
+      text_grid_ids.insert(text_grid_ids.end(), laid.ids.begin(), laid.ids.end());
+      grids.push_back(laid.grid);
+      tokens_per_image.push_back(static_cast<int64_t>(laid.ids.size()));
     }
   } else if (options_.text_candidates) {
     const int64_t merge = folder_.preprocessor.merge_size;
