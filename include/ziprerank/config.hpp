@@ -68,6 +68,11 @@ struct ModelConfig {
   int64_t pad_token_id = 151643;
   bool tie_word_embeddings = false;
   std::string torch_dtype = "bfloat16";  ///< dtype the weights were saved in (informational)
+  /// Which text tokens query-aware pruning compares the visual tokens with (config.json key
+  /// `qi_early_text_mode`, as the reference reads it): "all_before_image" (the default: every
+  /// text token before the first image: chat tokens, instruction and query) or "query_only"
+  /// (the query's own tokens).
+  std::string qi_early_text_mode = "all_before_image";
   VisionConfig vision;
   TextConfig text;
 

@@ -28,6 +28,8 @@ struct PromptTokens {
   std::vector<int64_t> ids;             ///< full sequence, image pads expanded, ends with "["
   std::vector<int64_t> image_starts;    ///< index of each image's first pad token
   std::vector<int64_t> identifier_ids;  ///< token id of each candidate's letter
+  int64_t query_begin = 0;              ///< the query's own tokens are ids[query_begin, query_end)
+  int64_t query_end = 0;
 };
 
 /// Builds the token sequence for `query` and images with the given visual token counts.

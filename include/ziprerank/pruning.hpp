@@ -1,7 +1,8 @@
 // Query-aware visual token pruning (QI-Early) and assembly of the language-model input.
 //
 // Each page's merged visual tokens are scored by their best cosine similarity to the text token
-// embeddings that precede the first image (the instruction, chat tokens and the query); the top
+// embeddings that precede the first image (the instruction, chat tokens and the query; or the
+// query's tokens alone where the model's config says `qi_early_text_mode: query_only`); the top
 // k = max(1, round-half-even(ratio x N)) tokens are kept in their original order and keep their
 // original (t, h, w) M-RoPE positions. DeepStack features are pruned with the same indices.
 #pragma once
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "ziprerank/model.hpp"
+#include "ziprerank/prompt.hpp"
 
 namespace ziprerank {
 
@@ -31,10 +33,22 @@ struct AssembledSequence {
   std::vector<int64_t> kept_per_image;
 };
 
+/// Rows of the prompt the visual tokens are compared with: [begin, end), clipped at the first
+/// image; vision markers and pads inside are skipped.
+struct PruningText {
+  int64_t begin = 0;
+  int64_t end = -1;  ///< -1: up to the first image
+};
+
+/// The span the model's config asks for (`qi_early_text_mode`): everything before the first
+/// image, or the query's own tokens.
+PruningText pruning_text(const ModelConfig& config, const PromptTokens& prompt);
+
 /// Builds embeddings, positions, visual mask and DeepStack rows for `ids` (image pads expanded,
 /// one run per image, in order) with the given vision features. keep_ratio >= 1 keeps every token.
 AssembledSequence assemble_sequence(const Qwen3VLModel& model, const std::vector<int64_t>& ids,
                                     const std::vector<ImageGrid>& grids,
-                                    const VisionFeatures& vision, double keep_ratio);
+                                    const VisionFeatures& vision, double keep_ratio,
+                                    const PruningText& text = {});
 
 }  // namespace ziprerank

@@ -115,6 +115,10 @@ void require_positive(T value, const char* key, const std::string& origin) {
 }  // namespace
 
 void ModelConfig::validate(const std::string& origin) const {
+  if (qi_early_text_mode != "all_before_image" && qi_early_text_mode != "query_only") {
+    throw InputError(origin + ": qi_early_text_mode '" + qi_early_text_mode +
+                     "' is not one of all_before_image, query_only");
+  }
   const auto& v = vision;
   require_positive(v.depth, "vision_config.depth", origin);
   require_positive(v.hidden_size, "vision_config.hidden_size", origin);
@@ -229,6 +233,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   read_opt(root, "vision_end_token_id", c.vision_end_token_id, origin);
   read_opt(root, "torch_dtype", c.torch_dtype, origin);
   read_opt(root, "dtype", c.torch_dtype, origin);
+  read_opt(root, "qi_early_text_mode", c.qi_early_text_mode, origin);
 
   const json& text = sub_object(root, "text_config", origin);
   const json& vision = sub_object(root, "vision_config", origin);
@@ -302,6 +307,8 @@ std::string model_config_to_json(const ModelConfig& c, int indent) {
                {"torch_dtype", c.torch_dtype},
                {"text_config", text},
                {"vision_config", vision}};
+  if (c.qi_early_text_mode != ModelConfig{}.qi_early_text_mode)
+    root["qi_early_text_mode"] = c.qi_early_text_mode;
   return root.dump(indent);
 }
 

@@ -42,7 +42,8 @@ InspectResult inspect_model(const std::string& dir) {
                          {"rope_theta", c.text.rope.rope_theta},
                          {"mrope_section", c.text.rope.mrope_section},
                          {"mrope_interleaved", c.text.rope.mrope_interleaved}}},
-                       {"tie_word_embeddings", c.tie_word_embeddings}};
+                       {"tie_word_embeddings", c.tie_word_embeddings},
+                       {"qi_early_text_mode", c.qi_early_text_mode}};
   r["preprocessor"] = {{"min_pixels", folder.preprocessor.min_pixels},
                        {"max_pixels", folder.preprocessor.max_pixels},
                        {"patch_size", folder.preprocessor.patch_size},

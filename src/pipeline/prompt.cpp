@@ -90,6 +90,29 @@ PromptTokens build_ranking_prompt(const Tokenizer& tokenizer, const ModelConfig&
                      ") per image; tokenizer and config.json disagree");
   }
   out.ids.push_back(single_token_id(tokenizer, "["));
+
+  // Where the query's tokens sit: the tokens of the text up to "Search Query:" and of that text
+  // plus the query, counted as far as they agree with the whole prompt's tokens (a token that
+  // straddles a boundary falls to the side it starts on).
+  const std::string full = ranking_prompt_text(query, n);
+  const std::string marker = "Search Query:";
+  const size_t at = full.find(marker);
+  if (at == std::string::npos) throw InternalError("the ranking prompt has no query marker");
+  const std::string head = "<|im_start|>user\n" + full.substr(0, at + marker.size());
+  auto agreeing = [&](const std::string& prefix) {
+    const std::vector<int64_t> p = tokenizer.encode(prefix);
+    int64_t k = 0;
+    while (k < static_cast<int64_t>(p.size()) && k < static_cast<int64_t>(out.ids.size()) &&
+           p[static_cast<size_t>(k)] == out.ids[static_cast<size_t>(k)]) {
+      ++k;
+    }
+    return k;
+  };
+  out.query_begin = agreeing(head);
+  out.query_end = agreeing(head + " " + query);
+  if (out.query_end <= out.query_begin) {
+    throw InputError("the query '" + query + "' has no tokens of its own in the prompt");
+  }
   for (int i = 0; i < n; ++i)
     out.identifier_ids.push_back(single_token_id(tokenizer, identifier(i)));
   return out;

@@ -42,9 +42,15 @@ std::vector<at::Tensor> select_visual_tokens(const at::Tensor& text_embeds,
   return out;
 }
 
+PruningText pruning_text(const ModelConfig& config, const PromptTokens& prompt) {
+  if (config.qi_early_text_mode == "query_only") return {prompt.query_begin, prompt.query_end};
+  return {};
+}
+
 AssembledSequence assemble_sequence(const Qwen3VLModel& model, const std::vector<int64_t>& ids,
                                     const std::vector<ImageGrid>& grids,
-                                    const VisionFeatures& vision, double keep_ratio) {
+                                    const VisionFeatures& vision, double keep_ratio,
+                                    const PruningText& text_span) {
   const ModelConfig& c = model.config();
   const at::Tensor id_t = at::tensor(ids, at::kLong);
   const at::Tensor embeds = model.embed(id_t);                                         // [S, D]
@@ -76,9 +82,11 @@ AssembledSequence assemble_sequence(const Qwen3VLModel& model, const std::vector
     for (int64_t n : vision.tokens_per_image)
       kept.push_back(at::arange(n, at::TensorOptions().dtype(at::kLong).device(dev)));
   } else {
-    // Text set: every token before the first image except vision markers and pads.
+    // Text set: the requested tokens before the first image except vision markers and pads.
     std::vector<int64_t> text_rows;
-    for (int64_t i = 0; i < (starts.empty() ? 0 : starts[0]); ++i) {
+    int64_t stop = starts.empty() ? 0 : starts[0];
+    if (text_span.end >= 0) stop = std::min(stop, text_span.end);
+    for (int64_t i = std::max<int64_t>(0, text_span.begin); i < stop; ++i) {
       const int64_t t = ids[i];
       if (t != c.image_token_id && t != c.video_token_id && t != c.vision_start_token_id &&
           t != c.vision_end_token_id) {

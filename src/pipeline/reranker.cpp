@@ -165,7 +165,8 @@ WindowScores Reranker::score_window(const std::string& query,
   }
   const VisionFeatures vf = concat_features(pages);
   const PromptTokens prompt = build_ranking_prompt(*tokenizer_, c, query, vf.tokens_per_image);
-  AssembledSequence seq = assemble_sequence(*model_, prompt.ids, grids, vf, options.keep_ratio);
+  AssembledSequence seq = assemble_sequence(*model_, prompt.ids, grids, vf, options.keep_ratio,
+                                            pruning_text(c, prompt));
   wait_for(seq.input.embeds);
   timing.prune += ms_since(t0);
   tokens.input += seq.input.embeds.size(1);

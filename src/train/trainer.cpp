@@ -543,7 +543,8 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
     r.backward_s = seconds_since(t0);
     return r;
   }
-  const AssembledSequence seq = assemble_sequence(*model_, ids, grids, vision, options_.keep_ratio);
+  const AssembledSequence seq = assemble_sequence(*model_, ids, grids, vision, options_.keep_ratio,
+                                                  pruning_text(model_->config(), prompt));
   const at::Tensor hidden = model_->forward(seq.input);  // [1, S, D]
   // Pruning removes visual tokens, all of which sit before the "[": it moves back by as many.
   const int64_t bracket = source_len - 1 - (seq.visual_before - seq.visual_after);

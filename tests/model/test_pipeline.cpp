@@ -140,6 +140,55 @@ TEST(Pruning, SelectsTheTokensClosestToTheTextInSpatialOrder) {
   EXPECT_TRUE(at::equal(kept[0], at::tensor(std::vector<int64_t>{1, 3}, at::kLong)));
 }
 
+TEST(Pruning, QueryOnlyModeComparesWithTheQueryTokensAlone) {
+  auto rr = tiny_reranker();
+  const Qwen3VLModel& m = rr->model();
+  const std::string query = "net revenue by region";
+  const PromptTokens prompt = build_ranking_prompt(rr->tokenizer(), m.config(), query, {4});
+  ASSERT_LT(prompt.query_begin, prompt.query_end);
+  ASSERT_LT(prompt.query_end, prompt.image_starts[0]);
+  const std::vector<int64_t> qids(prompt.ids.begin() + prompt.query_begin,
+                                  prompt.ids.begin() + prompt.query_end);
+  std::string decoded = rr->tokenizer().decode(qids);
+  decoded.erase(0, decoded.find_first_not_of(' '));
+  EXPECT_EQ(decoded, query);
+
+  // One page of four tokens: an instruction word that is not in the query, a query word, and two
+  // blends (mostly the query word; mostly the instruction word). Keeping two: the reference mode
+  // keeps both exact words, query_only keeps the query word and the blend that leans to it.
+  int64_t instruction = -1;
+  for (int64_t i = prompt.query_begin - 1; i > 0 && instruction < 0; --i) {
+    const int64_t id = prompt.ids[static_cast<size_t>(i)];
+    if (std::count(qids.begin(), qids.end(), id) == 0) instruction = id;
+  }
+  ASSERT_GE(instruction, 0);
+  const int64_t word = qids.front();
+  const at::Tensor e = m.embed(at::tensor(std::vector<int64_t>{instruction, word}, at::kLong));
+  VisionFeatures vf;
+  vf.embeds = at::stack({e[0], e[1], e[1] + e[0] * 0.3, e[0] + e[1] * 0.3});
+  vf.tokens_per_image = {4};
+  for (size_t l = 0; l < m.config().vision.deepstack_visual_indexes.size(); ++l)
+    vf.deepstack.push_back(at::zeros_like(vf.embeds));
+  const std::vector<ImageGrid> grids = {{1, 4, 4}};
+  ModelConfig query_only = m.config();
+  query_only.qi_early_text_mode = "query_only";
+  const PruningText all_text = pruning_text(m.config(), prompt);
+  const PruningText query_text = pruning_text(query_only, prompt);
+  EXPECT_EQ(query_text.begin, prompt.query_begin);
+  EXPECT_EQ(query_text.end, prompt.query_end);
+  auto kept_rows = [&](const PruningText& t) {
+    const AssembledSequence seq = assemble_sequence(m, prompt.ids, grids, vf, 0.5, t);
+    const at::Tensor vis = seq.input.embeds.squeeze(0).index({seq.input.visual_mask.squeeze(0)});
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < vis.size(0); ++i)
+      for (int64_t j = 0; j < 4; ++j)
+        if (at::equal(vis[i], vf.embeds[j])) rows.push_back(j);
+    return rows;
+  };
+  EXPECT_EQ(kept_rows(all_text), (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(kept_rows(query_text), (std::vector<int64_t>{1, 2}));
+}
+
 TEST(Pruning, KeepRatioOneIsBitIdenticalToTheUnprunedSequence) {
   auto rr = tiny_reranker();
   const Qwen3VLModel& m = rr->model();

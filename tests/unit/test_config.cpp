@@ -151,6 +151,20 @@ TEST(Config, RejectsWrongTypesAndInconsistentShapes) {
                      "outside the vocabulary");
 }
 
+TEST(Config, PruningTextModeDefaultsToTheReferenceAndRoundTrips) {
+  const ModelConfig a = load_model_config(kFixtures + "/config/qwen3_vl_8b_config.json");
+  EXPECT_EQ(a.qi_early_text_mode, "all_before_image");
+  EXPECT_EQ(model_config_to_json(a).find("qi_early_text_mode"), std::string::npos);
+  const ModelConfig q = parse_model_config(
+      config_with([](nlohmann::json& j) { j["qi_early_text_mode"] = "query_only"; }), "c.json");
+  EXPECT_EQ(q.qi_early_text_mode, "query_only");
+  EXPECT_EQ(parse_model_config(model_config_to_json(q), "roundtrip").qi_early_text_mode,
+            "query_only");
+  expect_input_error(
+      config_with([](nlohmann::json& j) { j["qi_early_text_mode"] = "query"; }),
+      "qi_early_text_mode 'query' is not one of all_before_image, query_only");
+}
+
 TEST(Config, RoundTripsThroughJson) {
   const ModelConfig a = load_model_config(kFixtures + "/config/qwen3_vl_8b_config.json");
   const ModelConfig b = parse_model_config(model_config_to_json(a), "roundtrip");
