@@ -29,6 +29,9 @@ struct ModelFolder {
   std::string tokenizer_file;  ///< tokenizer.json or tokenizer.model (full path)
   std::string name;            ///< the "ziprerank.name" note in config.json, else the folder name
   bool random_init = false;    ///< config.json says the weights are untrained
+  /// How this model ranks when the command does not say (`ziprerank.scoring` in config.json):
+  /// logits (the default), generate or similarity.
+  std::string scoring = "logits";
 };
 
 /// Reads config.json and preprocessor_config.json and finds the tokenizer. Weights are not opened.

@@ -34,7 +34,7 @@ struct PipelineArgs {
   std::vector<std::string> pages;
   std::string input, output;
   std::string format = "jsonl";
-  std::string scoring = "logits";
+  std::string scoring;  ///< empty: the model's own (ziprerank.scoring in config.json), else logits
   double keep_ratio = 0.5;
   int window = 20;
   int stride = 10;
@@ -44,10 +44,16 @@ struct PipelineArgs {
   int vision_cache_mb = 1024;
 };
 
+// The scoring asked for, else the one the model folder names.
+std::string scoring_name(const PipelineArgs& a, const Reranker& reranker) {
+  return a.scoring.empty() ? reranker.folder().scoring : a.scoring;
+}
+
+// Checked before the model loads; the scoring is settled once it has (see scoring_name).
 RerankOptions rerank_options(const PipelineArgs& a) {
   RerankOptions o;
   o.keep_ratio = a.keep_ratio;
-  o.scoring = parse_scoring(a.scoring);
+  if (!a.scoring.empty()) o.scoring = parse_scoring(a.scoring);
   o.window = a.window;
   o.stride = a.stride;
   o.validate();
@@ -63,11 +69,12 @@ std::unique_ptr<Reranker> load_reranker(const CommonOptions& common) {
 }
 
 int run_rank(const PipelineArgs& a) {
-  const RerankOptions options = rerank_options(a);
+  RerankOptions options = rerank_options(a);
   const std::vector<PageRef> pages = expand_page_inputs(a.pages);
   auto reranker = load_reranker(a.common);
+  options.scoring = parse_scoring(scoring_name(a, *reranker));
   spdlog::info("ranking {} page(s), keep ratio {}, {} scoring", pages.size(), options.keep_ratio,
-               a.scoring);
+               scoring_name(a, *reranker));
   const RerankResult r = reranker->rerank_pages(a.query, pages, options);
   const size_t shown = a.top_k > 0 ? std::min<size_t>(a.top_k, r.ranking.size()) : r.ranking.size();
   if (a.format == "table") {
@@ -121,6 +128,8 @@ int run_batch_command(const PipelineArgs& a) {
   if (!a.shard.empty()) parse_shard(a.shard, o.shard_index, o.shard_count);
   o.rerank = rerank_options(a);
   auto reranker = load_reranker(a.common);
+  o.rerank.scoring = parse_scoring(scoring_name(a, *reranker));
+  spdlog::info("{} scoring, keep ratio {}", scoring_name(a, *reranker), o.rerank.keep_ratio);
   if (a.vision_cache_mb < 0) throw UsageError("--vision-cache-mb must be >= 0");
   reranker->set_vision_cache(static_cast<size_t>(a.vision_cache_mb) << 20);
 
@@ -257,9 +266,9 @@ void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
                   "logits: one forward pass, one logit per candidate; generate: greedy decoding "
                   "of the ranking (slow baseline); similarity: no language model, each page "
                   "scores the summed best cosine of the query's tokens to its visual tokens (a "
-                  "reading check)")
-      ->check(CLI::IsMember({"logits", "generate", "similarity"}))
-      ->capture_default_str();
+                  "reading check). Default: the model's own (ziprerank.scoring in its "
+                  "config.json), else logits")
+      ->check(CLI::IsMember({"logits", "generate", "similarity"}));
   cmd->add_option("--window", a.window, "Candidates per forward pass (sliding window)")
       ->check(CLI::Range(1, kMaxWindow))
       ->capture_default_str();

@@ -165,6 +165,11 @@ ModelFolder open_model_folder(const std::string& dir) {
   if (auto it = root.find("ziprerank"); it != root.end() && it->is_object()) {
     detail::read_opt(*it, "name", m.name, cfg.string(), "ziprerank.");
     detail::read_opt(*it, "random_init", m.random_init, cfg.string(), "ziprerank.");
+    detail::read_opt(*it, "scoring", m.scoring, cfg.string(), "ziprerank.");
+    if (m.scoring != "logits" && m.scoring != "generate" && m.scoring != "similarity") {
+      throw InputError(cfg.string() + ": ziprerank.scoring '" + m.scoring +
+                       "' is not one of logits, generate, similarity");
+    }
   }
   const fs::path pre = fs::path(dir) / "preprocessor_config.json";
   if (!fs::exists(pre)) {

@@ -116,6 +116,36 @@ TEST_F(RankBatch, KeepRatioOneEqualsNoPruningAndPruningChangesTokens) {
   EXPECT_EQ(after_half, before_half / 2);  // two pages with even token counts
 }
 
+TEST_F(RankBatch, ScoringDefaultsToTheOneTheModelFolderNames) {
+  // A copy of the tiny model whose config.json names similarity as its scoring.
+  const fs::path own = dir_ / "tiny-similarity";
+  fs::remove_all(own);
+  fs::copy(model(), own, fs::copy_options::recursive);
+  json cfg = json::parse(std::ifstream(own / "config.json"));
+  cfg["ziprerank"]["scoring"] = "similarity";
+  std::ofstream(own / "config.json") << cfg.dump(2);
+  const std::string pages = " -q 'net revenue' -p " + shell_quote((dir_ / "pages").string());
+  const CliResult by_model = run_cli("rank --model " + shell_quote(own.string()) + pages);
+  const CliResult asked =
+      run_cli("rank --model " + shell_quote(own.string()) + " --scoring similarity" + pages);
+  const CliResult logits =
+      run_cli("rank --model " + shell_quote(own.string()) + " --scoring logits" + pages);
+  ASSERT_EQ(by_model.code, 0) << by_model.err;
+  ASSERT_EQ(asked.code, 0) << asked.err;
+  ASSERT_EQ(logits.code, 0) << logits.err;
+  EXPECT_NE(by_model.err.find("similarity scoring"), std::string::npos) << by_model.err;
+  EXPECT_EQ(by_model.out, asked.out);
+  EXPECT_NE(by_model.out, logits.out);  // --scoring still wins over the model's choice
+
+  cfg["ziprerank"]["scoring"] = "fastest";
+  std::ofstream(own / "config.json") << cfg.dump(2);
+  const CliResult bad = run_cli("rank --model " + shell_quote(own.string()) + pages);
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("ziprerank.scoring 'fastest' is not one of logits, generate, similarity"),
+            std::string::npos)
+      << bad.err;
+}
+
 TEST_F(RankBatch, BadRankInputIsOneClearError) {
   CliResult r = run_cli("rank " + model_flag() + " -q 'x' -p /nonexistent/page.png");
   EXPECT_EQ(r.code, 3);
