@@ -44,6 +44,11 @@ struct PruningText {
 /// image, or the query's own tokens.
 PruningText pruning_text(const ModelConfig& config, const PromptTokens& prompt);
 
+/// The rows of `ids` whose embeddings pruning compares with: those of `span` before the first
+/// image or video pad, without vision markers.
+std::vector<int64_t> pruning_text_rows(const ModelConfig& config, const std::vector<int64_t>& ids,
+                                       const PruningText& span);
+
 /// Builds embeddings, positions, visual mask and DeepStack rows for `ids` (image pads expanded,
 /// one run per image, in order) with the given vision features. keep_ratio >= 1 keeps every token.
 AssembledSequence assemble_sequence(const Qwen3VLModel& model, const std::vector<int64_t>& ids,

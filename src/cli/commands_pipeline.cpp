@@ -19,6 +19,7 @@
 #include "ziprerank/batch.hpp"
 #include "ziprerank/bench.hpp"
 #include "ziprerank/errors.hpp"
+#include "ziprerank/pruning_check.hpp"
 #include "ziprerank/pages.hpp"
 #include "ziprerank/prompt.hpp"
 #include "ziprerank/reranker.hpp"
@@ -182,6 +183,8 @@ struct BenchArgs {
   int warmup = 1;
   int window = 20;
   std::string format = "table";
+  std::string pruning_recall;
+  int limit = 0;
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -198,7 +201,57 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+std::vector<double> parse_keep_ratios(const std::string& list) {
+  std::vector<double> out;
+  for (const auto& kr : split_list(list)) {
+    double v = 0;
+    try {
+      v = std::stod(kr);
+    } catch (const std::exception&) {
+      throw UsageError("--keep-ratios: '" + kr + "' is not a number");
+    }
+    if (!(v > 0 && v <= 1)) throw UsageError("--keep-ratios values must be in (0, 1]");
+    out.push_back(v);
+  }
+  return out;
+}
+
+int run_pruning_recall(const BenchArgs& a) {
+  const std::vector<double> keeps = parse_keep_ratios(a.keep_ratios);
+  auto reranker = load_reranker(a.common);
+  const PruningRecallReport r =
+      measure_pruning_recall(*reranker, a.pruning_recall, keeps, a.limit);
+  if (r.pages == 0) {
+    throw InputError("'" + a.pruning_recall +
+                     "': no relevant page with word boxes (words.json) shows a query word");
+  }
+  if (a.format == "jsonl") {
+    for (const PruningRecall& row : r.rows) {
+      std::cout << nlohmann::json{{"keep_ratio", row.keep_ratio},
+                                  {"recall", row.recall},
+                                  {"page_recall", row.page_recall},
+                                  {"kept_share", row.kept_share},
+                                  {"pages", r.pages},
+                                  {"word_tokens", r.word_tokens}}
+                       .dump()
+                << "\n";
+    }
+  } else {
+    std::printf("query-word tokens kept by pruning: %lld relevant pages of %lld queries, %lld "
+                "tokens showing a query word (%lld pages skipped)\n",
+                static_cast<long long>(r.pages), static_cast<long long>(r.queries),
+                static_cast<long long>(r.word_tokens), static_cast<long long>(r.skipped));
+    std::printf("%-6s %-8s %-12s %s\n", "keep", "recall", "page recall", "blind (kept share)");
+    for (const PruningRecall& row : r.rows) {
+      std::printf("%-6.2f %-8.3f %-12.3f %.3f\n", row.keep_ratio, row.recall, row.page_recall,
+                  row.kept_share);
+    }
+  }
+  return 0;
+}
+
 int run_bench_command(const BenchArgs& a) {
+  if (!a.pruning_recall.empty()) return run_pruning_recall(a);
   BenchOptions o;
   o.repeats = a.repeats;
   o.warmup = a.warmup;
@@ -342,6 +395,13 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
         ->capture_default_str();
     cmd->add_option("--format", a->format, "Output: table or jsonl")
         ->check(CLI::IsMember({"table", "jsonl"}))
+        ->capture_default_str();
+    cmd->add_option("--pruning-recall", a->pruning_recall,
+                    "Instead of timing: on the relevant pages of this batch JSONL whose word "
+                    "boxes are known (words.json beside rendered pages), the share of visual "
+                    "tokens showing a query word that pruning keeps at each --keep-ratios value");
+    cmd->add_option("--limit", a->limit, "With --pruning-recall: at most this many queries (0 = all)")
+        ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     cmd->callback([a, &handler] { handler = [a] { return run_bench_command(*a); }; });
   }

@@ -42,6 +42,21 @@ std::vector<at::Tensor> select_visual_tokens(const at::Tensor& text_embeds,
   return out;
 }
 
+std::vector<int64_t> pruning_text_rows(const ModelConfig& c, const std::vector<int64_t>& ids,
+                                       const PruningText& span) {
+  // The requested rows before the first image, except vision markers and pads.
+  auto is_visual = [&](int64_t t) { return t == c.image_token_id || t == c.video_token_id; };
+  int64_t stop = 0;
+  while (stop < static_cast<int64_t>(ids.size()) && !is_visual(ids[static_cast<size_t>(stop)])) ++stop;
+  if (span.end >= 0) stop = std::min(stop, span.end);
+  std::vector<int64_t> rows;
+  for (int64_t i = std::max<int64_t>(0, span.begin); i < stop; ++i) {
+    const int64_t t = ids[static_cast<size_t>(i)];
+    if (t != c.vision_start_token_id && t != c.vision_end_token_id) rows.push_back(i);
+  }
+  return rows;
+}
+
 PruningText pruning_text(const ModelConfig& config, const PromptTokens& prompt) {
   if (config.qi_early_text_mode == "query_only") return {prompt.query_begin, prompt.query_end};
   return {};
@@ -82,17 +97,7 @@ AssembledSequence assemble_sequence(const Qwen3VLModel& model, const std::vector
     for (int64_t n : vision.tokens_per_image)
       kept.push_back(at::arange(n, at::TensorOptions().dtype(at::kLong).device(dev)));
   } else {
-    // Text set: the requested tokens before the first image except vision markers and pads.
-    std::vector<int64_t> text_rows;
-    int64_t stop = starts.empty() ? 0 : starts[0];
-    if (text_span.end >= 0) stop = std::min(stop, text_span.end);
-    for (int64_t i = std::max<int64_t>(0, text_span.begin); i < stop; ++i) {
-      const int64_t t = ids[i];
-      if (t != c.image_token_id && t != c.video_token_id && t != c.vision_start_token_id &&
-          t != c.vision_end_token_id) {
-        text_rows.push_back(i);
-      }
-    }
+    const std::vector<int64_t> text_rows = pruning_text_rows(c, ids, text_span);
     const at::Tensor text = embeds.index_select(0, at::tensor(text_rows, at::kLong).to(dev));
     kept = select_visual_tokens(text, per_image, keep_ratio);
   }

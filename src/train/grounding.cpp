@@ -156,6 +156,12 @@ void add_grounding_targets(const std::vector<PlacedWord>& words, int image_width
   }
 }
 
+int64_t merged_cell_of(const PlacedWord& word, int image_width, int image_height,
+                       const std::array<int64_t, 3>& grid_thw, int64_t patch_size,
+                       int64_t merge_size) {
+  return MergedGrid(image_width, image_height, grid_thw, patch_size, merge_size).cell_of(word);
+}
+
 std::vector<int64_t> words_on_grid(const std::vector<PlacedWord>& words, int image_width,
                                    int image_height, const std::array<int64_t, 3>& grid_thw,
                                    int64_t patch_size, int64_t merge_size,

@@ -57,6 +57,12 @@ class WordPieces {
   std::unordered_map<std::string, std::vector<int64_t>> cache_;
 };
 
+/// Row-major index of the merged visual token that holds the centre of `word` (in the pixels of
+/// the decoded `image_width` x `image_height` image), or -1 when it falls outside the grid.
+int64_t merged_cell_of(const PlacedWord& word, int image_width, int image_height,
+                       const std::array<int64_t, 3>& grid_thw, int64_t patch_size,
+                       int64_t merge_size);
+
 /// Which merged visual tokens show which words: for each such token its index among all visual
 /// tokens of the sample and the piece ids of the words whose box centre falls inside it.
 struct GroundingTargets {
