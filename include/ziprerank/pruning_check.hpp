@@ -22,10 +22,10 @@ struct PruningRecall {
 
 struct PruningRecallReport {
   std::vector<PruningRecall> rows;
-  int64_t queries = 0;     ///< queries read
-  int64_t pages = 0;       ///< relevant pages measured
-  int64_t word_tokens = 0; ///< merged tokens showing a query word, over those pages
-  int64_t skipped = 0;     ///< relevant pages without word boxes or without a query word on them
+  int64_t queries = 0;      ///< queries read
+  int64_t pages = 0;        ///< relevant pages measured
+  int64_t word_tokens = 0;  ///< merged tokens showing a query word, over those pages
+  int64_t skipped = 0;      ///< relevant pages without word boxes or without a query word on them
 };
 
 /// Reads stage-2 style JSONL (query, candidates with images, relevant ids) and measures, on each

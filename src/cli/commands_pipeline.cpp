@@ -19,9 +19,9 @@
 #include "ziprerank/batch.hpp"
 #include "ziprerank/bench.hpp"
 #include "ziprerank/errors.hpp"
-#include "ziprerank/pruning_check.hpp"
 #include "ziprerank/pages.hpp"
 #include "ziprerank/prompt.hpp"
+#include "ziprerank/pruning_check.hpp"
 #include "ziprerank/reranker.hpp"
 #include "ziprerank/runtime.hpp"
 
@@ -219,8 +219,7 @@ std::vector<double> parse_keep_ratios(const std::string& list) {
 int run_pruning_recall(const BenchArgs& a) {
   const std::vector<double> keeps = parse_keep_ratios(a.keep_ratios);
   auto reranker = load_reranker(a.common);
-  const PruningRecallReport r =
-      measure_pruning_recall(*reranker, a.pruning_recall, keeps, a.limit);
+  const PruningRecallReport r = measure_pruning_recall(*reranker, a.pruning_recall, keeps, a.limit);
   if (r.pages == 0) {
     throw InputError("'" + a.pruning_recall +
                      "': no relevant page with word boxes (words.json) shows a query word");
@@ -237,10 +236,11 @@ int run_pruning_recall(const BenchArgs& a) {
                 << "\n";
     }
   } else {
-    std::printf("query-word tokens kept by pruning: %lld relevant pages of %lld queries, %lld "
-                "tokens showing a query word (%lld pages skipped)\n",
-                static_cast<long long>(r.pages), static_cast<long long>(r.queries),
-                static_cast<long long>(r.word_tokens), static_cast<long long>(r.skipped));
+    std::printf(
+        "query-word tokens kept by pruning: %lld relevant pages of %lld queries, %lld "
+        "tokens showing a query word (%lld pages skipped)\n",
+        static_cast<long long>(r.pages), static_cast<long long>(r.queries),
+        static_cast<long long>(r.word_tokens), static_cast<long long>(r.skipped));
     std::printf("%-6s %-8s %-12s %s\n", "keep", "recall", "page recall", "blind (kept share)");
     for (const PruningRecall& row : r.rows) {
       std::printf("%-6.2f %-8.3f %-12.3f %.3f\n", row.keep_ratio, row.recall, row.page_recall,
@@ -400,7 +400,8 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
                     "Instead of timing: on the relevant pages of this batch JSONL whose word "
                     "boxes are known (words.json beside rendered pages), the share of visual "
                     "tokens showing a query word that pruning keeps at each --keep-ratios value");
-    cmd->add_option("--limit", a->limit, "With --pruning-recall: at most this many queries (0 = all)")
+    cmd->add_option("--limit", a->limit,
+                    "With --pruning-recall: at most this many queries (0 = all)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     cmd->callback([a, &handler] { handler = [a] { return run_bench_command(*a); }; });

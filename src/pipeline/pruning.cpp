@@ -47,7 +47,8 @@ std::vector<int64_t> pruning_text_rows(const ModelConfig& c, const std::vector<i
   // The requested rows before the first image, except vision markers and pads.
   auto is_visual = [&](int64_t t) { return t == c.image_token_id || t == c.video_token_id; };
   int64_t stop = 0;
-  while (stop < static_cast<int64_t>(ids.size()) && !is_visual(ids[static_cast<size_t>(stop)])) ++stop;
+  while (stop < static_cast<int64_t>(ids.size()) && !is_visual(ids[static_cast<size_t>(stop)]))
+    ++stop;
   if (span.end >= 0) stop = std::min(stop, span.end);
   std::vector<int64_t> rows;
   for (int64_t i = std::max<int64_t>(0, span.begin); i < stop; ++i) {

@@ -3,10 +3,10 @@
 #include <ATen/ATen.h>
 
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <filesystem>
 
 #include "../train/grounding.hpp"
 #include "ziprerank/batch.hpp"
@@ -41,8 +41,7 @@ PruningRecallReport measure_pruning_recall(const Reranker& reranker,
   }
   std::ifstream in(queries_path, std::ios::binary);
   if (!in) throw InputError("cannot open '" + queries_path + "'");
-  const std::string base_dir =
-      std::filesystem::absolute(queries_path).parent_path().string();
+  const std::string base_dir = std::filesystem::absolute(queries_path).parent_path().string();
   const Qwen3VLModel& model = reranker.model();
   const ModelConfig& c = model.config();
   const int64_t merge = c.vision.spatial_merge_size;
@@ -95,8 +94,7 @@ PruningRecallReport measure_pruning_recall(const Reranker& reranker,
       }
       const PromptTokens prompt =
           build_ranking_prompt(reranker.tokenizer(), c, q.query, {visual.size(0)});
-      const std::vector<int64_t> rows =
-          pruning_text_rows(c, prompt.ids, pruning_text(c, prompt));
+      const std::vector<int64_t> rows = pruning_text_rows(c, prompt.ids, pruning_text(c, prompt));
       std::vector<int64_t> text_ids;
       for (int64_t r : rows) text_ids.push_back(prompt.ids[static_cast<size_t>(r)]);
       const at::Tensor text =

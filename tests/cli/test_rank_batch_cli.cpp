@@ -146,6 +146,65 @@ TEST_F(RankBatch, ScoringDefaultsToTheOneTheModelFolderNames) {
       << bad.err;
 }
 
+TEST_F(RankBatch, PruningRecallCountsKeptQueryWordTokens) {
+  const fs::path doc = dir_ / "rendered";
+  const CliResult render = run_cli(
+      "--log-level warn render --seed 3 --out " + shell_quote(doc.string()) + " --document " +
+      shell_quote(std::string(ZIPRERANK_TEST_FIXTURES) + "/render/sample_document.json"));
+  ASSERT_EQ(render.code, 0) << render.err;
+  const json words = json::parse(std::ifstream(doc / "words.json"));
+  ASSERT_GE(words["pages"].size(), 2u);
+  // The query: three long words from the second page.
+  std::vector<std::string> picked;
+  for (const auto& w : words["words"]) {
+    const std::string t = w["text"].get<std::string>();
+    if (w["page"].get<int>() != 1 || t.size() < 6 ||
+        !std::all_of(t.begin(), t.end(), [](char c) { return std::isalpha(c); }) ||
+        std::find(picked.begin(), picked.end(), t) != picked.end())
+      continue;
+    picked.push_back(t);
+    if (picked.size() == 3) break;
+  }
+  ASSERT_EQ(picked.size(), 3u);
+  json cands = json::array();
+  for (const auto& p : words["pages"])
+    cands.push_back({{"id", p["file"]}, {"image", "rendered/" + p["file"].get<std::string>()}});
+  const std::string second = words["pages"][1]["file"];
+  std::ofstream(dir_ / "recall.jsonl")
+      << json{{"query_id", "r1"},
+              {"query", picked[0] + " " + picked[1] + " " + picked[2]},
+              {"candidates", cands},
+              {"relevant", {second}}}
+             .dump()
+      << "\n";
+  const CliResult r = run_cli("--log-level warn bench " + model_flag() +
+                              " --format jsonl --keep-ratios 1.0,0.5 --pruning-recall " +
+                              shell_quote((dir_ / "recall.jsonl").string()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto rows = read_jsonl(r.out);
+  ASSERT_EQ(rows.size(), 2u) << r.out;
+  EXPECT_EQ(rows[0]["pages"].get<int>(), 1);
+  EXPECT_GE(rows[0]["word_tokens"].get<int>(), 3);         // each picked word shows at least once
+  EXPECT_DOUBLE_EQ(rows[0]["recall"].get<double>(), 1.0);  // keep 1.0 keeps everything
+  EXPECT_DOUBLE_EQ(rows[0]["kept_share"].get<double>(), 1.0);
+  EXPECT_NEAR(rows[1]["kept_share"].get<double>(), 0.5, 0.01);
+  EXPECT_GE(rows[1]["recall"].get<double>(), 0.0);
+  EXPECT_LE(rows[1]["recall"].get<double>(), 1.0);
+
+  // Pages without word boxes cannot be measured: one clear error.
+  std::ofstream(dir_ / "recall_none.jsonl")
+      << json{{"query_id", "r2"},
+              {"query", "revenue"},
+              {"candidates", {{{"id", "p1"}, {"image", "pages/page01.png"}}}},
+              {"relevant", {"p1"}}}
+             .dump()
+      << "\n";
+  const CliResult none = run_cli("bench " + model_flag() + " --pruning-recall " +
+                                 shell_quote((dir_ / "recall_none.jsonl").string()));
+  EXPECT_NE(none.code, 0);
+  EXPECT_NE(none.err.find("no relevant page with word boxes"), std::string::npos) << none.err;
+}
+
 TEST_F(RankBatch, BadRankInputIsOneClearError) {
   CliResult r = run_cli("rank " + model_flag() + " -q 'x' -p /nonexistent/page.png");
   EXPECT_EQ(r.code, 3);

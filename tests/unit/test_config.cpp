@@ -160,9 +160,8 @@ TEST(Config, PruningTextModeDefaultsToTheReferenceAndRoundTrips) {
   EXPECT_EQ(q.qi_early_text_mode, "query_only");
   EXPECT_EQ(parse_model_config(model_config_to_json(q), "roundtrip").qi_early_text_mode,
             "query_only");
-  expect_input_error(
-      config_with([](nlohmann::json& j) { j["qi_early_text_mode"] = "query"; }),
-      "qi_early_text_mode 'query' is not one of all_before_image, query_only");
+  expect_input_error(config_with([](nlohmann::json& j) { j["qi_early_text_mode"] = "query"; }),
+                     "qi_early_text_mode 'query' is not one of all_before_image, query_only");
 }
 
 TEST(Config, RoundTripsThroughJson) {
