@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Reproduces ziprerank's own small model from nothing, on public-domain text only:
 #   fetch corpora -> SentencePiece tokenizer -> random init (small Qwen3-VL config written here,
-#   first-layer token-matching heads, spelling-coded word embeddings) -> stage-1 data (easy:
-#   random negatives; hard: BM25 negatives) -> stage-2 data (rendered documents) -> warm-ups:
-#   the language model ranks passages shown as text tokens on the visual grid (stage 1,
-#   --text-candidates), the vision tower learns to read windows of document pages
-#   (--align-only --align-crop) -> the tower re-aligned to the warmed-up embeddings -> stage 2
-#   on document pages with the tower frozen (pages encoded once) and pruning on -> batch + eval
-#   on held-out sets at keep ratios 1.0 / 0.5 / 0.25 next to BM25 / OCR + BM25 / random -> loss
-#   curves -> copy to models/ziprerank-small.
+#   first-layer token-matching heads, spelling-coded word embeddings, silent DeepStack) -> stage-2
+#   data (rendered documents, held-out documents set aside) -> reading: the vision tower learns to
+#   map each merged visual token to the embeddings of the words drawn under it, on windows of the
+#   training pages (--align-only --align-crop) -> the shipped folder ranks by similarity (each
+#   page: its visual tokens' best cosine to each query token, summed; pruning compares with the
+#   query's tokens alone) -> batch + eval on held-out rendered documents and groff PDFs next to
+#   BM25 / OCR + BM25 / random, what pruning keeps per keep ratio -> loss curves -> copy to
+#   models/ziprerank-small. LLM_STAGES=1 also trains the language-model stages (text warm-up,
+#   re-alignment, stage 2 on pages); they do not rank held-out pages above chance yet and are not
+#   part of the shipped model (models/README.md).
 # Resumable: every step is skipped when its output exists; an interrupted training step continues
 # with --resume from its newest checkpoint. To redo a step, delete its output under WORK and the
 # outputs of the steps after it (outputs are not checked against their inputs). Run from anywhere:
@@ -19,7 +21,7 @@
 #   THREADS [1]  libtorch threads (OPENBLAS_NUM_THREADS follows it; 1 measured best on 2 cores)
 #   WT_STEPS [500] WV_STEPS [12000] RA_STEPS [300]   warm-ups: text-token ranking / reading
 #     (one sample = its pages' crops per step) / re-alignment to the warmed-up embeddings
-#   S2_STEPS [1000]  stage 2 (pages, tower frozen)
+#   S2_STEPS [1000]  stage 2 (pages, tower frozen)   LLM_STAGES [0]  1: train the language-model stages
 #   WT_LR [3e-4] WV_LR [1e-3] S2_LR [3e-4]   peak learning rates
 #   BATCH [8]  samples per step (text warm-up and stage 2; gradient accumulation 1)
 #   CLIP [1.0] gradient norm; CROP [320] reading-window side in pixels
@@ -56,6 +58,7 @@ S2_DOCS="${S2_DOCS:-0}"
 S2_JOBS="${S2_JOBS:-2}"
 S2_MAX_CANDIDATES="${S2_MAX_CANDIDATES:-4}"
 MATCH_HEADS="${MATCH_HEADS:-2}"
+LLM_STAGES="${LLM_STAGES:-0}"
 EVAL_QUERIES="${EVAL_QUERIES:-0}"
 OCR="${OCR:-1}"
 SAVE_EVERY="${SAVE_EVERY:-50}"
@@ -121,6 +124,7 @@ if len(ids) != 6 or not all(i.isdigit() for i in ids):
 endoftext, im_end, vstart, vend, image_pad, video_pad = map(int, ids)
 config = {
     "architectures": ["Qwen3VLForConditionalGeneration"],
+    "qi_early_text_mode": "query_only",
     "model_type": "qwen3_vl",
     "image_token_id": image_pad, "video_token_id": video_pad,
     "vision_start_token_id": vstart, "vision_end_token_id": vend,
@@ -185,18 +189,7 @@ train_stage() {
   end "$name"
 }
 
-# 4. Stage-1 data: easy (negatives from other documents) and hard (BM25's best matches) ----------
-for kind in random hard; do
-  d="$WORK/stage1-$kind"
-  if [ -f "$d/stats.json" ]; then say "stage-1 data ($kind): exists, skipped"; continue; fi
-  begin "stage-1 data ($kind negatives, $S1_SAMPLES samples)"
-  python3 scripts/make_stage1_data.py --out "$d" --samples "$S1_SAMPLES" --eval-samples 300 \
-    --candidates "$S1_CANDIDATES" --negatives "$kind" --seed "$SEED"
-  python3 scripts/make_stage1_eval.py --eval "$d/eval.jsonl" --out "$d/eval-set" --ziprerank "$ZR"
-  end "stage-1 data ($kind)"
-done
-
-# 5. Stage-2 data: held-out documents are decided here (by document) -----------------------------
+# 4. Stage-2 data: held-out documents are decided here (by document) -----------------------------
 if [ -f "$WORK/stage2-data/stats.json" ]; then
   say "stage-2 data: exists, skipped"
 else
@@ -206,27 +199,58 @@ else
   end "stage-2 data"
 fi
 
-# 6. Warm-ups -------------------------------------------------------------------------------------
-# The language model learns to rank passages shown as their text tokens on the visual-token grid
-# (no vision tower): a per-candidate loss pooled over each passage's tokens gives it a short path.
-train_stage warmup-text 1 "$WORK/stage1-random/train.jsonl" "$WORK/init" "$WT_STEPS" "$WT_LR" \
-  --text-candidates --candidate-weight 1
+# 5. Reading: the shipped model ------------------------------------------------------------------
 # The vision tower learns to read (no language model): each merged visual token is pulled toward
 # the embeddings of the words drawn under it, on CROP-pixel windows of the training pages at
-# their input scale (a window costs a fraction of a page; reading is local).
+# their input scale (a window costs a fraction of a page; reading is local). The shipped model
+# ranks with this tower alone (similarity scoring); its language model stays as initialised.
 STAGE_BATCH=1 train_stage warmup-vision 2 "$WORK/stage2-data/train.jsonl" "$WORK/init" \
   "$WV_STEPS" "$WV_LR" --align-only --align-weight 1 --align-crop "$CROP" \
-  --max-candidates "$S2_MAX_CANDIDATES"
-# The text warm-up moved the embeddings the tower points at: the joined model re-aligns the tower
-# to them (language model from the text warm-up, tower from the reading warm-up).
-STAGE_BATCH=1 train_stage realign 2 "$WORK/stage2-data/train.jsonl" "$WORK/warmup-text/model" \
-  "$RA_STEPS" "$WV_LR" --init-vision "$WORK/warmup-vision/model" --align-only --align-weight 1 \
-  --align-crop "$CROP" --max-candidates "$S2_MAX_CANDIDATES"
+  --max-candidates "$S2_MAX_CANDIDATES" --save-dtype bfloat16
 
-# 7. Stage 2: document pages, tower frozen (each page encoded once), pruning on ------------------
-train_stage stage2 2 "$WORK/stage2-data/train.jsonl" "$WORK/realign/model" "$S2_STEPS" "$S2_LR" \
-  --max-candidates "$S2_MAX_CANDIDATES" --freeze-vision --keep-ratio "$KEEP" --candidate-weight 1 \
-  --save-dtype bfloat16
+# 6. Language-model stages (LLM_STAGES=1; not in the shipped model: see models/README.md) ---------
+if [ "$LLM_STAGES" = 1 ]; then
+  for kind in random hard; do
+    d="$WORK/stage1-$kind"
+    if [ -f "$d/stats.json" ]; then say "stage-1 data ($kind): exists, skipped"; continue; fi
+    begin "stage-1 data ($kind negatives, $S1_SAMPLES samples)"
+    python3 scripts/make_stage1_data.py --out "$d" --samples "$S1_SAMPLES" --eval-samples 300 \
+      --candidates "$S1_CANDIDATES" --negatives "$kind" --seed "$SEED"
+    python3 scripts/make_stage1_eval.py --eval "$d/eval.jsonl" --out "$d/eval-set" --ziprerank "$ZR"
+    end "stage-1 data ($kind)"
+  done
+  # The language model learns to rank passages shown as their text tokens on the visual-token
+  # grid (no vision tower): a per-candidate loss pooled over each passage's tokens.
+  train_stage warmup-text 1 "$WORK/stage1-random/train.jsonl" "$WORK/init" "$WT_STEPS" "$WT_LR" \
+    --text-candidates --candidate-weight 1
+  # The text warm-up moved the embeddings the tower points at: the joined model re-aligns the
+  # tower to them (language model from the text warm-up, tower from the reading stage).
+  STAGE_BATCH=1 train_stage realign 2 "$WORK/stage2-data/train.jsonl" "$WORK/warmup-text/model" \
+    "$RA_STEPS" "$WV_LR" --init-vision "$WORK/warmup-vision/model" --align-only --align-weight 1 \
+    --align-crop "$CROP" --max-candidates "$S2_MAX_CANDIDATES"
+  # Stage 2: document pages, tower frozen (each page encoded once), pruning on.
+  train_stage stage2 2 "$WORK/stage2-data/train.jsonl" "$WORK/realign/model" "$S2_STEPS" "$S2_LR" \
+    --max-candidates "$S2_MAX_CANDIDATES" --freeze-vision --keep-ratio "$KEEP" --candidate-weight 1 \
+    --save-dtype bfloat16
+fi
+
+# 7. The candidate folder: the reading stage's model, ranking by similarity -----------------------
+cand="$WORK/candidate"
+rm -rf "$cand"
+mkdir -p "$cand"
+for f in "$WORK/warmup-vision/model"/*; do
+  [ -f "$f" ] && cp "$f" "$cand/"
+done
+python3 - "$cand/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+config = json.load(open(path))
+config["qi_early_text_mode"] = "query_only"
+note = config.setdefault("ziprerank", {})
+note["name"] = "ziprerank-small"
+note["scoring"] = "similarity"
+json.dump(config, open(path, "w"), indent=2)
+PY
 
 # 8. Held-out evaluation --------------------------------------------------------------------------
 # Sets: rendered passages of held-out documents (easy and hard negatives), held-out documents laid
@@ -243,20 +267,26 @@ if [ "$OCR" = 1 ]; then
   done
 fi
 begin "evaluation"
-LIMIT="$EVAL_QUERIES" ZIPRERANK="$ZR" scripts/eval_small_model.sh "$WORK/stage2/model" "$WORK/eval" \
-  "passages-easy=$WORK/stage1-random/eval-set/queries.jsonl" \
-  "passages-hard=$WORK/stage1-hard/eval-set/queries.jsonl" \
+# Similarity scoring reads every visual token (pruning does not change its scores): one keep ratio.
+KEEPS=1.0 LIMIT="$EVAL_QUERIES" ZIPRERANK="$ZR" scripts/eval_small_model.sh "$cand" "$WORK/eval" \
   "pages=$WORK/stage2-data/eval.jsonl" "groff-pdf=$WORK/pdf-eval/queries.jsonl"
-python3 scripts/plot_metrics.py --out "$WORK/eval/loss_curves.svg" \
-  "warm-up text=$WORK/warmup-text/metrics.jsonl" "warm-up vision=$WORK/warmup-vision/metrics.jsonl" \
-  "re-align=$WORK/realign/metrics.jsonl" "stage 2=$WORK/stage2/metrics.jsonl"
+# What pruning keeps: the share of tokens showing a query word kept at each ratio.
+"$ZR" --log-level warn bench --model "$cand" --threads "$THREADS" --keep-ratios 0.5,0.25,0.1 \
+  --limit "$EVAL_QUERIES" --pruning-recall "$WORK/stage2-data/eval.jsonl" | tee "$WORK/eval/pruning_recall.txt" >&2
+{ echo; echo '```'; cat "$WORK/eval/pruning_recall.txt"; echo '```'; } >> "$WORK/eval/summary.md"
+curves=("reading=$WORK/warmup-vision/metrics.jsonl")
+if [ "$LLM_STAGES" = 1 ]; then
+  curves+=("warm-up text=$WORK/warmup-text/metrics.jsonl" "re-align=$WORK/realign/metrics.jsonl"
+           "stage 2=$WORK/stage2/metrics.jsonl")
+fi
+python3 scripts/plot_metrics.py --out "$WORK/eval/loss_curves.svg" "${curves[@]}"
 end "evaluation"
 
 # 9. The shipped folder ---------------------------------------------------------------------------
 begin "copy to $MODEL_OUT"
 rm -rf "$MODEL_OUT.tmp"
 mkdir -p "$MODEL_OUT.tmp/eval"
-for f in "$WORK/stage2/model"/*; do
+for f in "$cand"/*; do
   [ -f "$f" ] && cp "$f" "$MODEL_OUT.tmp/"
 done
 cp "$WORK/eval/summary.md" "$WORK/eval/loss_curves.svg" "$MODEL_OUT.tmp/eval/"
