@@ -173,3 +173,41 @@ TEST_F(Cli, TokenizeRejectsNonStringLines) {
   EXPECT_EQ(r.code, 3);
   EXPECT_NE(r.err.find("stdin line 2"), std::string::npos) << r.err;
 }
+
+// The shipped default model (models/ziprerank-small) and the README's first command: with no
+// --model, rank and batch use it, with the scoring its config names, and the sample document's
+// example queries get their page first (what the README promises). Guards the model folder, the
+// default-model lookup and the reading path (preprocessing, vision tower, similarity scoring).
+TEST(ShippedModel, IsTheDefaultAndRanksTheSampleQueriesRightPageFirst) {
+  const fs::path root = fs::path(ZIPRERANK_TEST_FIXTURES).parent_path().parent_path();
+  const fs::path model = root / "models" / "ziprerank-small";
+  ASSERT_TRUE(fs::exists(model / "config.json")) << model;
+  EXPECT_LE(fs::file_size(model / "model.safetensors"), 25u * 1024 * 1024);
+  const CliResult inspect = run_cli("inspect --model " + shell_quote(model.string()));
+  ASSERT_EQ(inspect.code, 0) << inspect.out << inspect.err;
+
+  const fs::path dir = fs::temp_directory_path() / ("zr_shipped_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path queries = root / "data" / "samples" / "queries.jsonl";
+  const fs::path run = dir / "run.jsonl";
+  const CliResult batch = run_cli("batch --threads 2 -i " + shell_quote(queries.string()) + " -o " +
+                                  shell_quote(run.string()));
+  ASSERT_EQ(batch.code, 0) << batch.err;
+  EXPECT_NE(batch.err.find("model ziprerank-small"), std::string::npos) << batch.err;
+  EXPECT_NE(batch.err.find("similarity scoring"), std::string::npos) << batch.err;
+  EXPECT_EQ(batch.err.find("RANDOMLY INITIALISED"), std::string::npos) << batch.err;
+  const CliResult eval = run_cli("eval --format json --k 1 --run " + shell_quote(run.string()) +
+                                 " --qrels " + shell_quote(queries.string()));
+  ASSERT_EQ(eval.code, 0) << eval.err;
+  const nlohmann::json metrics = nlohmann::json::parse(eval.out);
+  EXPECT_EQ(metrics["micro"]["queries"].get<int>(), 6);
+  EXPECT_DOUBLE_EQ(metrics["micro"]["values"]["R@1"].get<double>(), 1.0) << eval.out;
+
+  // The same pages as a PDF, through the rank command.
+  const CliResult pdf =
+      run_cli("rank --threads 2 --top-k 1 -q 'supreme Court and inferior Courts' -p " +
+              shell_quote((root / "data" / "samples" / "constitution.pdf").string()));
+  ASSERT_EQ(pdf.code, 0) << pdf.err;
+  EXPECT_NE(pdf.out.find("constitution.pdf#3"), std::string::npos) << pdf.out;
+  fs::remove_all(dir);
+}
