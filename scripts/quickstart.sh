@@ -4,5 +4,5 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 "$root/scripts/build.sh" >&2
-query="${1:-How can the Constitution be amended?}"
+query="${1:-Amendments proposed by two thirds of both Houses}"
 "$build/ziprerank" rank --query "$query" --pages "$root/data/samples/pages" --format table

@@ -158,6 +158,8 @@ WindowScores Reranker::score_window(const std::string& query,
       v = v / v.norm(2, {1}, true).clamp_min(1e-12);
       const at::Tensor best = std::get<0>(at::mm(q, v.t()).max(1));  // [query tokens]
       out.logits.push_back(best.sum().item<double>());
+      tokens.visual_before += v.size(0);  // every visual token is read; none is pruned
+      tokens.visual_after += v.size(0);
     }
     out.order = stable_order_desc(out.logits);
     timing.prune += ms_since(t0);
