@@ -54,7 +54,6 @@ std::string scoring_name(const PipelineArgs& a, const Reranker& reranker) {
 RerankOptions rerank_options(const PipelineArgs& a) {
   RerankOptions o;
   o.keep_ratio = a.keep_ratio;
-  if (!a.scoring.empty()) o.scoring = parse_scoring(a.scoring);
   o.window = a.window;
   o.stride = a.stride;
   o.validate();
@@ -73,9 +72,10 @@ int run_rank(const PipelineArgs& a) {
   RerankOptions options = rerank_options(a);
   const std::vector<PageRef> pages = expand_page_inputs(a.pages);
   auto reranker = load_reranker(a.common);
-  options.scoring = parse_scoring(scoring_name(a, *reranker));
+  const std::string scoring = scoring_name(a, *reranker);
+  options.scoring = parse_scoring(scoring);
   spdlog::info("ranking {} page(s), keep ratio {}, {} scoring", pages.size(), options.keep_ratio,
-               scoring_name(a, *reranker));
+               scoring);
   const RerankResult r = reranker->rerank_pages(a.query, pages, options);
   const size_t shown = a.top_k > 0 ? std::min<size_t>(a.top_k, r.ranking.size()) : r.ranking.size();
   if (a.format == "table") {
@@ -129,8 +129,9 @@ int run_batch_command(const PipelineArgs& a) {
   if (!a.shard.empty()) parse_shard(a.shard, o.shard_index, o.shard_count);
   o.rerank = rerank_options(a);
   auto reranker = load_reranker(a.common);
-  o.rerank.scoring = parse_scoring(scoring_name(a, *reranker));
-  spdlog::info("{} scoring, keep ratio {}", scoring_name(a, *reranker), o.rerank.keep_ratio);
+  const std::string scoring = scoring_name(a, *reranker);
+  o.rerank.scoring = parse_scoring(scoring);
+  spdlog::info("{} scoring, keep ratio {}", scoring, o.rerank.keep_ratio);
   if (a.vision_cache_mb < 0) throw UsageError("--vision-cache-mb must be >= 0");
   reranker->set_vision_cache(static_cast<size_t>(a.vision_cache_mb) << 20);
 
