@@ -23,10 +23,14 @@ Output folder:
                   (`ziprerank batch` input and `ziprerank eval` qrels)
   bm25_run.jsonl, random_run.jsonl       baseline runs (BM25 over the true page text; random)
   stats.json
+  volumes/                               with --volume-pages N: the same documents bound in order
+                                         into PDFs of at least N pages and the same queries, each
+                                         with --candidates pages of its volume (same files)
 
 Needs the Debian packages groff (not just groff-base: the pdf device), ghostscript's fonts and
 poppler-utils (pdftotext, pdfinfo).
 Usage: scripts/make_pdf_eval.py --stage2 .cache/small-model/stage2-data --out .cache/pdf-eval [--seed 11]
+       [--volume-pages 24]
 """
 import argparse
 import collections
@@ -101,9 +105,9 @@ def make_queries(doc, pages, rng, n_heading, n_phrase):
         # over a line break still reads as consecutive words).
         hits = [p for p in range(len(pages)) if ht and contains(toks[p], ht)]
         if hits:
-            out.append(("heading", h, hits[0]))
+            out.append(("heading", h, hits[0], ht))
     tries = 0
-    while sum(k != "heading" for k, _, _ in out) < n_phrase and tries < 200:
+    while sum(q[0] != "heading" for q in out) < n_phrase and tries < 200:
         tries += 1
         p = rng.randrange(len(pages))
         words = [w for w in re.split(r"\s+", pages[p]) if re.search(r"[A-Za-z]", w)]
@@ -122,8 +126,72 @@ def make_queries(doc, pages, rng, n_heading, n_phrase):
         if rng.random() < 0.3:
             phrase = perturb(phrase, rng)
             kind = "perturbed"
-        out.append((kind, " ".join(phrase), p))
+        out.append((kind, " ".join(phrase), p, pt))
     return out, toks
+
+
+def write_volumes(docs, args, out):
+    """The same documents and queries, bound in order into volumes of at least --volume-pages pages
+    (pdfunite), so that a query has --candidates pages of one long PDF to choose from: the pages
+    of its own document and of the documents bound with it. A query whose words (the heading, or
+    the phrase before any perturbation) are also found on a page of another document in its
+    volume is left out, since its answer would be ambiguous."""
+    os.makedirs(os.path.join(out, "docs"), exist_ok=True)
+    groups, cur = [], []
+    for d in docs:
+        cur.append(d)
+        if sum(len(x["toks"]) for x in cur) >= args.volume_pages:
+            groups.append(cur)
+            cur = []
+    if cur:  # the remainder joins the last volume, so every volume is long enough
+        if groups:
+            groups[-1].extend(cur)
+        else:
+            groups.append(cur)
+    rng = random.Random(args.seed + 1)
+    stats = collections.Counter()
+    files = {n: open(os.path.join(out, n), "w", encoding="utf-8")
+             for n in ("queries.jsonl", "bm25_run.jsonl", "random_run.jsonl")}
+    for vi, group in enumerate(groups):
+        name = f"volume{vi + 1:02d}"
+        pdf = os.path.join(out, "docs", name + ".pdf")
+        subprocess.run(["pdfunite"] + [d["pdf"] for d in group] + [pdf], check=True)
+        toks, offset = [], {}
+        for d in group:
+            offset[d["doc_id"]] = len(toks)
+            toks.extend(d["toks"])
+        bm25 = BM25(toks)
+        stats["volumes"] += 1
+        stats["pages"] += len(toks)
+        cid = lambda p: f"{name}.pdf#{p + 1}"  # noqa: E731
+        for d in group:
+            base = offset[d["doc_id"]]
+            own = range(base, base + len(d["toks"]))
+            for qi, (kind, query, page, key) in enumerate(d["queries"]):
+                if any(p not in own and contains(toks[p], key) for p in range(len(toks))):
+                    stats["queries_left_out_ambiguous"] += 1
+                    continue
+                page += base
+                keep = bm25.order(tokens(query))[: args.candidates]
+                if page not in keep:
+                    keep[-1] = page
+                row = {"query_id": f"{d['doc_id']}/q{qi:02d}", "query": query, "kind": kind,
+                       "candidates": [{"id": cid(p), "pdf": os.path.relpath(pdf, out), "page": p + 1}
+                                      for p in keep],
+                       "relevant": [cid(page)]}
+                files["queries.jsonl"].write(json.dumps(row) + "\n")
+                shuffled = list(keep)
+                rng.shuffle(shuffled)
+                for run, order in (("bm25_run.jsonl", keep), ("random_run.jsonl", shuffled)):
+                    files[run].write(json.dumps({"query_id": row["query_id"], "ranking": [
+                        {"id": cid(p), "score": float(len(order) - r)} for r, p in enumerate(order)]}) + "\n")
+                stats["queries"] += 1
+                stats["candidates"] += len(keep)
+        print(f"{name}: {len(group)} documents, {len(toks)} pages", file=sys.stderr)
+    for f in files.values():
+        f.close()
+    json.dump(dict(sorted(stats.items())), open(os.path.join(out, "stats.json"), "w"), indent=2)
+    print("volumes: " + json.dumps(dict(sorted(stats.items()))), file=sys.stderr)
 
 
 def main():
@@ -134,6 +202,8 @@ def main():
     ap.add_argument("--phrase-queries", type=int, default=6)
     ap.add_argument("--candidates", type=int, default=20)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--volume-pages", type=int, default=0,
+                    help="also bind the documents into volumes of at least this many pages (see above)")
     args = ap.parse_args()
     for tool in ("groff", "pdftotext", "pdfinfo"):
         if not shutil.which(tool):
@@ -148,6 +218,7 @@ def main():
     docs_dir = os.path.join(args.out, "docs")
     os.makedirs(docs_dir, exist_ok=True)
     stats = collections.Counter()
+    kept = []
     queries = open(os.path.join(args.out, "queries.jsonl"), "w", encoding="utf-8")
     bm25_run = open(os.path.join(args.out, "bm25_run.jsonl"), "w", encoding="utf-8")
     random_run = open(os.path.join(args.out, "random_run.jsonl"), "w", encoding="utf-8")
@@ -169,7 +240,8 @@ def main():
         stats["documents"] += 1
         stats["pages"] += len(pages)
         stats[f"family_{FAMILIES[style['family']]}"] += 1
-        for qi, (kind, query, page) in enumerate(qs):
+        kept.append({"doc_id": doc_id, "pdf": pdf, "toks": toks, "queries": qs})
+        for qi, (kind, query, page, _) in enumerate(qs):
             order = bm25.order(tokens(query))
             keep = order[: args.candidates]
             if page not in keep:
@@ -195,6 +267,8 @@ def main():
         f.close()
     json.dump(dict(sorted(stats.items())), open(os.path.join(args.out, "stats.json"), "w"), indent=2)
     print(json.dumps(dict(sorted(stats.items()))), file=sys.stderr)
+    if args.volume_pages > 0:
+        write_volumes(kept, args, os.path.join(args.out, "volumes"))
 
 
 if __name__ == "__main__":

@@ -253,23 +253,25 @@ json.dump(config, open(path, "w"), indent=2)
 PY
 
 # 8. Held-out evaluation --------------------------------------------------------------------------
-# Sets: rendered passages of held-out documents (easy and hard negatives), held-out documents laid
-# out by `ziprerank render`, and the same documents typeset by GNU troff as PDFs.
-if [ ! -f "$WORK/pdf-eval/stats.json" ]; then
-  begin "PDF evaluation set (groff)"
-  python3 scripts/make_pdf_eval.py --stage2 "$WORK/stage2-data" --out "$WORK/pdf-eval"
-  end "PDF evaluation set"
+# Sets: held-out documents laid out by `ziprerank render`; the same documents typeset by GNU troff
+# as PDFs; and those PDFs bound into volumes of 24+ pages, so each query has 20 candidates.
+if [ ! -f "$WORK/pdf-eval/volumes/stats.json" ]; then
+  begin "PDF evaluation sets (groff)"
+  python3 scripts/make_pdf_eval.py --stage2 "$WORK/stage2-data" --out "$WORK/pdf-eval" --volume-pages 24
+  end "PDF evaluation sets"
 fi
 if [ "$OCR" = 1 ]; then
   for q in "$WORK/stage2-data/eval.jsonl:$WORK/stage2-data/eval_ocr_run.jsonl" \
-           "$WORK/pdf-eval/queries.jsonl:$WORK/pdf-eval/ocr_run.jsonl"; do
+           "$WORK/pdf-eval/queries.jsonl:$WORK/pdf-eval/ocr_run.jsonl" \
+           "$WORK/pdf-eval/volumes/queries.jsonl:$WORK/pdf-eval/volumes/ocr_run.jsonl"; do
     [ -f "${q#*:}" ] || python3 scripts/ocr_bm25_baseline.py --queries "${q%%:*}" --out "${q#*:}" --jobs 2
   done
 fi
 begin "evaluation"
 # Similarity scoring reads every visual token (pruning does not change its scores): one keep ratio.
 KEEPS=1.0 LIMIT="$EVAL_QUERIES" ZIPRERANK="$ZR" scripts/eval_small_model.sh "$cand" "$WORK/eval" \
-  "pages=$WORK/stage2-data/eval.jsonl" "groff-pdf=$WORK/pdf-eval/queries.jsonl"
+  "pages=$WORK/stage2-data/eval.jsonl" "groff-pdf=$WORK/pdf-eval/queries.jsonl" \
+  "groff-volumes=$WORK/pdf-eval/volumes/queries.jsonl"
 # What pruning keeps: the share of tokens showing a query word kept at each ratio.
 "$ZR" --log-level warn bench --model "$cand" --threads "$THREADS" --keep-ratios 0.5,0.25,0.1 \
   --limit "$EVAL_QUERIES" --pruning-recall "$WORK/stage2-data/eval.jsonl" | tee "$WORK/eval/pruning_recall.txt" >&2

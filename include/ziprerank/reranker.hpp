@@ -21,10 +21,10 @@
 namespace ziprerank {
 
 /// kLogits: one forward pass, the identifier logits after "["; kGenerate: greedy decoding of the
-/// ranking; kSimilarity: no language model: each page scores the sum, over the query's tokens (as
-/// they follow "Search Query: "), of the best cosine similarity between the token's embedding and
-/// the page's merged visual tokens, the similarity query-aware pruning ranks tokens by (a fast
-/// check of how well a tower reads; keep ratio and windows do not change it).
+/// ranking; kSimilarity: no language model: each page scores, summed over the query's words and
+/// weighted by their length, each word's best match among the page's merged visual tokens in the
+/// text-embedding space (similarity.hpp; how a model whose tower was trained to read ranks; keep
+/// ratio and windows do not change it).
 enum class Scoring { kLogits, kGenerate, kSimilarity };
 Scoring parse_scoring(const std::string& name);
 

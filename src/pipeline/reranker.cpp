@@ -12,6 +12,7 @@
 #include "ziprerank/errors.hpp"
 #include "ziprerank/prompt.hpp"
 #include "ziprerank/pruning.hpp"
+#include "ziprerank/similarity.hpp"
 
 namespace ziprerank {
 
@@ -148,18 +149,14 @@ WindowScores Reranker::score_window(const std::string& query,
   const ModelConfig& c = model_->config();
   auto t0 = Clock::now();
   if (options.scoring == Scoring::kSimilarity) {
-    const std::vector<int64_t> qids = tokenizer_->encode(" " + query);
-    if (qids.empty()) throw InputError("the query has no tokens");
-    at::Tensor q = model_->embed(at::tensor(qids, at::kLong)).to(at::kFloat);
-    q = q / q.norm(2, {1}, true).clamp_min(1e-12);
+    const SimilarityQuery q =
+        similarity_query(similarity_words(*tokenizer_, query),
+                         [this](const at::Tensor& ids) { return model_->embed(ids); });
     WindowScores out;
     for (const VisionFeatures* page : pages) {
-      at::Tensor v = page->embeds.to(q.device(), at::kFloat);
-      v = v / v.norm(2, {1}, true).clamp_min(1e-12);
-      const at::Tensor best = std::get<0>(at::mm(q, v.t()).max(1));  // [query tokens]
-      out.logits.push_back(best.sum().item<double>());
-      tokens.visual_before += v.size(0);  // every visual token is read; none is pruned
-      tokens.visual_after += v.size(0);
+      out.logits.push_back(similarity_score(q, page->embeds));
+      tokens.visual_before += page->embeds.size(0);  // every visual token is read; none is pruned
+      tokens.visual_after += page->embeds.size(0);
     }
     out.order = stable_order_desc(out.logits);
     timing.prune += ms_since(t0);

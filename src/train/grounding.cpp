@@ -1,12 +1,12 @@
 #include "train/grounding.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/json_util.hpp"
 #include "ziprerank/errors.hpp"
+#include "ziprerank/similarity.hpp"
 
 namespace ziprerank::train {
 
@@ -83,21 +83,7 @@ const std::vector<PlacedWord>* PageWordIndex::find(const std::string& image_path
 const std::vector<int64_t>& WordPieces::get(const std::string& word) {
   auto it = cache_.find(word);
   if (it != cache_.end()) return it->second;
-  auto is_punct = [](unsigned char c) { return c < 0x80 && !std::isalnum(c); };
-  size_t b = 0, e = word.size();
-  while (b < e && is_punct(static_cast<unsigned char>(word[b]))) ++b;
-  while (e > b && is_punct(static_cast<unsigned char>(word[e - 1]))) --e;
-  std::vector<int64_t> ids;
-  if (b < e) {
-    const std::string core = word.substr(b, e - b);
-    ids = tokenizer_->encode(" " + core);
-    std::string lower = core;
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (lower != core) {
-      for (int64_t id : tokenizer_->encode(" " + lower)) ids.push_back(id);
-    }
-  }
-  return cache_.emplace(word, std::move(ids)).first->second;
+  return cache_.emplace(word, word_pieces(*tokenizer_, word)).first->second;
 }
 
 namespace {

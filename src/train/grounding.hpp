@@ -43,9 +43,8 @@ class PageWordIndex {
   std::map<std::string, std::unordered_map<std::string, std::vector<PlacedWord>>> folders_;
 };
 
-/// Token ids a word is taught as: its pieces as they follow a space (how query words after
-/// "Search Query:" are tokenised), and those of its lower-case form when that differs. Leading
-/// and trailing punctuation is dropped. Cached per word.
+/// Token ids a word is taught as (ziprerank::word_pieces, the rule similarity scoring matches
+/// query words by), cached per word.
 class WordPieces {
  public:
   explicit WordPieces(std::shared_ptr<const Tokenizer> tokenizer)

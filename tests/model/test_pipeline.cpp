@@ -1,6 +1,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 
@@ -9,6 +10,7 @@
 #include "ziprerank/prompt.hpp"
 #include "ziprerank/pruning.hpp"
 #include "ziprerank/reranker.hpp"
+#include "ziprerank/similarity.hpp"
 
 using namespace ziprerank;
 namespace fs = std::filesystem;
@@ -256,29 +258,36 @@ TEST(Reranker, ScoresEveryCandidateAndOrdersByLogit) {
   EXPECT_DOUBLE_EQ(g.ranking[0].score, 5.0);  // n - rank
 }
 
-TEST(Reranker, SimilarityScoringSumsEachQueryTokensBestCosine) {
+TEST(Reranker, SimilarityScoringSumsEachQueryWordsBestMatchWeightedByLength) {
   auto rr = tiny_reranker();
   const auto pages = random_pages(4, 8);
   const std::vector<std::string> ids = {"a", "b", "c", "d"};
   RerankOptions o;
   o.scoring = Scoring::kSimilarity;
   o.keep_ratio = 0.25;  // does not change similarity scores
-  const RerankResult r = rr->rerank("whale oil", ids, pages, o);
+  const RerankResult r = rr->rerank("Whale oil,", ids, pages, o);
   ASSERT_EQ(r.ranking.size(), 4u);
   EXPECT_EQ(r.tokens.input, 0);  // no language-model pass
-  // The same sums by hand.
+  // The same sums by hand: per word, the mean of its pieces' unit embeddings (" Whale" and
+  // " whale", then " oil"); per page, each word's best cosine-mean over the visual tokens, times
+  // the word's length.
   StageTiming t;
   const auto encoded = rr->encode(pages, t);
-  const std::vector<int64_t> q = rr->tokenizer().encode(" whale oil");
-  const at::Tensor qe = rr->model().embed(at::tensor(q, at::kLong));
+  const auto unit_mean = [&](const std::vector<std::string>& forms) {
+    std::vector<int64_t> pieces;
+    for (const auto& f : forms)
+      for (int64_t id : rr->tokenizer().encode(f)) pieces.push_back(id);
+    at::Tensor e = rr->model().embed(at::tensor(pieces, at::kLong)).to(at::kFloat);
+    return (e / e.norm(2, {1}, true)).mean(0);
+  };
+  const std::vector<std::pair<at::Tensor, double>> words = {{unit_mean({" Whale", " whale"}), 5.0},
+                                                            {unit_mean({" oil"}), 3.0}};
   std::map<std::string, double> want;
   for (size_t p = 0; p < encoded.size(); ++p) {
-    const at::Tensor v = encoded[p]->features.embeds;
+    const at::Tensor v = encoded[p]->features.embeds.to(at::kFloat);
     double sum = 0;
-    for (int64_t i = 0; i < qe.size(0); ++i) {
-      const at::Tensor cos = at::mv(v, qe[i]) / (v.norm(2, {1}) * qe[i].norm());
-      sum += cos.max().item<double>();
-    }
+    for (const auto& [dir, weight] : words)
+      sum += weight * (at::mv(v, dir) / v.norm(2, {1})).max().item<double>();
     want[ids[p]] = sum;
   }
   for (size_t i = 0; i < r.ranking.size(); ++i) {
@@ -287,4 +296,48 @@ TEST(Reranker, SimilarityScoringSumsEachQueryTokensBestCosine) {
   }
   EXPECT_EQ(parse_scoring("similarity"), Scoring::kSimilarity);
   EXPECT_THROW(parse_scoring("maxsim"), UsageError);
+  EXPECT_THROW(rr->rerank(" ... !? ", ids, pages, o), InputError);
+}
+
+TEST(Similarity, QueryWordsDropPunctuationAndWeighByCharacters) {
+  auto rr = tiny_reranker();
+  const Tokenizer& tok = rr->tokenizer();
+  const auto words = similarity_words(tok, "  \"Whale-oil,\" lamps -- na\u00efve!\n");
+  ASSERT_EQ(words.size(), 3u);  // "--" has no piece
+  EXPECT_EQ(words[0].text, "Whale-oil");
+  EXPECT_DOUBLE_EQ(words[0].weight, 9.0);
+  std::vector<int64_t> want = tok.encode(" Whale-oil");
+  for (int64_t id : tok.encode(" whale-oil")) want.push_back(id);
+  EXPECT_EQ(words[0].pieces, want);
+  EXPECT_EQ(words[1].text, "lamps");
+  EXPECT_EQ(words[1].pieces, tok.encode(" lamps"));  // already lower case: no second form
+  EXPECT_EQ(words[2].text, "na\u00efve");
+  EXPECT_DOUBLE_EQ(words[2].weight, 5.0);  // characters, not bytes
+  EXPECT_EQ(word_pieces(tok, "(lamps)."), tok.encode(" lamps"));
+  EXPECT_THROW(similarity_words(tok, ""), InputError);
+  EXPECT_THROW(similarity_words(tok, " -- ; "), InputError);
+}
+
+TEST(Similarity, AWordScoresFullyOnlyWhereAllItsPiecesMeetAndLongWordsWeighMore) {
+  // Orthonormal "embeddings": id k is the k-th unit vector of an 8-wide space.
+  const at::Tensor table = at::eye(8, at::kFloat);
+  const auto embed = [&](const at::Tensor& ids) { return table.index_select(0, ids); };
+  SimilarityWord two_pieces{"ab", {0, 1}, 2.0};
+  SimilarityWord short_word{"c", {2}, 1.0};
+  const SimilarityQuery q = similarity_query({two_pieces, short_word}, embed);
+  ASSERT_EQ(q.directions.sizes(), (at::IntArrayRef{2, 8}));
+  // Page 1: one token shows both pieces. Page 2: the pieces sit in two different tokens.
+  const at::Tensor together = at::stack({table[0] + table[1], table[5]});
+  const at::Tensor apart = at::stack({table[0], table[1], table[5]});
+  const double s_together = similarity_score(q, together);
+  const double s_apart = similarity_score(q, apart);
+  EXPECT_NEAR(s_together, 2.0 * std::sqrt(0.5), 1e-5);  // cos((1,1)/sqrt2, pieces) = 0.707 each
+  EXPECT_NEAR(s_apart, 2.0 * 0.5, 1e-5);                // mean of cos 1 and cos 0
+  EXPECT_GT(s_together, s_apart);
+  // The short word alone scores its weight (1) times a perfect match.
+  EXPECT_NEAR(similarity_score(q, table[2].unsqueeze(0)), 1.0, 1e-5);
+  // A token matching nothing scores 0; an empty page scores 0; a wrong width is an input error.
+  EXPECT_NEAR(similarity_score(q, table[7].unsqueeze(0)), 0.0, 1e-6);
+  EXPECT_EQ(similarity_score(q, at::zeros({0, 8})), 0.0);
+  EXPECT_THROW(similarity_score(q, at::zeros({3, 4})), InputError);
 }
