@@ -60,14 +60,53 @@ class GroffSource(unittest.TestCase):
         pages = ["Whaling and the Pacific Trade\nThe harpooneers sailed west across the wide ocean " * 3,
                  "Tariff and Revenue\n" + " ".join(f"word{i} duties rose steadily" for i in range(30))]
         qs, toks = make_pdf_eval.make_queries(DOC, pages, random.Random(1), 2, 3)
-        headings = {q: p for kind, q, p in qs if kind == "heading"}
+        headings = {q: p for kind, q, p, _ in qs if kind == "heading"}
         self.assertEqual(headings, {"Whaling and the Pacific Trade": 0, "Tariff and Revenue": 1})
-        for kind, query, page in qs:
+        for kind, query, page, key in qs:
+            self.assertTrue(make_pdf_eval.contains(toks[page], key), query)
             if kind == "phrase":  # exact phrases occur on their page only
                 qt = make_pdf_eval.tokens(query)
+                self.assertEqual(key, qt)
                 self.assertTrue(make_pdf_eval.contains(toks[page], qt), query)
                 self.assertFalse(any(make_pdf_eval.contains(toks[p], qt)
                                      for p in range(len(pages)) if p != page), query)
+
+    def test_volumes_bind_documents_and_give_each_query_candidates_from_its_volume(self):
+        T = make_pdf_eval.tokens
+        docs = [{"doc_id": f"d{i}", "pdf": f"/docs/d{i}.pdf",
+                 "toks": [T(f"doc{i} page{p} harpoon") for p in range(3)], "queries": []}
+                for i in range(3)]
+        docs[0]["queries"] = [("phrase", "doc0 page2", 2, T("doc0 page2"))]
+        docs[1]["queries"] = [("heading", "doc1 page0", 0, T("doc1 page0")),
+                              ("phrase", "harpoon", 1, T("harpoon"))]  # on every page: ambiguous
+        docs[2]["queries"] = [("perturbed", "page1 doc2", 1, T("doc2 page1"))]
+        bound = []
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "volumes")
+            args = mock.Mock(volume_pages=5, candidates=4, seed=3)
+            with mock.patch.object(make_pdf_eval.subprocess, "run",
+                                   lambda cmd, check: bound.append(cmd)), mock.patch("sys.stderr"):
+                make_pdf_eval.write_volumes(docs, args, out)
+            with open(os.path.join(out, "queries.jsonl")) as f:
+                rows = [json.loads(line) for line in f]
+            with open(os.path.join(out, "stats.json")) as f:
+                stats = json.load(f)
+        # d0+d1 reach 5 pages: one volume; d2 alone is too short and joins it.
+        self.assertEqual(len(bound), 1)
+        self.assertEqual(bound[0][0], "pdfunite")
+        self.assertEqual(bound[0][1:4], ["/docs/d0.pdf", "/docs/d1.pdf", "/docs/d2.pdf"])
+        self.assertEqual(stats["volumes"], 1)
+        self.assertEqual(stats["pages"], 9)
+        self.assertEqual(stats["queries_left_out_ambiguous"], 1)
+        self.assertEqual([r["query_id"] for r in rows], ["d0/q00", "d1/q00", "d2/q00"])
+        # Pages are numbered through the volume; the right page is among the candidates.
+        self.assertEqual([r["relevant"] for r in rows],
+                         [["volume01.pdf#3"], ["volume01.pdf#4"], ["volume01.pdf#8"]])
+        for r in rows:
+            self.assertEqual(len(r["candidates"]), 4)
+            self.assertIn(r["relevant"][0], [c["id"] for c in r["candidates"]])
+            self.assertTrue(all(c["pdf"] == os.path.join("docs", "volume01.pdf")
+                                for c in r["candidates"]))
 
     @unittest.skipUnless(shutil.which("groff") and shutil.which("pdftotext"),
                          "groff (pdf device) and poppler-utils are not installed")
