@@ -4,9 +4,10 @@
 #   first-layer token-matching heads, spelling-coded word embeddings, silent DeepStack) -> stage-2
 #   data (rendered documents, held-out documents set aside) -> reading: the vision tower learns to
 #   map each merged visual token to the embeddings of the words drawn under it, on windows of the
-#   training pages (--align-only --align-crop) -> the shipped folder ranks by similarity (each
-#   page: its visual tokens' best cosine to each query token, summed; pruning compares with the
-#   query's tokens alone) -> batch + eval on held-out rendered documents and groff PDFs next to
+#   training pages (--align-only --align-crop), then a second pass at a lower learning rate on
+#   other windows -> the shipped folder ranks by similarity (each query word's best match among
+#   a page's visual tokens, weighted by its length; pruning compares with the query's tokens
+#   alone) -> batch + eval on held-out rendered documents, groff PDFs and PDF volumes next to
 #   BM25 / OCR + BM25 / random, what pruning keeps per keep ratio -> loss curves -> copy to
 #   models/ziprerank-small. LLM_STAGES=1 also trains the language-model stages (text warm-up,
 #   re-alignment, stage 2 on pages); they do not rank held-out pages above chance yet and are not
@@ -21,6 +22,7 @@
 #   THREADS [1]  libtorch threads (OPENBLAS_NUM_THREADS follows it; 1 measured best on 2 cores)
 #   WT_STEPS [500] WV_STEPS [12000] RA_STEPS [300]   warm-ups: text-token ranking / reading
 #     (one sample = its pages' crops per step) / re-alignment to the warmed-up embeddings
+#   WV2_STEPS [9000] WV2_LR [5e-4]   reading, second pass (0: none)
 #   S2_STEPS [1000]  stage 2 (pages, tower frozen)   LLM_STAGES [0]  1: train the language-model stages
 #   WT_LR [3e-4] WV_LR [1e-3] S2_LR [3e-4]   peak learning rates
 #   BATCH [8]  samples per step (text warm-up and stage 2; gradient accumulation 1)
@@ -32,7 +34,7 @@
 #   MATCH_HEADS [2]  first-layer token-matching heads at init
 #   EVAL_QUERIES [0 = all]  held-out queries scored per set; OCR [1]  run the Tesseract baseline
 #   SAVE_EVERY [50] VOCAB [8000] MAX_PIXELS [1048576] SEED [7]
-# Tiny dry run: WORK=.cache/small-dry MODEL_OUT=.cache/small-dry/out WT_STEPS=2 WV_STEPS=2 RA_STEPS=2 \
+# Tiny dry run: WORK=.cache/small-dry MODEL_OUT=.cache/small-dry/out WT_STEPS=2 WV_STEPS=2 WV2_STEPS=2 RA_STEPS=2 \
 #   S2_STEPS=2 S1_SAMPLES=40 S2_DOCS=3 EVAL_QUERIES=4 OCR=0 scripts/train_small_model.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -47,6 +49,7 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-$THREADS}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$THREADS}"
 WT_STEPS="${WT_STEPS:-500}" WV_STEPS="${WV_STEPS:-12000}" RA_STEPS="${RA_STEPS:-300}" S2_STEPS="${S2_STEPS:-1000}"
 WT_LR="${WT_LR:-3e-4}" WV_LR="${WV_LR:-1e-3}" S2_LR="${S2_LR:-3e-4}"
+WV2_STEPS="${WV2_STEPS:-9000}" WV2_LR="${WV2_LR:-5e-4}"
 BATCH="${BATCH:-8}"
 CLIP="${CLIP:-1.0}"
 CROP="${CROP:-320}"
@@ -183,7 +186,7 @@ train_stage() {
   "$ZR" train --stage "$stage" --data "$data" "${from[@]}" -o "$dir/model" --force \
     --checkpoint-dir "$dir/checkpoints" --keep-checkpoints 2 --save-every "$SAVE_EVERY" \
     --metrics "$dir/metrics.jsonl" --max-steps "$steps" --lr "$lr" --warmup "$(warmup_for "$steps" 50)" \
-    --batch-size "${STAGE_BATCH:-$BATCH}" --grad-accum 1 --max-grad-norm "$CLIP" --seed "$SEED" --device "$DEVICE" \
+    --batch-size "${STAGE_BATCH:-$BATCH}" --grad-accum 1 --max-grad-norm "$CLIP" --seed "${STAGE_SEED:-$SEED}" --device "$DEVICE" \
     --threads "$THREADS" --name ziprerank-small "$@" 2>&1 | tee -i -a "$dir/train.log" >&2  # -i: Ctrl-C reaches train (which checkpoints), not tee
   touch "$dir/done"
   end "$name"
@@ -207,6 +210,15 @@ fi
 STAGE_BATCH=1 train_stage warmup-vision 2 "$WORK/stage2-data/train.jsonl" "$WORK/init" \
   "$WV_STEPS" "$WV_LR" --align-only --align-weight 1 --align-crop "$CROP" \
   --max-candidates "$S2_MAX_CANDIDATES" --save-dtype bfloat16
+reading="$WORK/warmup-vision"
+# A second pass from the first one's weights, at a lower peak learning rate, on other windows
+# (another seed): the first pass's loss was still falling when its schedule ended.
+if [ "$WV2_STEPS" -gt 0 ]; then
+  STAGE_BATCH=1 STAGE_SEED=$((SEED + 1)) train_stage warmup-vision2 2 "$WORK/stage2-data/train.jsonl" \
+    "$WORK/warmup-vision/model" "$WV2_STEPS" "$WV2_LR" --align-only --align-weight 1 \
+    --align-crop "$CROP" --max-candidates "$S2_MAX_CANDIDATES" --save-dtype bfloat16
+  reading="$WORK/warmup-vision2"
+fi
 
 # 6. Language-model stages (LLM_STAGES=1; not in the shipped model: see models/README.md) ---------
 if [ "$LLM_STAGES" = 1 ]; then
@@ -226,7 +238,7 @@ if [ "$LLM_STAGES" = 1 ]; then
   # The text warm-up moved the embeddings the tower points at: the joined model re-aligns the
   # tower to them (language model from the text warm-up, tower from the reading stage).
   STAGE_BATCH=1 train_stage realign 2 "$WORK/stage2-data/train.jsonl" "$WORK/warmup-text/model" \
-    "$RA_STEPS" "$WV_LR" --init-vision "$WORK/warmup-vision/model" --align-only --align-weight 1 \
+    "$RA_STEPS" "$WV_LR" --init-vision "$reading/model" --align-only --align-weight 1 \
     --align-crop "$CROP" --max-candidates "$S2_MAX_CANDIDATES"
   # Stage 2: document pages, tower frozen (each page encoded once), pruning on.
   train_stage stage2 2 "$WORK/stage2-data/train.jsonl" "$WORK/realign/model" "$S2_STEPS" "$S2_LR" \
@@ -238,7 +250,7 @@ fi
 cand="$WORK/candidate"
 rm -rf "$cand"
 mkdir -p "$cand"
-for f in "$WORK/warmup-vision/model"/*; do
+for f in "$reading/model"/*; do
   [ -f "$f" ] && cp "$f" "$cand/"
 done
 python3 - "$cand/config.json" <<'PY'
@@ -277,6 +289,7 @@ KEEPS=1.0 LIMIT="$EVAL_QUERIES" ZIPRERANK="$ZR" scripts/eval_small_model.sh "$ca
   --limit "$EVAL_QUERIES" --pruning-recall "$WORK/stage2-data/eval.jsonl" | tee "$WORK/eval/pruning_recall.txt" >&2
 { echo; echo '```'; cat "$WORK/eval/pruning_recall.txt"; echo '```'; } >> "$WORK/eval/summary.md"
 curves=("reading=$WORK/warmup-vision/metrics.jsonl")
+[ "$WV2_STEPS" -gt 0 ] && curves+=("reading, second pass=$WORK/warmup-vision2/metrics.jsonl")
 if [ "$LLM_STAGES" = 1 ]; then
   curves+=("warm-up text=$WORK/warmup-text/metrics.jsonl" "re-align=$WORK/realign/metrics.jsonl"
            "stage 2=$WORK/stage2/metrics.jsonl")

@@ -200,7 +200,7 @@ TEST(ShippedModel, IsTheDefaultAndRanksTheSampleQueriesRightPageFirst) {
                                  " --qrels " + shell_quote(queries.string()));
   ASSERT_EQ(eval.code, 0) << eval.err;
   const nlohmann::json metrics = nlohmann::json::parse(eval.out);
-  EXPECT_EQ(metrics["micro"]["queries"].get<int>(), 5);
+  EXPECT_EQ(metrics["micro"]["queries"].get<int>(), 7);
   EXPECT_DOUBLE_EQ(metrics["micro"]["values"]["R@1"].get<double>(), 1.0) << eval.out;
 
   // The same pages as a PDF, through the rank command.
