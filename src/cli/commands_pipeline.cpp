@@ -318,10 +318,10 @@ void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
       ->capture_default_str();
   cmd->add_option("--scoring", a.scoring,
                   "logits: one forward pass, one logit per candidate; generate: greedy decoding "
-                  "of the ranking (slow baseline); similarity: no language model, each page "
-                  "scores the summed best cosine of the query's tokens to its visual tokens (a "
-                  "reading check). Default: the model's own (ziprerank.scoring in its "
-                  "config.json), else logits")
+                  "of the ranking (slow baseline); similarity: no language model, each query "
+                  "word's best match among a page's visual tokens, weighted by word length and "
+                  "summed (how a model whose vision tower reads ranks). Default: the model's own "
+                  "(ziprerank.scoring in its config.json), else logits")
       ->check(CLI::IsMember({"logits", "generate", "similarity"}));
   cmd->add_option("--window", a.window, "Candidates per forward pass (sliding window)")
       ->check(CLI::Range(1, kMaxWindow))
