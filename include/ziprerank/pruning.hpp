@@ -49,6 +49,10 @@ PruningText pruning_text(const ModelConfig& config, const PromptTokens& prompt);
 std::vector<int64_t> pruning_text_rows(const ModelConfig& config, const std::vector<int64_t>& ids,
                                        const PruningText& span);
 
+/// The embeddings ([T, D], float) of the prompt rows pruning compares visual tokens with, as the
+/// model's config asks (pruning_text, pruning_text_rows).
+at::Tensor pruning_text_embeds(const Qwen3VLModel& model, const PromptTokens& prompt);
+
 /// Builds embeddings, positions, visual mask and DeepStack rows for `ids` (image pads expanded,
 /// one run per image, in order) with the given vision features. keep_ratio >= 1 keeps every token.
 AssembledSequence assemble_sequence(const Qwen3VLModel& model, const std::vector<int64_t>& ids,

@@ -23,8 +23,9 @@ namespace ziprerank {
 /// kLogits: one forward pass, the identifier logits after "["; kGenerate: greedy decoding of the
 /// ranking; kSimilarity: no language model: each page scores, summed over the query's words and
 /// weighted by their length, each word's best match among the page's merged visual tokens in the
-/// text-embedding space (similarity.hpp; how a model whose tower was trained to read ranks; keep
-/// ratio and windows do not change it).
+/// text-embedding space (similarity.hpp; how a model whose tower was trained to read ranks). Only
+/// the visual tokens query-aware pruning keeps are scored, what the language model would see;
+/// windows do not change the scores.
 enum class Scoring { kLogits, kGenerate, kSimilarity };
 Scoring parse_scoring(const std::string& name);
 

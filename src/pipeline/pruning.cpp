@@ -63,6 +63,14 @@ PruningText pruning_text(const ModelConfig& config, const PromptTokens& prompt) 
   return {};
 }
 
+at::Tensor pruning_text_embeds(const Qwen3VLModel& model, const PromptTokens& prompt) {
+  const ModelConfig& c = model.config();
+  std::vector<int64_t> ids;
+  for (int64_t r : pruning_text_rows(c, prompt.ids, pruning_text(c, prompt)))
+    ids.push_back(prompt.ids[static_cast<size_t>(r)]);
+  return model.embed(at::tensor(ids, at::kLong)).to(at::kFloat);
+}
+
 AssembledSequence assemble_sequence(const Qwen3VLModel& model, const std::vector<int64_t>& ids,
                                     const std::vector<ImageGrid>& grids,
                                     const VisionFeatures& vision, double keep_ratio,

@@ -94,11 +94,7 @@ PruningRecallReport measure_pruning_recall(const Reranker& reranker,
       }
       const PromptTokens prompt =
           build_ranking_prompt(reranker.tokenizer(), c, q.query, {visual.size(0)});
-      const std::vector<int64_t> rows = pruning_text_rows(c, prompt.ids, pruning_text(c, prompt));
-      std::vector<int64_t> text_ids;
-      for (int64_t r : rows) text_ids.push_back(prompt.ids[static_cast<size_t>(r)]);
-      const at::Tensor text =
-          model.embed(at::tensor(text_ids, at::kLong).to(visual.device())).to(at::kFloat);
+      const at::Tensor text = pruning_text_embeds(model, prompt);
       ++report.pages;
       report.word_tokens += static_cast<int64_t>(cells.size());
       all_tokens += visual.size(0);

@@ -152,11 +152,27 @@ WindowScores Reranker::score_window(const std::string& query,
     const SimilarityQuery q =
         similarity_query(similarity_words(*tokenizer_, query),
                          [this](const at::Tensor& ids) { return model_->embed(ids); });
+    // Pages are scored on the visual tokens query-aware pruning keeps (all of them at keep 1.0),
+    // what the language model would see.
+    std::vector<at::Tensor> kept_idx;
+    if (options.keep_ratio < 1.0) {
+      std::vector<int64_t> counts;
+      for (const VisionFeatures* page : pages) counts.push_back(page->embeds.size(0));
+      const at::Tensor text =
+          pruning_text_embeds(*model_, build_ranking_prompt(*tokenizer_, c, query, counts));
+      std::vector<at::Tensor> embeds;
+      for (const VisionFeatures* page : pages)
+        embeds.push_back(page->embeds.to(text.device(), at::kFloat));
+      kept_idx = select_visual_tokens(text, embeds, options.keep_ratio);
+    }
     WindowScores out;
-    for (const VisionFeatures* page : pages) {
-      out.logits.push_back(similarity_score(q, page->embeds));
-      tokens.visual_before += page->embeds.size(0);  // every visual token is read; none is pruned
-      tokens.visual_after += page->embeds.size(0);
+    for (size_t i = 0; i < pages.size(); ++i) {
+      const at::Tensor& all = pages[i]->embeds;
+      const at::Tensor kept =
+          kept_idx.empty() ? all : all.index_select(0, kept_idx[i].to(all.device()));
+      out.logits.push_back(similarity_score(q, kept));
+      tokens.visual_before += all.size(0);
+      tokens.visual_after += kept.size(0);
     }
     out.order = stable_order_desc(out.logits);
     timing.prune += ms_since(t0);

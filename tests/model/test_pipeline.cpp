@@ -262,15 +262,10 @@ TEST(Reranker, SimilarityScoringSumsEachQueryWordsBestMatchWeightedByLength) {
   auto rr = tiny_reranker();
   const auto pages = random_pages(4, 8);
   const std::vector<std::string> ids = {"a", "b", "c", "d"};
-  RerankOptions o;
-  o.scoring = Scoring::kSimilarity;
-  o.keep_ratio = 0.25;  // does not change similarity scores
-  const RerankResult r = rr->rerank("Whale oil,", ids, pages, o);
-  ASSERT_EQ(r.ranking.size(), 4u);
-  EXPECT_EQ(r.tokens.input, 0);  // no language-model pass
-  // The same sums by hand: per word, the mean of its pieces' unit embeddings (" Whale" and
-  // " whale", then " oil"); per page, each word's best cosine-mean over the visual tokens, times
-  // the word's length.
+  const std::string query = "Whale oil,";
+  // The sums by hand: per word, the mean of its pieces' unit embeddings (" Whale" and " whale",
+  // then " oil"); per page, each word's best cosine-mean over the visual tokens scored, times the
+  // word's length. At keep 1.0 every token is scored; below it, the tokens pruning keeps.
   StageTiming t;
   const auto encoded = rr->encode(pages, t);
   const auto unit_mean = [&](const std::vector<std::string>& forms) {
@@ -282,21 +277,44 @@ TEST(Reranker, SimilarityScoringSumsEachQueryWordsBestMatchWeightedByLength) {
   };
   const std::vector<std::pair<at::Tensor, double>> words = {{unit_mean({" Whale", " whale"}), 5.0},
                                                             {unit_mean({" oil"}), 3.0}};
-  std::map<std::string, double> want;
-  for (size_t p = 0; p < encoded.size(); ++p) {
-    const at::Tensor v = encoded[p]->features.embeds.to(at::kFloat);
-    double sum = 0;
-    for (const auto& [dir, weight] : words)
-      sum += weight * (at::mv(v, dir) / v.norm(2, {1})).max().item<double>();
-    want[ids[p]] = sum;
+  std::vector<int64_t> counts;
+  std::vector<at::Tensor> all;
+  for (const auto& e : encoded) {
+    all.push_back(e->features.embeds.to(at::kFloat));
+    counts.push_back(all.back().size(0));
   }
-  for (size_t i = 0; i < r.ranking.size(); ++i) {
-    EXPECT_NEAR(r.ranking[i].score, want[r.ranking[i].id], 1e-4) << r.ranking[i].id;
-    if (i > 0) EXPECT_GE(r.ranking[i - 1].score, r.ranking[i].score);
+  const at::Tensor text = pruning_text_embeds(
+      rr->model(), build_ranking_prompt(rr->tokenizer(), rr->model().config(), query, counts));
+  for (double keep : {1.0, 0.25}) {
+    RerankOptions o;
+    o.scoring = Scoring::kSimilarity;
+    o.keep_ratio = keep;
+    const RerankResult r = rr->rerank(query, ids, pages, o);
+    ASSERT_EQ(r.ranking.size(), 4u);
+    EXPECT_EQ(r.tokens.input, 0);  // no language-model pass
+    const auto kept = select_visual_tokens(text, all, keep);
+    std::map<std::string, double> want;
+    int64_t kept_total = 0, total = 0;
+    for (size_t p = 0; p < all.size(); ++p) {
+      const at::Tensor v = keep < 1.0 ? all[p].index_select(0, kept[p]) : all[p];
+      kept_total += v.size(0);
+      total += all[p].size(0);
+      double sum = 0;
+      for (const auto& [dir, weight] : words)
+        sum += weight * (at::mv(v, dir) / v.norm(2, {1})).max().item<double>();
+      want[ids[p]] = sum;
+    }
+    EXPECT_EQ(r.tokens.visual_before, total);
+    EXPECT_EQ(r.tokens.visual_after, kept_total);
+    if (keep < 1.0) EXPECT_LT(kept_total, total);
+    for (size_t i = 0; i < r.ranking.size(); ++i) {
+      EXPECT_NEAR(r.ranking[i].score, want[r.ranking[i].id], 1e-4) << keep << r.ranking[i].id;
+      if (i > 0) EXPECT_GE(r.ranking[i - 1].score, r.ranking[i].score);
+    }
+    EXPECT_THROW(rr->rerank(" ... !? ", ids, pages, o), InputError);
   }
   EXPECT_EQ(parse_scoring("similarity"), Scoring::kSimilarity);
   EXPECT_THROW(parse_scoring("maxsim"), UsageError);
-  EXPECT_THROW(rr->rerank(" ... !? ", ids, pages, o), InputError);
 }
 
 TEST(Similarity, QueryWordsDropPunctuationAndWeighByCharacters) {
