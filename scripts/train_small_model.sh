@@ -280,8 +280,8 @@ if [ "$OCR" = 1 ]; then
   done
 fi
 begin "evaluation"
-# Similarity scoring reads every visual token (pruning does not change its scores): one keep ratio.
-KEEPS=1.0 LIMIT="$EVAL_QUERIES" ZIPRERANK="$ZR" scripts/eval_small_model.sh "$cand" "$WORK/eval" \
+# Keep ratios 1.0, 0.5 and 0.25: similarity scoring reads the visual tokens pruning keeps.
+LIMIT="$EVAL_QUERIES" ZIPRERANK="$ZR" scripts/eval_small_model.sh "$cand" "$WORK/eval" \
   "pages=$WORK/stage2-data/eval.jsonl" "groff-pdf=$WORK/pdf-eval/queries.jsonl" \
   "groff-volumes=$WORK/pdf-eval/volumes/queries.jsonl"
 # What pruning keeps: the share of tokens showing a query word kept at each ratio.
