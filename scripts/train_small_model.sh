@@ -261,6 +261,7 @@ config["qi_early_text_mode"] = "query_only"
 note = config.setdefault("ziprerank", {})
 note["name"] = "ziprerank-small"
 note["scoring"] = "similarity"
+note["keep_ratio"] = 1.0  # scoring costs nothing next to reading; every kept token helps it
 json.dump(config, open(path, "w"), indent=2)
 PY
 

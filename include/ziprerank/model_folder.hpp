@@ -32,6 +32,9 @@ struct ModelFolder {
   /// How this model ranks when the command does not say (`ziprerank.scoring` in config.json):
   /// logits (the default), generate or similarity.
   std::string scoring = "logits";
+  /// The keep ratio of query-aware pruning when the command does not say
+  /// (`ziprerank.keep_ratio` in config.json, in (0, 1]).
+  double keep_ratio = 0.5;
 };
 
 /// Reads config.json and preprocessor_config.json and finds the tokenizer. Weights are not opened.

@@ -36,7 +36,7 @@ struct PipelineArgs {
   std::string input, output;
   std::string format = "jsonl";
   std::string scoring;  ///< empty: the model's own (ziprerank.scoring in config.json), else logits
-  double keep_ratio = 0.5;
+  double keep_ratio = -1;  ///< < 0: the model's own (ziprerank.keep_ratio in config.json)
   int window = 20;
   int stride = 10;
   int top_k = 0;
@@ -50,10 +50,15 @@ std::string scoring_name(const PipelineArgs& a, const Reranker& reranker) {
   return a.scoring.empty() ? reranker.folder().scoring : a.scoring;
 }
 
-// Checked before the model loads; the scoring is settled once it has (see scoring_name).
+// The keep ratio asked for, else the one the model folder names.
+double keep_ratio_for(const PipelineArgs& a, const Reranker& reranker) {
+  return a.keep_ratio < 0 ? reranker.folder().keep_ratio : a.keep_ratio;
+}
+
+// Checked before the model loads; the scoring and keep ratio are settled once it has.
 RerankOptions rerank_options(const PipelineArgs& a) {
   RerankOptions o;
-  o.keep_ratio = a.keep_ratio;
+  if (a.keep_ratio >= 0) o.keep_ratio = a.keep_ratio;
   o.window = a.window;
   o.stride = a.stride;
   o.validate();
@@ -74,6 +79,7 @@ int run_rank(const PipelineArgs& a) {
   auto reranker = load_reranker(a.common);
   const std::string scoring = scoring_name(a, *reranker);
   options.scoring = parse_scoring(scoring);
+  options.keep_ratio = keep_ratio_for(a, *reranker);
   spdlog::info("ranking {} page(s), keep ratio {}, {} scoring", pages.size(), options.keep_ratio,
                scoring);
   const RerankResult r = reranker->rerank_pages(a.query, pages, options);
@@ -131,6 +137,7 @@ int run_batch_command(const PipelineArgs& a) {
   auto reranker = load_reranker(a.common);
   const std::string scoring = scoring_name(a, *reranker);
   o.rerank.scoring = parse_scoring(scoring);
+  o.rerank.keep_ratio = keep_ratio_for(a, *reranker);
   spdlog::info("{} scoring, keep ratio {}", scoring, o.rerank.keep_ratio);
   if (a.vision_cache_mb < 0) throw UsageError("--vision-cache-mb must be >= 0");
   reranker->set_vision_cache(static_cast<size_t>(a.vision_cache_mb) << 20);
@@ -313,9 +320,9 @@ int run_bench_command(const BenchArgs& a) {
 void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
   add_model_options(cmd, a.common);
   cmd->add_option("--keep-ratio", a.keep_ratio,
-                  "Fraction of each page's visual tokens kept by query-aware pruning (1.0 = off)")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
+                  "Fraction of each page's visual tokens kept by query-aware pruning (1.0 = off). "
+                  "Default: the model's own (ziprerank.keep_ratio in its config.json), else 0.5")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--scoring", a.scoring,
                   "logits: one forward pass, one logit per candidate; generate: greedy decoding "
                   "of the ranking (slow baseline); similarity: no language model, each query "

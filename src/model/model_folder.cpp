@@ -170,6 +170,11 @@ ModelFolder open_model_folder(const std::string& dir) {
       throw InputError(cfg.string() + ": ziprerank.scoring '" + m.scoring +
                        "' is not one of logits, generate, similarity");
     }
+    detail::read_opt(*it, "keep_ratio", m.keep_ratio, cfg.string(), "ziprerank.");
+    if (!(m.keep_ratio > 0.0 && m.keep_ratio <= 1.0)) {
+      throw InputError(cfg.string() + ": ziprerank.keep_ratio " + std::to_string(m.keep_ratio) +
+                       " is not in (0, 1]");
+    }
   }
   const fs::path pre = fs::path(dir) / "preprocessor_config.json";
   if (!fs::exists(pre)) {

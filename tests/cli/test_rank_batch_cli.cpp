@@ -146,6 +146,37 @@ TEST_F(RankBatch, ScoringDefaultsToTheOneTheModelFolderNames) {
       << bad.err;
 }
 
+TEST_F(RankBatch, KeepRatioDefaultsToTheOneTheModelFolderNames) {
+  const fs::path own = dir_ / "tiny-keep";
+  fs::remove_all(own);
+  fs::copy(model(), own, fs::copy_options::recursive);
+  json cfg = json::parse(std::ifstream(own / "config.json"));
+  cfg["ziprerank"]["keep_ratio"] = 1.0;
+  std::ofstream(own / "config.json") << cfg.dump(2);
+  const std::string pages = " -q 'net revenue' -p " + shell_quote((dir_ / "pages").string());
+  const CliResult by_model = run_cli("rank --model " + shell_quote(own.string()) + pages);
+  const CliResult full =
+      run_cli("rank --model " + shell_quote(own.string()) + " --keep-ratio 1.0" + pages);
+  const CliResult half =
+      run_cli("rank --model " + shell_quote(own.string()) + " --keep-ratio 0.5" + pages);
+  const CliResult plain = run_cli("rank --model " + shell_quote(model().string()) + pages);
+  ASSERT_EQ(by_model.code, 0) << by_model.err;
+  ASSERT_EQ(full.code, 0) << full.err;
+  ASSERT_EQ(half.code, 0) << half.err;
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  EXPECT_NE(by_model.err.find("keep ratio 1,"), std::string::npos) << by_model.err;
+  EXPECT_EQ(by_model.out, full.out);
+  EXPECT_NE(by_model.out, half.out);  // --keep-ratio still wins over the model's choice
+  EXPECT_EQ(plain.out, half.out);     // a folder that names none keeps 0.5
+
+  cfg["ziprerank"]["keep_ratio"] = 0.0;
+  std::ofstream(own / "config.json") << cfg.dump(2);
+  const CliResult bad = run_cli("rank --model " + shell_quote(own.string()) + pages);
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("ziprerank.keep_ratio"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("is not in (0, 1]"), std::string::npos) << bad.err;
+}
+
 TEST_F(RankBatch, PruningRecallCountsKeptQueryWordTokens) {
   const fs::path doc = dir_ / "rendered";
   const CliResult render = run_cli(
