@@ -130,6 +130,21 @@ def make_queries(doc, pages, rng, n_heading, n_phrase):
     return out, toks
 
 
+def first_stage(bm25, query, page, n):
+    """The candidates a first stage gives: BM25's best n pages for the query, the right page kept
+    (in the last place when BM25 ranks it lower)."""
+    keep = bm25.order(tokens(query))[:n]
+    if page not in keep:
+        keep[-1] = page
+    return keep
+
+
+def run_line(query_id, order, cid):
+    """One line of a run file ranking the pages `order` in that order."""
+    return json.dumps({"query_id": query_id, "ranking": [
+        {"id": cid(p), "score": float(len(order) - r)} for r, p in enumerate(order)]}) + "\n"
+
+
 def write_volumes(docs, args, out):
     """The same documents and queries, bound in order into volumes of at least --volume-pages pages
     (pdfunite), so that a query has --candidates pages of one long PDF to choose from: the pages
@@ -172,9 +187,7 @@ def write_volumes(docs, args, out):
                     stats["queries_left_out_ambiguous"] += 1
                     continue
                 page += base
-                keep = bm25.order(tokens(query))[: args.candidates]
-                if page not in keep:
-                    keep[-1] = page
+                keep = first_stage(bm25, query, page, args.candidates)
                 row = {"query_id": f"{d['doc_id']}/q{qi:02d}", "query": query, "kind": kind,
                        "candidates": [{"id": cid(p), "pdf": os.path.relpath(pdf, out), "page": p + 1}
                                       for p in keep],
@@ -182,9 +195,8 @@ def write_volumes(docs, args, out):
                 files["queries.jsonl"].write(json.dumps(row) + "\n")
                 shuffled = list(keep)
                 rng.shuffle(shuffled)
-                for run, order in (("bm25_run.jsonl", keep), ("random_run.jsonl", shuffled)):
-                    files[run].write(json.dumps({"query_id": row["query_id"], "ranking": [
-                        {"id": cid(p), "score": float(len(order) - r)} for r, p in enumerate(order)]}) + "\n")
+                files["bm25_run.jsonl"].write(run_line(row["query_id"], keep, cid))
+                files["random_run.jsonl"].write(run_line(row["query_id"], shuffled, cid))
                 stats["queries"] += 1
                 stats["candidates"] += len(keep)
         print(f"{name}: {len(group)} documents, {len(toks)} pages", file=sys.stderr)
@@ -242,22 +254,17 @@ def main():
         stats[f"family_{FAMILIES[style['family']]}"] += 1
         kept.append({"doc_id": doc_id, "pdf": pdf, "toks": toks, "queries": qs})
         for qi, (kind, query, page, _) in enumerate(qs):
-            order = bm25.order(tokens(query))
-            keep = order[: args.candidates]
-            if page not in keep:
-                keep[-1] = page
+            keep = first_stage(bm25, query, page, args.candidates)
             rel = os.path.relpath(pdf, args.out)
             cid = lambda p: f"{doc_id}.pdf#{p + 1}"  # noqa: E731
             row = {"query_id": f"{doc_id}/q{qi:02d}", "query": query, "kind": kind,
                    "candidates": [{"id": cid(p), "pdf": rel, "page": p + 1} for p in keep],
                    "relevant": [cid(page)]}
             queries.write(json.dumps(row) + "\n")
-            bm25_run.write(json.dumps({"query_id": row["query_id"], "ranking": [
-                {"id": cid(p), "score": float(len(keep) - r)} for r, p in enumerate(keep)]}) + "\n")
+            bm25_run.write(run_line(row["query_id"], keep, cid))
             shuffled = list(keep)
             rng.shuffle(shuffled)
-            random_run.write(json.dumps({"query_id": row["query_id"], "ranking": [
-                {"id": cid(p), "score": float(len(keep) - r)} for r, p in enumerate(shuffled)]}) + "\n")
+            random_run.write(run_line(row["query_id"], shuffled, cid))
             stats["queries"] += 1
             stats[f"queries_{kind}"] += 1
             stats["candidates"] += len(keep)
