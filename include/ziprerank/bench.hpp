@@ -14,6 +14,7 @@ namespace ziprerank {
 struct BenchConfig {
   Scoring scoring = Scoring::kLogits;
   double keep_ratio = 1.0;
+  int vision_tile = -1;  ///< as RerankOptions::vision_tile (-1 = the model's own)
 };
 
 struct BenchOptions {

@@ -53,7 +53,24 @@ struct ModelOptions {
   c10::Device device = c10::kCPU;
   c10::ScalarType dtype = c10::kFloat;
   bool trainable = false;  ///< parameters get their own memory and can require grad
+  /// Windowed vision attention: tile side in pixels (see ModelFolder::vision_tile); -1 = the
+  /// model folder's own setting when loaded from one (0 otherwise), 0 = whole images.
+  int vision_tile = -1;
 };
+
+/// Throws InputError (naming `what`) unless `tile` is 0 or a positive multiple of the vision
+/// tower's patch x merge size.
+void check_vision_tile(int tile, const VisionConfig& vision, const std::string& what);
+
+/// How windowed vision attention cuts images into tiles: each image's merged-token grid is split
+/// evenly into ceil(side / tile_tokens) pieces a side (sizes differ by at most one token).
+struct VisionTiling {
+  std::vector<ImageGrid> grids;  ///< one per tile, in encoding order (image, frame, row, column)
+  at::Tensor patch_rows;         ///< [patches] int64: rows of the images' pixel_values, tile order
+  at::Tensor token_order;        ///< [tokens] int64: per image token (image order), its tile row
+};
+VisionTiling plan_vision_tiles(const std::vector<ImageGrid>& grids, int64_t merge,
+                               int64_t tile_tokens);
 
 class VisionTower;
 class TextModel;
@@ -71,8 +88,10 @@ class Qwen3VLModel {
   const ModelOptions& options() const { return options_; }
 
   /// pixel_values: [sum of patches, C*T*P*P] float32 rows in merge-window order (see image.hpp).
-  VisionFeatures encode_images(const at::Tensor& pixel_values,
-                               const std::vector<ImageGrid>& grids) const;
+  /// With a vision tile (`vision_tile` pixels; -1 = ModelOptions::vision_tile) each image is read
+  /// as tiles; the result keeps the images' token order either way.
+  VisionFeatures encode_images(const at::Tensor& pixel_values, const std::vector<ImageGrid>& grids,
+                               int vision_tile = -1) const;
   /// Token embeddings [.., D] in the model dtype.
   at::Tensor embed(const at::Tensor& token_ids) const;
   /// Runs the decoder; returns final-normed hidden states [B, S, D]. Appends to `cache` if given.

@@ -35,6 +35,11 @@ struct ModelFolder {
   /// The keep ratio of query-aware pruning when the command does not say
   /// (`ziprerank.keep_ratio` in config.json, in (0, 1]).
   double keep_ratio = 0.5;
+  /// Windowed vision attention (`ziprerank.vision_tile` in config.json): the vision tower reads
+  /// each image as tiles of at most this many pixels a side, cut evenly on the merged-token grid,
+  /// each attending only within itself, and the tiles' tokens are put back in the image's order.
+  /// 0 (the default, as Qwen3-VL) reads every image whole. A multiple of patch x merge size.
+  int vision_tile = 0;
 };
 
 /// Reads config.json and preprocessor_config.json and finds the tokenizer. Weights are not opened.

@@ -35,6 +35,9 @@ struct RerankOptions {
   int window = 20;
   int stride = 10;
   bool page_preresize = true;  ///< shrink pages to longest side 1024 first, as the reference
+  /// Windowed vision attention: tile side in pixels (0 = whole pages; -1 = the model's own, from
+  /// ziprerank.vision_tile in its config.json). See ModelFolder::vision_tile.
+  int vision_tile = -1;
   void validate() const;
 };
 
@@ -123,8 +126,9 @@ class Reranker {
                             const RerankOptions& options) const;
 
   /// Runs the vision tower over preprocessed pages (in chunks); adds the time to `timing.vision`.
+  /// `vision_tile` as RerankOptions::vision_tile.
   std::vector<std::shared_ptr<const EncodedPage>> encode(
-      const std::vector<PreprocessedImage>& pages, StageTiming& timing) const;
+      const std::vector<PreprocessedImage>& pages, StageTiming& timing, int vision_tile = -1) const;
   /// Ranks encoded pages with the sliding window.
   RerankResult rank_encoded(const std::string& query, const std::vector<std::string>& ids,
                             const std::vector<std::shared_ptr<const EncodedPage>>& pages,

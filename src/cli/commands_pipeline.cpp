@@ -37,6 +37,7 @@ struct PipelineArgs {
   std::string format = "jsonl";
   std::string scoring;  ///< empty: the model's own (ziprerank.scoring in config.json), else logits
   double keep_ratio = -1;  ///< < 0: the model's own (ziprerank.keep_ratio in config.json)
+  int vision_tile = -1;    ///< < 0: the model's own (ziprerank.vision_tile in config.json)
   int window = 20;
   int stride = 10;
   int top_k = 0;
@@ -55,10 +56,21 @@ double keep_ratio_for(const PipelineArgs& a, const Reranker& reranker) {
   return a.keep_ratio < 0 ? reranker.folder().keep_ratio : a.keep_ratio;
 }
 
+// The vision tile asked for, else the model's own; and how the log names it.
+int vision_tile_for(const PipelineArgs& a, const Reranker& reranker) {
+  if (a.vision_tile < 0) return reranker.model().options().vision_tile;
+  check_vision_tile(a.vision_tile, reranker.model().config().vision, "--vision-tile");
+  return a.vision_tile;
+}
+std::string tile_note(int tile) {
+  return tile > 0 ? ", vision tiles of " + std::to_string(tile) + " px" : "";
+}
+
 // Checked before the model loads; the scoring and keep ratio are settled once it has.
 RerankOptions rerank_options(const PipelineArgs& a) {
   RerankOptions o;
   if (a.keep_ratio >= 0) o.keep_ratio = a.keep_ratio;
+  o.vision_tile = a.vision_tile;
   o.window = a.window;
   o.stride = a.stride;
   o.validate();
@@ -80,8 +92,9 @@ int run_rank(const PipelineArgs& a) {
   const std::string scoring = scoring_name(a, *reranker);
   options.scoring = parse_scoring(scoring);
   options.keep_ratio = keep_ratio_for(a, *reranker);
-  spdlog::info("ranking {} page(s), keep ratio {}, {} scoring", pages.size(), options.keep_ratio,
-               scoring);
+  options.vision_tile = vision_tile_for(a, *reranker);
+  spdlog::info("ranking {} page(s), keep ratio {}, {} scoring{}", pages.size(), options.keep_ratio,
+               scoring, tile_note(options.vision_tile));
   const RerankResult r = reranker->rerank_pages(a.query, pages, options);
   const size_t shown = a.top_k > 0 ? std::min<size_t>(a.top_k, r.ranking.size()) : r.ranking.size();
   if (a.format == "table") {
@@ -138,7 +151,9 @@ int run_batch_command(const PipelineArgs& a) {
   const std::string scoring = scoring_name(a, *reranker);
   o.rerank.scoring = parse_scoring(scoring);
   o.rerank.keep_ratio = keep_ratio_for(a, *reranker);
-  spdlog::info("{} scoring, keep ratio {}", scoring, o.rerank.keep_ratio);
+  o.rerank.vision_tile = vision_tile_for(a, *reranker);
+  spdlog::info("{} scoring, keep ratio {}{}", scoring, o.rerank.keep_ratio,
+               tile_note(o.rerank.vision_tile));
   if (a.vision_cache_mb < 0) throw UsageError("--vision-cache-mb must be >= 0");
   reranker->set_vision_cache(static_cast<size_t>(a.vision_cache_mb) << 20);
 
@@ -187,6 +202,7 @@ struct BenchArgs {
   std::string page_size = "791x1024";
   std::string keep_ratios = "1.0,0.5,0.25";
   std::string scorings = "logits,generate";
+  std::string vision_tiles;  ///< empty: the model's own
   int repeats = 5;
   int warmup = 1;
   int window = 20;
@@ -264,18 +280,26 @@ int run_bench_command(const BenchArgs& a) {
   o.repeats = a.repeats;
   o.warmup = a.warmup;
   o.window = a.window;
+  std::vector<int> tiles;
+  for (const auto& t : split_list(a.vision_tiles)) {
+    try {
+      size_t used = 0;
+      tiles.push_back(std::stoi(t, &used));
+      if (used != t.size() || tiles.back() < 0) throw std::invalid_argument(t);
+    } catch (const std::exception&) {
+      throw UsageError("--vision-tiles: '" + t + "' is not a tile size in pixels (0 = whole)");
+    }
+  }
+  if (tiles.empty()) tiles.push_back(-1);
   for (const auto& sc : split_list(a.scorings)) {
-    for (const auto& kr : split_list(a.keep_ratios)) {
-      BenchConfig c;
-      c.scoring = parse_scoring(sc);
-      try {
-        c.keep_ratio = std::stod(kr);
-      } catch (const std::exception&) {
-        throw UsageError("--keep-ratios: '" + kr + "' is not a number");
+    for (double keep : parse_keep_ratios(a.keep_ratios)) {
+      for (int tile : tiles) {
+        BenchConfig c;
+        c.scoring = parse_scoring(sc);
+        c.keep_ratio = keep;
+        c.vision_tile = tile;
+        o.configs.push_back(c);
       }
-      if (!(c.keep_ratio > 0 && c.keep_ratio <= 1))
-        throw UsageError("--keep-ratios values must be in (0, 1]");
-      o.configs.push_back(c);
     }
   }
   if (o.configs.empty()) throw UsageError("nothing to benchmark: give --scoring and --keep-ratios");
@@ -319,6 +343,11 @@ int run_bench_command(const BenchArgs& a) {
 
 void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
   add_model_options(cmd, a.common);
+  cmd->add_option("--vision-tile", a.vision_tile,
+                  "Read each page as tiles of at most this many pixels a side, each attending only "
+                  "within itself (a multiple of 32 for Qwen3-VL; 0 = whole pages, as Qwen3-VL). "
+                  "Default: the model's own (ziprerank.vision_tile in its config.json), else 0")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--keep-ratio", a.keep_ratio,
                   "Fraction of each page's visual tokens kept by query-aware pruning (1.0 = off). "
                   "Default: the model's own (ziprerank.keep_ratio in its config.json), else 0.5")
@@ -394,6 +423,9 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
         ->capture_default_str();
     cmd->add_option("--scoring", a->scorings, "Comma-separated scoring modes (logits, generate)")
         ->capture_default_str();
+    cmd->add_option("--vision-tiles", a->vision_tiles,
+                    "Comma-separated vision tiles in pixels to compare (0 = whole pages); "
+                    "default: the model's own (ziprerank.vision_tile)");
     cmd->add_option("--repeats", a->repeats, "Timed repeats per configuration")
         ->capture_default_str();
     cmd->add_option("--warmup", a->warmup, "Untimed warm-up runs per configuration")

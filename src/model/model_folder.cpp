@@ -11,6 +11,7 @@
 
 #include "core/json_util.hpp"
 #include "ziprerank/errors.hpp"
+#include "ziprerank/model.hpp"
 #include "ziprerank/safetensors.hpp"
 #include "ziprerank/state_dict.hpp"
 #include "ziprerank/tokenizer.hpp"
@@ -175,6 +176,8 @@ ModelFolder open_model_folder(const std::string& dir) {
       throw InputError(cfg.string() + ": ziprerank.keep_ratio " + std::to_string(m.keep_ratio) +
                        " is not in (0, 1]");
     }
+    detail::read_opt(*it, "vision_tile", m.vision_tile, cfg.string(), "ziprerank.");
+    check_vision_tile(m.vision_tile, m.config.vision, cfg.string() + ": ziprerank.vision_tile");
   }
   const fs::path pre = fs::path(dir) / "preprocessor_config.json";
   if (!fs::exists(pre)) {

@@ -23,6 +23,8 @@ void KVCache::truncate(int64_t n) {
 Qwen3VLModel::Qwen3VLModel(const ModelConfig& config, StateDict& weights,
                            const ModelOptions& options)
     : config_(config), options_(options) {
+  if (options_.vision_tile < 0) options_.vision_tile = 0;
+  check_vision_tile(options_.vision_tile, config.vision, "vision tile");
   vision_ = std::make_unique<VisionTower>(config.vision, weights.select("model.visual."), params_);
   text_ = std::make_unique<TextModel>(config, weights.select("model.language_model."), params_);
   if (config.tie_word_embeddings) {
@@ -58,7 +60,9 @@ std::unique_ptr<Qwen3VLModel> Qwen3VLModel::load(const std::string& model_dir,
   lo.device = options.device;
   lo.writable = options.trainable;
   StateDict sd(store, lo);
-  auto model = std::make_unique<Qwen3VLModel>(folder.config, sd, options);
+  ModelOptions resolved = options;
+  if (resolved.vision_tile < 0) resolved.vision_tile = folder.vision_tile;
+  auto model = std::make_unique<Qwen3VLModel>(folder.config, sd, resolved);
   sd.finish(model_dir);
   const auto unused = sd.unused();
   if (!unused.empty()) {
@@ -71,9 +75,88 @@ std::unique_ptr<Qwen3VLModel> Qwen3VLModel::load(const std::string& model_dir,
   return model;
 }
 
+void check_vision_tile(int tile, const VisionConfig& vision, const std::string& what) {
+  const int unit = vision.patch_size * vision.spatial_merge_size;
+  if (tile < 0 || (tile > 0 && tile % unit != 0)) {
+    throw InputError(what + " " + std::to_string(tile) + " must be 0 (whole images) or a " +
+                     "positive multiple of " + std::to_string(unit) + " pixels (patch " +
+                     std::to_string(vision.patch_size) + " x merge " +
+                     std::to_string(vision.spatial_merge_size) + ")");
+  }
+}
+
+VisionTiling plan_vision_tiles(const std::vector<ImageGrid>& grids, int64_t merge,
+                               int64_t tile_tokens) {
+  if (merge < 1 || tile_tokens < 1) throw InternalError("plan_vision_tiles: bad merge or tile");
+  // Even cuts of n tokens into ceil(n / tile_tokens) pieces: [start, end) of each.
+  auto cuts = [&](int64_t n) {
+    const int64_t pieces = (n + tile_tokens - 1) / tile_tokens;
+    std::vector<std::pair<int64_t, int64_t>> out;
+    int64_t start = 0;
+    for (int64_t i = 0; i < pieces; ++i) {
+      const int64_t len = n / pieces + (i < n % pieces ? 1 : 0);
+      out.emplace_back(start, start + len);
+      start += len;
+    }
+    return out;
+  };
+  const int64_t block = merge * merge;  // patch rows of one merged token
+  VisionTiling plan;
+  std::vector<int64_t> rows, order;
+  int64_t image_token0 = 0, tile_row = 0;
+  for (const ImageGrid& g : grids) {
+    const int64_t gh = g.h / merge, gw = g.w / merge;
+    order.resize(static_cast<size_t>(image_token0 + g.t * gh * gw));
+    for (int64_t t = 0; t < g.t; ++t) {
+      for (const auto& [y0, y1] : cuts(gh)) {
+        for (const auto& [x0, x1] : cuts(gw)) {
+          plan.grids.push_back(ImageGrid{1, (y1 - y0) * merge, (x1 - x0) * merge});
+          for (int64_t y = y0; y < y1; ++y) {
+            for (int64_t x = x0; x < x1; ++x) {
+              const int64_t token = image_token0 + (t * gh + y) * gw + x;
+              for (int64_t r = 0; r < block; ++r) rows.push_back(token * block + r);
+              order[static_cast<size_t>(token)] = tile_row++;
+            }
+          }
+        }
+      }
+    }
+    image_token0 += g.t * gh * gw;
+  }
+  plan.patch_rows = at::tensor(rows, at::kLong);
+  plan.token_order = at::tensor(order, at::kLong);
+  return plan;
+}
+
 VisionFeatures Qwen3VLModel::encode_images(const at::Tensor& pixel_values,
-                                           const std::vector<ImageGrid>& grids) const {
-  return vision_->forward(pixel_values, grids);
+                                           const std::vector<ImageGrid>& grids,
+                                           int vision_tile) const {
+  if (vision_tile < 0) vision_tile = options_.vision_tile;
+  check_vision_tile(vision_tile, config_.vision, "vision tile");
+  const int64_t merge = config_.vision.spatial_merge_size;
+  const int64_t tile_tokens = vision_tile / (config_.vision.patch_size * merge);
+  // Whole images: no tile set, nothing larger than a tile, or input the tower will refuse.
+  const bool cut = tile_tokens > 0 && std::any_of(grids.begin(), grids.end(), [&](const auto& g) {
+                     return g.t > 1 || g.h / merge > tile_tokens || g.w / merge > tile_tokens;
+                   });
+  const bool valid = std::all_of(grids.begin(), grids.end(), [&](const ImageGrid& g) {
+    return g.t >= 1 && g.h > 0 && g.w > 0 && g.h % merge == 0 && g.w % merge == 0;
+  });
+  if (!cut || !valid) return vision_->forward(pixel_values, grids);
+  const VisionTiling plan = plan_vision_tiles(grids, merge, tile_tokens);
+  if (pixel_values.dim() != 2 || pixel_values.size(0) != plan.patch_rows.numel()) {
+    return vision_->forward(pixel_values, grids);
+  }
+  const VisionFeatures tiled = vision_->forward(
+      pixel_values.index_select(0, plan.patch_rows.to(pixel_values.device())), plan.grids);
+  VisionFeatures out;
+  const at::Tensor order = plan.token_order.to(tiled.embeds.device());
+  out.embeds = tiled.embeds.index_select(0, order);
+  for (const at::Tensor& level : tiled.deepstack) {
+    out.deepstack.push_back(level.index_select(0, order));
+  }
+  for (const ImageGrid& g : grids) out.tokens_per_image.push_back(g.num_tokens(merge));
+  return out;
 }
 
 at::Tensor Qwen3VLModel::embed(const at::Tensor& token_ids) const {

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "ziprerank/errors.hpp"
+#include "ziprerank/model.hpp"
 
 namespace ziprerank {
 
@@ -92,6 +93,7 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
     RerankOptions ro;
     ro.scoring = cfg.scoring;
     ro.keep_ratio = cfg.keep_ratio;
+    ro.vision_tile = cfg.vision_tile;
     ro.window = o.window;
     ro.stride = std::max(1, o.window / 2);
     if (!pages.empty()) return reranker.rerank_pages(query, pages, ro);
@@ -123,6 +125,8 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
       s.tot.push_back(r.timing.total);
       BenchRow& row = rows[c];
       row.config = o.configs[c];
+      if (row.config.vision_tile < 0)
+        row.config.vision_tile = reranker.model().options().vision_tile;
       row.input_tokens = r.tokens.input;
       row.visual_before = r.tokens.visual_before;
       row.visual_after = r.tokens.visual_after;
@@ -161,9 +165,10 @@ const char* scoring_name(Scoring s) {
 std::string format_bench_table(const std::vector<BenchRow>& rows) {
   std::ostringstream o;
   char line[512];
-  std::snprintf(line, sizeof(line), "%-9s %5s %6s %9s %9s %9s %9s %9s %11s %12s %12s %10s %8s\n",
-                "scoring", "keep", "pages", "decode", "preproc", "vision", "prune", "llm", "total",
-                "(spread)", "vis.tokens", "gen.tokens", "speedup");
+  std::snprintf(line, sizeof(line),
+                "%-9s %5s %5s %6s %9s %9s %9s %9s %9s %11s %12s %12s %10s %8s\n", "scoring", "keep",
+                "tile", "pages", "decode", "preproc", "vision", "prune", "llm", "total", "(spread)",
+                "vis.tokens", "gen.tokens", "speedup");
   o << line;
   const double base = rows.empty() ? 0 : rows.front().total.median;
   for (const auto& r : rows) {
@@ -171,16 +176,18 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
     std::snprintf(tokens, sizeof(tokens), "%lld->%lld", static_cast<long long>(r.visual_before),
                   static_cast<long long>(r.visual_after));
     std::snprintf(spread, sizeof(spread), "%.0f-%.0f", r.total.min, r.total.max);
-    std::snprintf(line, sizeof(line),
-                  "%-9s %5.2f %6d %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %12s %12s %10lld %7.2fx\n",
-                  scoring_name(r.config.scoring), r.config.keep_ratio, r.pages, r.decode.median,
-                  r.preprocess.median, r.vision.median, r.prune.median, r.llm.median,
-                  r.total.median, spread, tokens, static_cast<long long>(r.generated),
-                  r.total.median > 0 ? base / r.total.median : 0.0);
+    std::snprintf(
+        line, sizeof(line),
+        "%-9s %5.2f %5d %6d %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %12s %12s %10lld %7.2fx\n",
+        scoring_name(r.config.scoring), r.config.keep_ratio, r.config.vision_tile, r.pages,
+        r.decode.median, r.preprocess.median, r.vision.median, r.prune.median, r.llm.median,
+        r.total.median, spread, tokens, static_cast<long long>(r.generated),
+        r.total.median > 0 ? base / r.total.median : 0.0);
     o << line;
   }
   o << "times are medians in ms over the repeats after warm-up, repeats interleaved across rows;\n"
-       "spread = min-max of total; model loading is excluded; speedup = first row's total / this "
+       "tile = vision tile in pixels (0 = whole pages); spread = min-max of total; model loading "
+       "is excluded; speedup = first row's total / this "
        "row's total\n(same run, same machine); gen.tokens = tokens decoded in generate mode\n";
   return o.str();
 }
@@ -194,6 +201,7 @@ std::string format_bench_jsonl(const std::vector<BenchRow>& rows) {
   for (const auto& r : rows) {
     nlohmann::json j = {{"scoring", scoring_name(r.config.scoring)},
                         {"keep_ratio", r.config.keep_ratio},
+                        {"vision_tile", r.config.vision_tile},
                         {"pages", r.pages},
                         {"timing_ms",
                          {{"decode", stat(r.decode)},

@@ -68,6 +68,7 @@ void RerankOptions::validate() const {
     throw UsageError("--window must be between 1 and " + std::to_string(kMaxWindow));
   }
   if (stride < 1) throw UsageError("--stride must be positive");
+  if (vision_tile < -1) throw UsageError("--vision-tile must not be negative");
   if (window > 1 && stride >= window) {
     // The reference's loop never terminates early for stride >= window; windows would not overlap.
     spdlog::warn(
@@ -262,7 +263,7 @@ void Reranker::set_vision_cache(size_t max_bytes) {
 }
 
 std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
-    const std::vector<PreprocessedImage>& pages, StageTiming& timing) const {
+    const std::vector<PreprocessedImage>& pages, StageTiming& timing, int vision_tile) const {
   c10::InferenceMode guard;
   std::vector<std::shared_ptr<const EncodedPage>> out;
   const auto t0 = Clock::now();
@@ -278,7 +279,7 @@ std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
       grids.push_back(ImageGrid{thw[0], thw[1], thw[2]});
       px.push_back(pages[i].pixel_values);
     }
-    const VisionFeatures vf = model_->encode_images(at::cat(px, 0), grids);
+    const VisionFeatures vf = model_->encode_images(at::cat(px, 0), grids, vision_tile);
     int64_t off = 0;
     for (size_t i = b; i < e; ++i) {
       auto page = std::make_shared<EncodedPage>();
@@ -348,7 +349,7 @@ RerankResult Reranker::rerank(const std::string& query, const std::vector<std::s
     throw InputError("the query is empty");
   StageTiming vision;
   const auto t0 = Clock::now();
-  const auto encoded = encode(pages, vision);
+  const auto encoded = encode(pages, vision, options.vision_tile);
   const double encode_ms = ms_since(t0);
   RerankResult r = rank_encoded(query, ids, encoded, options);
   r.timing.vision += vision.vision;
@@ -357,12 +358,13 @@ RerankResult Reranker::rerank(const std::string& query, const std::vector<std::s
 }
 
 namespace {
-std::string cache_key(const PageRef& p, const RerankOptions& o) {
+std::string cache_key(const PageRef& p, const RerankOptions& o, int vision_tile) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(p.path, ec);
   const auto mtime = std::filesystem::last_write_time(p.path, ec).time_since_epoch().count();
   return p.path + "#" + std::to_string(p.pdf_page) + "|" + std::to_string(size) + "|" +
-         std::to_string(mtime) + (o.page_preresize ? "" : "|raw");
+         std::to_string(mtime) + (o.page_preresize ? "" : "|raw") + "|tile" +
+         std::to_string(vision_tile);
 }
 }  // namespace
 
@@ -378,10 +380,12 @@ RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<
   std::vector<std::string> ids, keys(pages.size());
   std::vector<size_t> missing;
   std::vector<PreprocessedImage> prepared;
+  // Pages read with another tile have other features: the tile is part of the cache key.
+  const int tile = options.vision_tile < 0 ? model_->options().vision_tile : options.vision_tile;
   for (size_t i = 0; i < pages.size(); ++i) {
     ids.push_back(pages[i].id);
     if (cache_) {
-      keys[i] = cache_key(pages[i], options);
+      keys[i] = cache_key(pages[i], options, tile);
       encoded[i] = cache_->get(keys[i]);
       if (encoded[i]) continue;
     }
@@ -392,7 +396,7 @@ RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<
     missing.push_back(i);
   }
   if (!prepared.empty()) {
-    const auto fresh = encode(prepared, pre);
+    const auto fresh = encode(prepared, pre, options.vision_tile);
     for (size_t k = 0; k < missing.size(); ++k) {
       encoded[missing[k]] = fresh[k];
       if (cache_) cache_->put(keys[missing[k]], fresh[k]);

@@ -177,6 +177,45 @@ TEST_F(RankBatch, KeepRatioDefaultsToTheOneTheModelFolderNames) {
   EXPECT_NE(bad.err.find("is not in (0, 1]"), std::string::npos) << bad.err;
 }
 
+TEST_F(RankBatch, VisionTileComesFromTheModelFolderOrTheFlag) {
+  const fs::path own = dir_ / "tiny-tile";
+  fs::remove_all(own);
+  fs::copy(model(), own, fs::copy_options::recursive);
+  json cfg = json::parse(std::ifstream(own / "config.json"));
+  cfg["ziprerank"]["vision_tile"] = 64;
+  std::ofstream(own / "config.json") << cfg.dump(2);
+  const std::string pages = " -q 'net revenue' -p " + shell_quote((dir_ / "pages").string());
+  const CliResult by_model = run_cli("rank --model " + shell_quote(own.string()) + pages);
+  const CliResult by_flag = run_cli("rank " + model_flag() + " --vision-tile 64" + pages);
+  const CliResult whole =
+      run_cli("rank --model " + shell_quote(own.string()) + " --vision-tile 0" + pages);
+  const CliResult plain = run_cli("rank " + model_flag() + pages);
+  for (const CliResult* r : {&by_model, &by_flag, &whole, &plain}) ASSERT_EQ(r->code, 0) << r->err;
+  EXPECT_NE(by_model.err.find("vision tiles of 64 px"), std::string::npos) << by_model.err;
+  EXPECT_EQ(plain.err.find("vision tiles"), std::string::npos) << plain.err;
+  EXPECT_EQ(by_model.out, by_flag.out);
+  EXPECT_EQ(whole.out, plain.out);  // --vision-tile 0 reads whole pages whatever the folder says
+  EXPECT_NE(by_model.out, plain.out);
+
+  const CliResult bad = run_cli("rank " + model_flag() + " --vision-tile 50" + pages);
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("--vision-tile 50 must be 0 (whole images) or a positive multiple of 32"),
+            std::string::npos)
+      << bad.err;
+
+  // bench compares tiles in one run, one row each.
+  const CliResult bench =
+      run_cli("--log-level warn bench " + model_flag() +
+              " --format jsonl --num-pages 2 --page-size 320x320 --keep-ratios 1.0 --scoring "
+              "logits --vision-tiles 0,64 --repeats 1 --warmup 0");
+  ASSERT_EQ(bench.code, 0) << bench.err;
+  const auto rows = read_jsonl(bench.out);
+  ASSERT_EQ(rows.size(), 2u) << bench.out;
+  EXPECT_EQ(rows[0]["vision_tile"].get<int>(), 0);
+  EXPECT_EQ(rows[1]["vision_tile"].get<int>(), 64);
+  EXPECT_EQ(rows[0]["tokens"]["visual_before"], rows[1]["tokens"]["visual_before"]);
+}
+
 TEST_F(RankBatch, PruningRecallCountsKeptQueryWordTokens) {
   const fs::path doc = dir_ / "rendered";
   const CliResult render = run_cli(

@@ -1,12 +1,14 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "model_fixture.hpp"
 #include "ziprerank/errors.hpp"
+#include "ziprerank/image.hpp"
 #include "ziprerank/model.hpp"
 #include "ziprerank/model_folder.hpp"
 #include "ziprerank/runtime.hpp"
@@ -193,6 +195,99 @@ TEST(Model, CheckpointThatDisagreesWithConfigNamesTheTensors) {
               std::string::npos)
         << msg;
     EXPECT_NE(msg.find("problems"), std::string::npos) << msg;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Model, VisionTilePlanCutsEvenlyAndCoversEveryPatchOnce) {
+  // 5 x 7 merged tokens in tiles of at most 3: rows 3 + 2, columns 3 + 2 + 2; then a 2 x 2 image.
+  const VisionTiling plan = plan_vision_tiles({{1, 10, 14}, {1, 4, 4}}, 2, 3);
+  std::vector<std::array<int64_t, 2>> sides;
+  for (const ImageGrid& g : plan.grids) {
+    EXPECT_EQ(g.t, 1);
+    sides.push_back({g.h / 2, g.w / 2});
+  }
+  const std::vector<std::array<int64_t, 2>> want{{3, 3}, {3, 2}, {3, 2}, {2, 3},
+                                                 {2, 2}, {2, 2}, {2, 2}};
+  EXPECT_EQ(sides, want);
+  const int64_t patches = 10 * 14 + 4 * 4, tokens = patches / 4;
+  ASSERT_EQ(plan.patch_rows.numel(), patches);
+  ASSERT_EQ(plan.token_order.numel(), tokens);
+  EXPECT_TRUE(at::equal(std::get<0>(plan.patch_rows.sort()), at::arange(patches, at::kLong)));
+  EXPECT_TRUE(at::equal(std::get<0>(plan.token_order.sort()), at::arange(tokens, at::kLong)));
+  // Each merged token keeps its four patch rows together, in order.
+  const at::Tensor blocks = plan.patch_rows.view({tokens, 4});
+  EXPECT_TRUE(at::equal(blocks - blocks.select(1, 0).unsqueeze(1),
+                        at::arange(4, at::kLong).expand({tokens, 4})));
+  // The first tile holds tokens (0..2, 0..2) of the first image; the second image comes last.
+  EXPECT_EQ(plan.token_order[0].item<int64_t>(), 0);
+  EXPECT_EQ(plan.token_order[7].item<int64_t>(), 3);    // row 1, column 0
+  EXPECT_EQ(plan.token_order[3].item<int64_t>(), 9);    // row 0, column 3: the second tile
+  EXPECT_EQ(plan.token_order[35].item<int64_t>(), 35);  // the 2 x 2 image: one tile of its own
+}
+
+TEST(Model, TiledVisionEqualsEachTileReadAsItsOwnImage) {
+  const std::string dir = test::tiny_model_dir();
+  const PreprocessorConfig pre = open_model_folder(dir).preprocessor;
+  ModelOptions whole_o, tiled_o;
+  whole_o.vision_tile = 0;
+  tiled_o.vision_tile = 96;  // 3 merged tokens of 32 pixels
+  const auto whole = Qwen3VLModel::load(dir, whole_o);
+  const auto tiled = Qwen3VLModel::load(dir, tiled_o);
+  at::manual_seed(3);
+  const at::Tensor chw = at::rand({3, 160, 224}) * 2 - 1;  // 5 x 7 merged tokens
+  const ImageGrid grid{1, 10, 14};
+  const at::Tensor px = patchify(chw, pre);
+  const VisionFeatures t = tiled->encode_images(px, {grid});
+  ASSERT_EQ(t.tokens_per_image, (std::vector<int64_t>{35}));
+  ASSERT_EQ(t.deepstack.size(), 2u);
+  const int64_t D = t.embeds.size(1);
+  const std::vector<std::pair<int64_t, int64_t>> ys{{0, 3}, {3, 5}}, xs{{0, 3}, {3, 5}, {5, 7}};
+  for (const auto& [y0, y1] : ys) {
+    for (const auto& [x0, x1] : xs) {
+      const at::Tensor crop =
+          chw.slice(1, y0 * 32, y1 * 32).slice(2, x0 * 32, x1 * 32).contiguous();
+      const VisionFeatures one =
+          whole->encode_images(patchify(crop, pre), {{1, (y1 - y0) * 2, (x1 - x0) * 2}});
+      auto part = [&](const at::Tensor& all) {
+        return all.view({5, 7, D}).slice(0, y0, y1).slice(1, x0, x1).reshape({-1, D});
+      };
+      EXPECT_TRUE(at::allclose(part(t.embeds), one.embeds, 1e-5, 1e-6)) << y0 << "," << x0;
+      for (size_t l = 0; l < one.deepstack.size(); ++l) {
+        EXPECT_TRUE(at::allclose(part(t.deepstack[l]), one.deepstack[l], 1e-5, 1e-6));
+      }
+    }
+  }
+  // Tiles see less than the whole image; an image within one tile is read whole.
+  EXPECT_FALSE(at::allclose(whole->encode_images(px, {grid}).embeds, t.embeds, 1e-4, 1e-5));
+  const at::Tensor small = chw.slice(1, 0, 96).slice(2, 0, 64).contiguous();
+  EXPECT_TRUE(at::equal(tiled->encode_images(patchify(small, pre), {{1, 6, 4}}).embeds,
+                        whole->encode_images(patchify(small, pre), {{1, 6, 4}}).embeds));
+}
+
+TEST(Model, VisionTileComesFromTheModelFolderUnlessGiven) {
+  const fs::path dir = fs::temp_directory_path() / ("zr_tile_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::copy(test::tiny_model_dir(), dir, fs::copy_options::recursive);
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  cfg["ziprerank"]["vision_tile"] = 96;
+  std::ofstream(dir / "config.json") << cfg.dump(2);
+  EXPECT_EQ(open_model_folder(dir.string()).vision_tile, 96);
+  EXPECT_EQ(Qwen3VLModel::load(dir.string(), ModelOptions{})->options().vision_tile, 96);
+  ModelOptions whole;
+  whole.vision_tile = 0;
+  EXPECT_EQ(Qwen3VLModel::load(dir.string(), whole)->options().vision_tile, 0);
+  ModelOptions odd;
+  odd.vision_tile = 100;
+  EXPECT_THROW(Qwen3VLModel::load(dir.string(), odd), InputError);
+  cfg["ziprerank"]["vision_tile"] = 100;
+  std::ofstream(dir / "config.json") << cfg.dump(2);
+  try {
+    open_model_folder(dir.string());
+    ADD_FAILURE() << "a tile that is not a multiple of 32 pixels must be refused";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("ziprerank.vision_tile 100 must be"), std::string::npos)
+        << e.what();
   }
   fs::remove_all(dir);
 }
