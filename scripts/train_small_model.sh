@@ -253,15 +253,18 @@ mkdir -p "$cand"
 for f in "$reading/model"/*; do
   [ -f "$f" ] && cp "$f" "$cand/"
 done
-python3 - "$cand/config.json" <<'PY'
+python3 - "$cand/config.json" "$CROP" <<'PY'
 import json, sys
-path = sys.argv[1]
+path, crop = sys.argv[1], int(sys.argv[2])
 config = json.load(open(path))
 config["qi_early_text_mode"] = "query_only"
 note = config.setdefault("ziprerank", {})
 note["name"] = "ziprerank-small"
 note["scoring"] = "similarity"
 note["keep_ratio"] = 1.0  # scoring costs nothing next to reading; every kept token helps it
+# The tower learned to read on crop-sized windows: it reads pages as tiles of that size, which
+# costs far less than attention across a whole page.
+note["vision_tile"] = crop
 json.dump(config, open(path, "w"), indent=2)
 PY
 

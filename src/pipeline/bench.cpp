@@ -166,7 +166,7 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
   std::ostringstream o;
   char line[512];
   std::snprintf(line, sizeof(line),
-                "%-9s %5s %5s %6s %9s %9s %9s %9s %9s %11s %12s %12s %10s %8s\n", "scoring", "keep",
+                "%-10s %5s %5s %6s %9s %9s %9s %9s %9s %11s %12s %12s %10s %8s\n", "scoring", "keep",
                 "tile", "pages", "decode", "preproc", "vision", "prune", "llm", "total", "(spread)",
                 "vis.tokens", "gen.tokens", "speedup");
   o << line;
@@ -178,7 +178,7 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
     std::snprintf(spread, sizeof(spread), "%.0f-%.0f", r.total.min, r.total.max);
     std::snprintf(
         line, sizeof(line),
-        "%-9s %5.2f %5d %6d %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %12s %12s %10lld %7.2fx\n",
+        "%-10s %5.2f %5d %6d %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %12s %12s %10lld %7.2fx\n",
         scoring_name(r.config.scoring), r.config.keep_ratio, r.config.vision_tile, r.pages,
         r.decode.median, r.preprocess.median, r.vision.median, r.prune.median, r.llm.median,
         r.total.median, spread, tokens, static_cast<long long>(r.generated),
