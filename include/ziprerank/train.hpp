@@ -55,6 +55,13 @@ std::vector<double> soft_ranking_target(int64_t n, const std::vector<int64_t>& r
                                         const std::vector<int64_t>& gt, double decay,
                                         const std::vector<bool>& valid = {});
 
+/// Whether the highest of `scores` (the first of equal highest) is the candidate the teacher puts
+/// first: the first ground truth in range when `gt` has one, else the first of `ranking`. 1 or 0;
+/// NaN when neither names a candidate. The losses have floors above zero (the soft-ranking target
+/// is a distribution), so this is the plain measure of whether a model has learned to rank.
+double top1_agreement(const at::Tensor& scores, const std::vector<int64_t>& ranking,
+                      const std::vector<int64_t>& gt = {});
+
 /// Stage-2 ranking loss: -sum(target * log_softmax(valid scores)); -inf scores (batch padding in
 /// the reference) are not candidates. Zero (no gradient) when nothing is valid.
 at::Tensor soft_ranking_loss(const at::Tensor& scores, const std::vector<int64_t>& ranking,
@@ -150,6 +157,9 @@ struct StepMetrics {
   int64_t step = 0;  ///< 1-based
   int epoch = 0;     ///< 1-based
   double loss = 0, gen_loss = 0, rank_loss = 0, align_loss = 0, candidate_loss = 0, lr = 0;
+  /// Share of the step's samples whose identifier logits (rank) / per-candidate scores
+  /// (candidate) put the teacher's first candidate first (see top1_agreement); 0 when undefined.
+  double rank_top1 = 0, candidate_top1 = 0;
   double grad_norm = 0;  ///< total gradient norm before clipping (0 when clipping is off)
   int64_t samples = 0, tokens = 0;  ///< tokens = language-model input tokens
   double seconds = 0;

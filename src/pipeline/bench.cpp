@@ -166,9 +166,9 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
   std::ostringstream o;
   char line[512];
   std::snprintf(line, sizeof(line),
-                "%-10s %5s %5s %6s %9s %9s %9s %9s %9s %11s %12s %12s %10s %8s\n", "scoring", "keep",
-                "tile", "pages", "decode", "preproc", "vision", "prune", "llm", "total", "(spread)",
-                "vis.tokens", "gen.tokens", "speedup");
+                "%-10s %5s %5s %6s %9s %9s %9s %9s %9s %11s %12s %12s %10s %8s\n", "scoring",
+                "keep", "tile", "pages", "decode", "preproc", "vision", "prune", "llm", "total",
+                "(spread)", "vis.tokens", "gen.tokens", "speedup");
   o << line;
   const double base = rows.empty() ? 0 : rows.front().total.median;
   for (const auto& r : rows) {

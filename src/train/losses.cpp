@@ -108,6 +108,27 @@ at::Tensor soft_ranking_loss(const at::Tensor& scores, const std::vector<int64_t
   return -(q * at::log_softmax(v, 0)).sum();
 }
 
+double top1_agreement(const at::Tensor& scores, const std::vector<int64_t>& ranking,
+                      const std::vector<int64_t>& gt) {
+  const at::Tensor s = scores.detach().reshape({-1}).to(at::kCPU, at::kDouble).contiguous();
+  const int64_t n = s.numel();
+  int64_t best = -1;
+  for (int64_t g : gt) {
+    if (g >= 0 && g < n) {
+      best = g;
+      break;
+    }
+  }
+  if (best < 0 && !ranking.empty() && ranking[0] >= 0 && ranking[0] < n) best = ranking[0];
+  if (best < 0) return NAN;
+  const double* v = s.data_ptr<double>();
+  int64_t top = 0;
+  for (int64_t i = 1; i < n; ++i) {
+    if (v[i] > v[top]) top = i;
+  }
+  return top == best ? 1.0 : 0.0;
+}
+
 at::Tensor token_nll_sum(const at::Tensor& logits, const at::Tensor& targets) {
   const at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);
   return -logp.gather(1, targets.to(logits.device()).reshape({-1, 1})).sum();

@@ -139,6 +139,8 @@ void add_losses_and_counts(StepMetrics& sum, const StepMetrics& m) {
   sum.rank_loss += m.rank_loss;
   sum.align_loss += m.align_loss;
   sum.candidate_loss += m.candidate_loss;
+  sum.rank_top1 += m.rank_top1;
+  sum.candidate_top1 += m.candidate_top1;
   sum.samples += m.samples;
   sum.tokens += m.tokens;
   sum.seconds += m.seconds;
@@ -206,7 +208,8 @@ struct Trainer::SampleResult {
   double rank = NAN;       ///< ranking loss of the sample, NaN when undefined
   double align = NAN;      ///< grounding loss of the sample, NaN when off or no word was shown
   double candidate = NAN;  ///< per-candidate relevance loss, NaN when off
-  int64_t tokens = 0;      ///< language-model input tokens
+  double rank_top1 = NAN, candidate_top1 = NAN;      ///< top1_agreement of each, NaN when undefined
+  int64_t tokens = 0;                                ///< language-model input tokens
   double data_s = 0, forward_s = 0, backward_s = 0;  ///< where the time went
 };
 
@@ -585,6 +588,8 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
                          ? ranknet_loss(cand_scores, train::rank_positions(ex.ranking))
                          : soft_ranking_loss(cand_scores, ex.ranking, ex.gt, options_.soft_decay);
     r.candidate = candidate_loss.item<double>();
+    r.candidate_top1 = top1_agreement(cand_scores, ex.ranking,
+                                      options_.stage == 2 ? ex.gt : std::vector<int64_t>{});
     if (spdlog::should_log(spdlog::level::trace)) {
       const at::Tensor cs = cand_scores.detach().cpu();
       std::string text;
@@ -595,6 +600,8 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
 
   r.gen_sum = gen.item<double>();
   r.rank = rank.item<double>();
+  r.rank_top1 =
+      top1_agreement(scores, ex.ranking, options_.stage == 2 ? ex.gt : std::vector<int64_t>{});
   r.tokens = seq.input.embeds.size(1);
   r.forward_s = seconds_since(t0);
   t0 = Clock::now();
@@ -638,6 +645,8 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
     StepMetrics m;
     m.epoch = epoch + 1;
     m.lr = lr;
+    double rank_hits = 0, candidate_hits = 0;
+    int64_t rank_judged = 0, candidate_judged = 0;
     for (int64_t micro = first_micro; micro < end_micro; ++micro) {
       const size_t begin = static_cast<size_t>(micro * o.batch_size);
       const size_t end = std::min(order.size(), begin + static_cast<size_t>(o.batch_size));
@@ -658,6 +667,8 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
         if (!std::isnan(r.rank)) rank += r.rank / static_cast<double>(samples);
         if (!std::isnan(r.align)) align += r.align / static_cast<double>(samples);
         if (!std::isnan(r.candidate)) candidate += r.candidate / static_cast<double>(samples);
+        if (!std::isnan(r.rank_top1)) rank_hits += r.rank_top1, ++rank_judged;
+        if (!std::isnan(r.candidate_top1)) candidate_hits += r.candidate_top1, ++candidate_judged;
         m.tokens += r.tokens;
       }
       m.samples += samples;
@@ -666,6 +677,9 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
       m.align_loss += align / o.grad_accum;
       m.candidate_loss += candidate / o.grad_accum;
     }
+    if (rank_judged > 0) m.rank_top1 = rank_hits / static_cast<double>(rank_judged);
+    if (candidate_judged > 0)
+      m.candidate_top1 = candidate_hits / static_cast<double>(candidate_judged);
     if (step_ == summary.start_step) warn_about_parameters_without_gradient();
     if (o.max_grad_norm > 0) m.grad_norm = optimizer_->clip_grad_norm(o.max_grad_norm);
     optimizer_->step(lr);
@@ -689,10 +703,13 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
           "{:.1f} tokens/s {:.3f} samples/s",
           step_, total_steps_, m.epoch, window.loss / window_steps, window.gen_loss / window_steps,
           window.rank_loss / window_steps,
-          o.align_weight > 0 ? fmt::format(" align {:.4f}", window.align_loss / window_steps) : "",
-          o.candidate_weight > 0
-              ? fmt::format(" candidate {:.4f}", window.candidate_loss / window_steps)
-              : "",
+          o.align_only ? "" : fmt::format(" top1 {:.2f}", window.rank_top1 / window_steps),
+          (o.align_weight > 0 ? fmt::format(" align {:.4f}", window.align_loss / window_steps)
+                              : std::string()) +
+              (o.candidate_weight > 0 ? fmt::format(" candidate {:.4f} top1 {:.2f}",
+                                                    window.candidate_loss / window_steps,
+                                                    window.candidate_top1 / window_steps)
+                                      : std::string()),
           lr, window.tokens / std::max(window.seconds, 1e-9),
           window.samples / std::max(window.seconds, 1e-9));
       window = StepMetrics{};
@@ -746,6 +763,8 @@ void Trainer::write_metrics(const StepMetrics& m) {
                      {"rank_loss", m.rank_loss},
                      {"align_loss", m.align_loss},
                      {"candidate_loss", m.candidate_loss},
+                     {"rank_top1", m.rank_top1},
+                     {"candidate_top1", m.candidate_top1},
                      {"grad_norm", m.grad_norm},
                      {"lr", m.lr},
                      {"samples", m.samples},

@@ -130,6 +130,19 @@ TEST(TrainLosses, SoftRankingTargetPutsGroundTruthFirst) {
   EXPECT_NEAR(q[2], 0.25 / 1.875, 1e-15);
 }
 
+TEST(TrainLosses, Top1AgreementAsksWhetherTheTeachersFirstScoresHighest) {
+  const at::Tensor s = at::tensor(std::vector<double>{0.1, 0.9, 0.3});
+  EXPECT_EQ(top1_agreement(s, {1, 0, 2}), 1.0);
+  EXPECT_EQ(top1_agreement(s, {0, 1, 2}), 0.0);
+  EXPECT_EQ(top1_agreement(s, {1, 0, 2}, {2}), 0.0);  // the ground truth outranks the teacher
+  EXPECT_EQ(top1_agreement(s, {0, 1, 2}, {1}), 1.0);
+  EXPECT_EQ(top1_agreement(s, {1, 0, 2}, {7}), 1.0);  // out of range: the teacher's first
+  // Equal highest scores: the first of them counts as first.
+  EXPECT_EQ(top1_agreement(at::tensor(std::vector<double>{0.5, 0.5}), {1, 0}), 0.0);
+  EXPECT_EQ(top1_agreement(at::tensor(std::vector<double>{0.5, 0.5}), {0, 1}), 1.0);
+  EXPECT_TRUE(std::isnan(top1_agreement(s, {})));
+}
+
 TEST(TrainLosses, SoftRankingLossIgnoresMinusInfinityPadding) {
   const double inf = std::numeric_limits<double>::infinity();
   // Candidate 2 is padding: the order is gt 0, then 1, 3 -> weights 1, 1/2, 1/4 over 7/4.
@@ -386,6 +399,12 @@ TEST(Trainer, OverfitsATinyBatchAndSavesAFolderThatScoresTheSame) {
   EXPECT_LT(last, 0.6 * first) << "loss " << first << " -> " << last;
   EXPECT_GT(s.history.front().rank_loss, 0);
   EXPECT_GT(s.tokens, 0);
+  // By the end the identifier logits put the teacher's first passage first in every sample.
+  EXPECT_EQ(s.history.back().rank_top1, 1.0);
+  for (const StepMetrics& m : s.history) {
+    EXPECT_GE(m.rank_top1, 0.0);
+    EXPECT_LE(m.rank_top1, 1.0);
+  }
 
   // The trained model ranks its training batch as the teacher did.
   const Reranker trained(trainer.folder(), trainer.model(), trainer.tokenizer());
@@ -740,6 +759,8 @@ TEST(Trainer, GroundingAndCandidateLossesTrainAndAreLogged) {
   const json line = json::parse(first);
   EXPECT_TRUE(line.contains("align_loss"));
   EXPECT_TRUE(line.contains("candidate_loss"));
+  EXPECT_TRUE(line.contains("candidate_top1"));
+  EXPECT_TRUE(line.contains("rank_top1"));
   o.freeze_vision = true;
   o.output = (dir / "frozen").string();
   EXPECT_THROW(Trainer{o}, UsageError);
