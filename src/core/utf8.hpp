@@ -1,8 +1,11 @@
 // Decoding one UTF-8 sequence: the single primitive behind the tokenizer, the renderer and the
-// training-data parser, which differ only in what they do with a malformed byte.
+// training-data parser, which differ only in what they do with a malformed byte; and whole-string
+// conversion to and from code points (the renderer, similarity scoring's word lengths).
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <string_view>
 
 namespace ziprerank::detail {
 
@@ -35,6 +38,45 @@ inline size_t utf8_decode_one(const unsigned char* s, size_t n, size_t i, char32
   if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
   *cp = v;
   return len;
+}
+
+/// UTF-8 to code points; bytes that do not form valid UTF-8 become U+FFFD (one per byte).
+inline std::u32string utf8_to_u32(std::string_view text) {
+  std::u32string out;
+  out.reserve(text.size());
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    char32_t cp = 0;
+    const size_t len = detail::utf8_decode_one(s, n, i, &cp);
+    out.push_back(len ? cp : char32_t{0xFFFD});  // a malformed byte becomes U+FFFD
+    i += len ? len : 1;
+  }
+  return out;
+}
+
+inline std::string u32_to_utf8(std::u32string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char32_t c : text) {
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x800) {
+      out.push_back(static_cast<char>(0xC0 | (c >> 6)));
+      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    } else if (c < 0x10000) {
+      out.push_back(static_cast<char>(0xE0 | (c >> 12)));
+      out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    } else {
+      out.push_back(static_cast<char>(0xF0 | (c >> 18)));
+      out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    }
+  }
+  return out;
 }
 
 }  // namespace ziprerank::detail

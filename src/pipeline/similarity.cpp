@@ -18,18 +18,6 @@ std::string strip_punct(const std::string& word) {
   return word.substr(b, e - b);
 }
 
-double code_points(const std::string& s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  double n = 0;
-  for (size_t i = 0; i < s.size();) {
-    char32_t cp = 0;
-    const size_t len = detail::utf8_decode_one(p, s.size(), i, &cp);
-    i += len == 0 ? 1 : len;  // a malformed byte counts as one character
-    n += 1;
-  }
-  return n;
-}
-
 }  // namespace
 
 std::vector<int64_t> word_pieces(const Tokenizer& tokenizer, const std::string& word) {
@@ -56,7 +44,7 @@ std::vector<SimilarityWord> similarity_words(const Tokenizer& tokenizer, const s
       SimilarityWord w;
       w.text = strip_punct(query.substr(i, j - i));
       w.pieces = word_pieces(tokenizer, w.text);
-      w.weight = code_points(w.text);
+      w.weight = static_cast<double>(detail::utf8_to_u32(w.text).size());
       if (!w.pieces.empty()) out.push_back(std::move(w));
     }
     i = j;

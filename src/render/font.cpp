@@ -1,8 +1,8 @@
 #include "render/font.hpp"
 
-#include "core/utf8.hpp"
-
 #include <ft2build.h>
+
+#include "core/utf8.hpp"
 #include FT_FREETYPE_H
 #include FT_GLYPH_H
 #include FT_ADVANCES_H
@@ -64,44 +64,6 @@ std::string ft_error_text(FT_Error error) {
 }
 
 }  // namespace
-
-std::u32string utf8_to_u32(std::string_view text) {
-  std::u32string out;
-  out.reserve(text.size());
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  size_t i = 0;
-  while (i < n) {
-    char32_t cp = 0;
-    const size_t len = detail::utf8_decode_one(s, n, i, &cp);
-    out.push_back(len ? cp : char32_t{0xFFFD});  // a malformed byte becomes U+FFFD
-    i += len ? len : 1;
-  }
-  return out;
-}
-
-std::string u32_to_utf8(std::u32string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char32_t c : text) {
-    if (c < 0x80) {
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x800) {
-      out.push_back(static_cast<char>(0xC0 | (c >> 6)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    } else if (c < 0x10000) {
-      out.push_back(static_cast<char>(0xE0 | (c >> 12)));
-      out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    } else {
-      out.push_back(static_cast<char>(0xF0 | (c >> 18)));
-      out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    }
-  }
-  return out;
-}
 
 bool is_python_space(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||

@@ -16,14 +16,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/utf8.hpp"
 #include "ziprerank/image.hpp"
 #include "ziprerank/render.hpp"
 
 namespace ziprerank::render {
 
-/// UTF-8 to code points; bytes that do not form valid UTF-8 become U+FFFD.
-std::u32string utf8_to_u32(std::string_view text);
-std::string u32_to_utf8(std::u32string_view text);
+using detail::u32_to_utf8;  // core/utf8.hpp
+using detail::utf8_to_u32;
 
 /// Python's str.isspace() (bidirectional class WS, B or S, or category Zs).
 bool is_python_space(char32_t c);
