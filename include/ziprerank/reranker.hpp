@@ -27,6 +27,10 @@ namespace ziprerank {
 /// the visual tokens query-aware pruning keeps are scored, what the language model would see;
 /// windows do not change the scores.
 enum class Scoring { kLogits, kGenerate, kSimilarity };
+/// Every scoring mode by name, in enum order (what --scoring accepts).
+const std::vector<std::string>& scoring_names();
+/// The name of a scoring mode, and back; parse_scoring throws UsageError for an unknown name.
+const std::string& scoring_name(Scoring scoring);
 Scoring parse_scoring(const std::string& name);
 
 struct RerankOptions {

@@ -47,7 +47,7 @@ struct PipelineArgs {
 };
 
 // The scoring asked for, else the one the model folder names.
-std::string scoring_name(const PipelineArgs& a, const Reranker& reranker) {
+std::string scoring_for(const PipelineArgs& a, const Reranker& reranker) {
   return a.scoring.empty() ? reranker.folder().scoring : a.scoring;
 }
 
@@ -89,7 +89,7 @@ int run_rank(const PipelineArgs& a) {
   RerankOptions options = rerank_options(a);
   const std::vector<PageRef> pages = expand_page_inputs(a.pages);
   auto reranker = load_reranker(a.common);
-  const std::string scoring = scoring_name(a, *reranker);
+  const std::string scoring = scoring_for(a, *reranker);
   options.scoring = parse_scoring(scoring);
   options.keep_ratio = keep_ratio_for(a, *reranker);
   options.vision_tile = vision_tile_for(a, *reranker);
@@ -148,7 +148,7 @@ int run_batch_command(const PipelineArgs& a) {
   if (!a.shard.empty()) parse_shard(a.shard, o.shard_index, o.shard_count);
   o.rerank = rerank_options(a);
   auto reranker = load_reranker(a.common);
-  const std::string scoring = scoring_name(a, *reranker);
+  const std::string scoring = scoring_for(a, *reranker);
   o.rerank.scoring = parse_scoring(scoring);
   o.rerank.keep_ratio = keep_ratio_for(a, *reranker);
   o.rerank.vision_tile = vision_tile_for(a, *reranker);
@@ -358,7 +358,7 @@ void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
                   "word's best match among a page's visual tokens, weighted by word length and "
                   "summed (how a model whose vision tower reads ranks). Default: the model's own "
                   "(ziprerank.scoring in its config.json), else logits")
-      ->check(CLI::IsMember({"logits", "generate", "similarity"}));
+      ->check(CLI::IsMember(scoring_names()));
   cmd->add_option("--window", a.window, "Candidates per forward pass (sliding window)")
       ->check(CLI::Range(1, kMaxWindow))
       ->capture_default_str();

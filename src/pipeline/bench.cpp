@@ -148,20 +148,6 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
   return rows;
 }
 
-namespace {
-const char* scoring_name(Scoring s) {
-  switch (s) {
-    case Scoring::kLogits:
-      return "logits";
-    case Scoring::kGenerate:
-      return "generate";
-    case Scoring::kSimilarity:
-      return "similarity";
-  }
-  return "?";
-}
-}  // namespace
-
 std::string format_bench_table(const std::vector<BenchRow>& rows) {
   std::ostringstream o;
   char line[512];
@@ -179,7 +165,7 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
     std::snprintf(
         line, sizeof(line),
         "%-10s %5.2f %5d %6d %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %12s %12s %10lld %7.2fx\n",
-        scoring_name(r.config.scoring), r.config.keep_ratio, r.config.vision_tile, r.pages,
+        scoring_name(r.config.scoring).c_str(), r.config.keep_ratio, r.config.vision_tile, r.pages,
         r.decode.median, r.preprocess.median, r.vision.median, r.prune.median, r.llm.median,
         r.total.median, spread, tokens, static_cast<long long>(r.generated),
         r.total.median > 0 ? base / r.total.median : 0.0);

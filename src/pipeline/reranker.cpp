@@ -55,10 +55,20 @@ std::vector<int> stable_order_desc(const std::vector<double>& scores) {
 
 }  // namespace
 
+const std::vector<std::string>& scoring_names() {
+  static const std::vector<std::string> names{"logits", "generate", "similarity"};
+  return names;
+}
+
+const std::string& scoring_name(Scoring scoring) {
+  return scoring_names().at(static_cast<size_t>(scoring));
+}
+
 Scoring parse_scoring(const std::string& name) {
-  if (name == "logits") return Scoring::kLogits;
-  if (name == "generate") return Scoring::kGenerate;
-  if (name == "similarity") return Scoring::kSimilarity;
+  const auto& names = scoring_names();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return static_cast<Scoring>(i);
+  }
   throw UsageError("unknown scoring '" + name + "' (use logits, generate or similarity)");
 }
 
