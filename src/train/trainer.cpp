@@ -216,6 +216,14 @@ struct Trainer::SampleResult {
 Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
   options_.resolve();
   const TrainOptions& o = options_;
+  if (!o.metrics_file.empty()) {
+    // Said now, not after the first step's work.
+    const fs::path dir = fs::path(o.metrics_file).parent_path();
+    if (!dir.empty() && !fs::is_directory(dir)) {
+      throw InputError("cannot write the metrics file '" + o.metrics_file + "': the folder '" +
+                       dir.string() + "' does not exist");
+    }
+  }
   source_dir_ = o.resume.empty() ? o.init : o.resume;
   json resume_state;
   if (!o.resume.empty()) {

@@ -764,6 +764,15 @@ TEST(Trainer, GroundingAndCandidateLossesTrainAndAreLogged) {
   o.freeze_vision = true;
   o.output = (dir / "frozen").string();
   EXPECT_THROW(Trainer{o}, UsageError);
+  o.freeze_vision = false;
+  o.metrics_file = (dir / "no-such-folder" / "metrics.jsonl").string();
+  try {
+    Trainer{o};
+    ADD_FAILURE() << "a metrics file in a missing folder must be refused before training";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("no-such-folder' does not exist"), std::string::npos)
+        << e.what();
+  }
 
   // --align-only trains the vision tower alone; --init-vision joins it to another model.
   TrainOptions v = tiny_options(dir, data);
