@@ -62,6 +62,20 @@ class RankBatch : public ::testing::Test {
   static void TearDownTestSuite() { fs::remove_all(dir_); }
   static fs::path model() { return dir_ / "tiny"; }
   static std::string model_flag() { return "--model " + shell_quote(model().string()); }
+  // Sets one ziprerank.* key in a model folder's config.json.
+  static void set_model_key(const fs::path& folder, const std::string& key, const json& value) {
+    json cfg = json::parse(std::ifstream(folder / "config.json"));
+    cfg["ziprerank"][key] = value;
+    std::ofstream(folder / "config.json") << cfg.dump(2);
+  }
+  // A copy of the tiny model (dir_/name) with one ziprerank.* key set.
+  static fs::path model_copy(const std::string& name, const std::string& key, const json& value) {
+    const fs::path own = dir_ / name;
+    fs::remove_all(own);
+    fs::copy(model(), own, fs::copy_options::recursive);
+    set_model_key(own, key, value);
+    return own;
+  }
   static fs::path dir_;
 };
 fs::path RankBatch::dir_;
@@ -118,12 +132,7 @@ TEST_F(RankBatch, KeepRatioOneEqualsNoPruningAndPruningChangesTokens) {
 
 TEST_F(RankBatch, ScoringDefaultsToTheOneTheModelFolderNames) {
   // A copy of the tiny model whose config.json names similarity as its scoring.
-  const fs::path own = dir_ / "tiny-similarity";
-  fs::remove_all(own);
-  fs::copy(model(), own, fs::copy_options::recursive);
-  json cfg = json::parse(std::ifstream(own / "config.json"));
-  cfg["ziprerank"]["scoring"] = "similarity";
-  std::ofstream(own / "config.json") << cfg.dump(2);
+  const fs::path own = model_copy("tiny-similarity", "scoring", "similarity");
   const std::string pages = " -q 'net revenue' -p " + shell_quote((dir_ / "pages").string());
   const CliResult by_model = run_cli("rank --model " + shell_quote(own.string()) + pages);
   const CliResult asked =
@@ -137,8 +146,7 @@ TEST_F(RankBatch, ScoringDefaultsToTheOneTheModelFolderNames) {
   EXPECT_EQ(by_model.out, asked.out);
   EXPECT_NE(by_model.out, logits.out);  // --scoring still wins over the model's choice
 
-  cfg["ziprerank"]["scoring"] = "fastest";
-  std::ofstream(own / "config.json") << cfg.dump(2);
+  set_model_key(own, "scoring", "fastest");
   const CliResult bad = run_cli("rank --model " + shell_quote(own.string()) + pages);
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("ziprerank.scoring 'fastest' is not one of logits, generate, similarity"),
@@ -147,12 +155,7 @@ TEST_F(RankBatch, ScoringDefaultsToTheOneTheModelFolderNames) {
 }
 
 TEST_F(RankBatch, KeepRatioDefaultsToTheOneTheModelFolderNames) {
-  const fs::path own = dir_ / "tiny-keep";
-  fs::remove_all(own);
-  fs::copy(model(), own, fs::copy_options::recursive);
-  json cfg = json::parse(std::ifstream(own / "config.json"));
-  cfg["ziprerank"]["keep_ratio"] = 1.0;
-  std::ofstream(own / "config.json") << cfg.dump(2);
+  const fs::path own = model_copy("tiny-keep", "keep_ratio", 1.0);
   const std::string pages = " -q 'net revenue' -p " + shell_quote((dir_ / "pages").string());
   const CliResult by_model = run_cli("rank --model " + shell_quote(own.string()) + pages);
   const CliResult full =
@@ -169,8 +172,7 @@ TEST_F(RankBatch, KeepRatioDefaultsToTheOneTheModelFolderNames) {
   EXPECT_NE(by_model.out, half.out);  // --keep-ratio still wins over the model's choice
   EXPECT_EQ(plain.out, half.out);     // a folder that names none keeps 0.5
 
-  cfg["ziprerank"]["keep_ratio"] = 0.0;
-  std::ofstream(own / "config.json") << cfg.dump(2);
+  set_model_key(own, "keep_ratio", 0.0);
   const CliResult bad = run_cli("rank --model " + shell_quote(own.string()) + pages);
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("ziprerank.keep_ratio"), std::string::npos) << bad.err;
@@ -178,12 +180,7 @@ TEST_F(RankBatch, KeepRatioDefaultsToTheOneTheModelFolderNames) {
 }
 
 TEST_F(RankBatch, VisionTileComesFromTheModelFolderOrTheFlag) {
-  const fs::path own = dir_ / "tiny-tile";
-  fs::remove_all(own);
-  fs::copy(model(), own, fs::copy_options::recursive);
-  json cfg = json::parse(std::ifstream(own / "config.json"));
-  cfg["ziprerank"]["vision_tile"] = 64;
-  std::ofstream(own / "config.json") << cfg.dump(2);
+  const fs::path own = model_copy("tiny-tile", "vision_tile", 64);
   const std::string pages = " -q 'net revenue' -p " + shell_quote((dir_ / "pages").string());
   const CliResult by_model = run_cli("rank --model " + shell_quote(own.string()) + pages);
   const CliResult by_flag = run_cli("rank " + model_flag() + " --vision-tile 64" + pages);
