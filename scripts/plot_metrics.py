@@ -43,7 +43,8 @@ def main():
         name, _, path = spec.partition("=")
         if not path:
             sys.exit(f"expected NAME=metrics.jsonl, got '{spec}'")
-        runs.append((name, read_jsonl(path)))
+        # Step lines only: held-out measurements (--eval-data) are marked "eval" and left out.
+        runs.append((name, [r for r in read_jsonl(path) if not r.get("eval")]))
     terms = [(k, label) for k, label in TERMS if any(r.get(k, 0) for _, rows in runs for r in rows)]
     if not terms:
         sys.exit("no loss values in the given files")

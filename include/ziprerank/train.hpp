@@ -20,6 +20,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -139,6 +140,12 @@ struct TrainOptions {
   bool force_gt_top1 = false;
   double soft_decay = 0.5;
 
+  /// Held-out JSONL (the same format as `data`): measured without gradient before the first
+  /// step, every `eval_every` steps and after the last one (losses and top-1 agreement).
+  std::string eval_data;
+  int64_t eval_every = 0;    ///< optimizer steps between held-out measurements (0 = start and end)
+  int64_t eval_samples = 0;  ///< measure the first N held-out samples (0 = all)
+
   int64_t save_every = 0;    ///< optimizer steps between checkpoints (0 = only on interrupt)
   int keep_checkpoints = 0;  ///< keep the newest N checkpoints (0 = all)
   int log_every = 10;        ///< optimizer steps between log lines
@@ -165,6 +172,16 @@ struct StepMetrics {
   double seconds = 0;
 };
 
+/// A measurement on held-out samples (TrainOptions::eval_data), without gradient.
+struct EvalMetrics {
+  int64_t step = 0;  ///< optimizer steps done before the measurement
+  int64_t samples = 0;
+  /// Means over the samples where each is defined (see StepMetrics); NaN when none is.
+  double gen_loss = NAN, rank_loss = NAN, align_loss = NAN, candidate_loss = NAN;
+  double rank_top1 = NAN, candidate_top1 = NAN;
+  double seconds = 0;
+};
+
 struct TrainSummary {
   int64_t start_step = 0;  ///< > 0 when resumed
   int64_t steps = 0;       ///< optimizer steps done when run() returned
@@ -174,6 +191,7 @@ struct TrainSummary {
   bool interrupted = false;
   std::string last_checkpoint;
   std::vector<StepMetrics> history;  ///< every step of this run
+  std::vector<EvalMetrics> evals;    ///< held-out measurements of this run, in order
 };
 
 class VisionCache;
@@ -197,6 +215,10 @@ class Trainer {
   /// Writes the final model folder to options.output unless interrupted.
   TrainSummary run(const std::atomic<bool>* stop = nullptr);
 
+  /// Measures the current weights on the held-out samples (options.eval_data) without gradient
+  /// and without changing any training state. Throws UsageError when no eval_data was given.
+  EvalMetrics evaluate();
+
   /// Writes a loadable model folder with the current weights.
   void save_model(const std::string& dir) const;
   /// Writes a checkpoint (model folder + optimizer state + position) and returns its folder.
@@ -213,8 +235,11 @@ class Trainer {
  private:
   struct SampleResult;
   struct Prepared;
-  Prepared prepare(size_t index);
-  SampleResult run_sample(const Prepared& p, int64_t batch_tokens, int64_t batch_samples);
+  Prepared prepare(const train::TrainDataset& data, size_t index);
+  /// Forward pass of one sample; with `backward`, the scaled losses' gradients are accumulated.
+  SampleResult run_sample(const Prepared& p, int64_t batch_tokens, int64_t batch_samples,
+                          bool backward = true);
+  void report_eval(const EvalMetrics& e);
   std::vector<size_t> epoch_order(int epoch) const;
   void load_resume_state();
   void write_metrics(const StepMetrics& m);
@@ -231,6 +256,8 @@ class Trainer {
   std::shared_ptr<Qwen3VLModel> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::unique_ptr<train::TrainDataset> data_;
+  std::unique_ptr<train::TrainDataset> eval_data_;  ///< held-out samples, when given
+  bool evaluating_ = false;  ///< inside evaluate(): crops do not depend on the step
   std::unique_ptr<train::AdamW> optimizer_;
   std::unique_ptr<train::RenderCache> render_cache_;
   std::unique_ptr<VisionCache> vision_cache_;

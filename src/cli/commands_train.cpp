@@ -156,7 +156,17 @@ void register_train_command(CLI::App& app, Handler& handler) {
   cmd->add_option("--log-every", o.log_every, "Log a line every N optimizer steps")
       ->capture_default_str();
   cmd->add_option("--metrics", o.metrics_file,
-                  "Append one JSON line per optimizer step to this file (loss curves)");
+                  "Append one JSON line per optimizer step to this file (loss curves); held-out "
+                  "measurements add lines marked \"eval\": true");
+  cmd->add_option("--eval-data", o.eval_data,
+                  "Held-out JSONL in --data's format: measured without gradient (losses, top-1 "
+                  "agreement) before the first step, every --eval-every steps and after the last");
+  cmd->add_option("--eval-every", o.eval_every,
+                  "Optimizer steps between held-out measurements (0 = first and last only)")
+      ->capture_default_str();
+  cmd->add_option("--eval-samples", o.eval_samples,
+                  "Measure only the first N held-out samples (0 = all)")
+      ->capture_default_str();
   cmd->add_option("--name", o.name,
                   "Model name recorded in config.json (default: the output folder's name)");
   cmd->add_option("--save-dtype", o.save_dtype,

@@ -188,6 +188,10 @@ void TrainOptions::resolve() {
   }
   if (!(soft_decay > 0 && soft_decay <= 1)) throw UsageError("--soft-decay must be in (0, 1]");
   if (log_every < 1) throw UsageError("--log-every must be at least 1");
+  if (eval_every < 0) throw UsageError("--eval-every must not be negative");
+  if (eval_samples < 0) throw UsageError("--eval-samples must not be negative");
+  if ((eval_every > 0 || eval_samples > 0) && eval_data.empty())
+    throw UsageError("--eval-every and --eval-samples need --eval-data (held-out samples)");
   if (save_every < 0) throw UsageError("--save-every must not be negative");
   if (keep_checkpoints < 0) throw UsageError("--keep-checkpoints must not be negative");
   if (save_dtype != "auto" && save_dtype != "float32" && save_dtype != "bfloat16" &&
@@ -267,6 +271,10 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
   s2.max_candidates = o.max_candidates;
   s2.force_gt_top1 = o.force_gt_top1;
   data_ = std::make_unique<train::TrainDataset>(o.data, o.stage, s2);
+  if (!o.eval_data.empty()) {
+    eval_data_ = std::make_unique<train::TrainDataset>(o.eval_data, o.stage, s2);
+    if (eval_data_->size() == 0) throw InputError(o.eval_data + ": no held-out samples");
+  }
 
   ModelOptions mo;
   mo.device = parse_device(o.device);
@@ -352,9 +360,9 @@ std::vector<size_t> Trainer::epoch_order(int epoch) const {
   return order;
 }
 
-Trainer::Prepared Trainer::prepare(size_t index) {
+Trainer::Prepared Trainer::prepare(const train::TrainDataset& data, size_t index) {
   Prepared p;
-  p.example = data_->get(index);
+  p.example = data.get(index);
   const std::string& target = p.example.target;
   p.target_ids = tokenizer_->encode(target.substr(1));  // the prompt already ends with "["
   p.target_ids.push_back(folder_.config.eos_token_id);
@@ -362,7 +370,7 @@ Trainer::Prepared Trainer::prepare(size_t index) {
 }
 
 Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_tokens,
-                                          int64_t batch_samples) {
+                                          int64_t batch_samples, bool backward) {
   const train::TrainExample& ex = p.example;
   const ModelConfig& c = model_->config();
   SampleResult r;
@@ -451,10 +459,11 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
       if (options_.align_crop > 0) {
         // A random window of the page at its input scale, and the words whose centre it holds.
         const std::vector<train::PlacedWord>* all = page_words_->find(ex.pages[i].path);
-        // Drawn from (seed, step, page): a resumed run cuts the same windows.
+        // Drawn from (seed, step, page): a resumed run cuts the same windows; a held-out
+        // measurement cuts the same ones at every step.
         const uint64_t page_hash = std::hash<std::string>{}(ex.pages[i].path);
-        SplitMix64 rng{options_.seed ^ (0xA24BAED4963EE407ull * static_cast<uint64_t>(step_ + 1)) ^
-                       page_hash};
+        const uint64_t round = evaluating_ ? 0 : static_cast<uint64_t>(step_ + 1);
+        SplitMix64 rng{options_.seed ^ (0xA24BAED4963EE407ull * round) ^ page_hash};
         const int side = options_.align_crop;
         const int cw = std::min(side, img.width), ch = std::min(side, img.height);
         // Around a random word when the page has any (margins teach nothing), else anywhere.
@@ -534,7 +543,7 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
     vision.tokens_per_image = tokens_per_image;
   } else {
     // A frozen tower needs no graph: its activations would only cost memory.
-    c10::AutoGradMode grad_mode(!options_.freeze_vision);
+    c10::AutoGradMode grad_mode(!options_.freeze_vision && backward);
     vision = model_->encode_images(at::cat(pixels, 0), grids);
   }
   at::Tensor align_loss;
@@ -546,7 +555,7 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
   if (options_.align_only) {
     r.forward_s = seconds_since(t0);
     t0 = Clock::now();
-    if (align_loss.defined()) {
+    if (backward && align_loss.defined()) {
       (align_loss * (options_.align_weight / static_cast<double>(batch_samples) /
                      static_cast<double>(options_.grad_accum)))
           .backward();
@@ -612,6 +621,7 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
       top1_agreement(scores, ex.ranking, options_.stage == 2 ? ex.gt : std::vector<int64_t>{});
   r.tokens = seq.input.embeds.size(1);
   r.forward_s = seconds_since(t0);
+  if (!backward) return r;
   t0 = Clock::now();
   at::Tensor loss = gen / static_cast<double>(batch_tokens);
   if (!std::isnan(r.rank) && rank.requires_grad()) {
@@ -639,6 +649,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
   StepMetrics window;  // sums over the steps since the last log line
   int window_steps = 0;
   int64_t last_saved = -1;
+  if (eval_data_ && step_ == 0) summary.evals.push_back(evaluate());  // the starting point
 
   while (step_ < total_steps_) {
     const auto t_step = Clock::now();
@@ -661,7 +672,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
       std::vector<Prepared> batch;
       int64_t batch_tokens = 0;
       for (size_t k = begin; k < end; ++k) {
-        batch.push_back(prepare(order[k]));
+        batch.push_back(prepare(*data_, order[k]));
         batch_tokens += static_cast<int64_t>(batch.back().target_ids.size());
       }
       const auto samples = static_cast<int64_t>(batch.size());
@@ -723,6 +734,8 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
       window = StepMetrics{};
       window_steps = 0;
     }
+    if (eval_data_ && (step_ == total_steps_ || (o.eval_every > 0 && step_ % o.eval_every == 0)))
+      summary.evals.push_back(evaluate());
     if (o.save_every > 0 && step_ % o.save_every == 0) {
       summary.last_checkpoint = save_checkpoint();
       last_saved = step_;
@@ -747,6 +760,83 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop) {
         summary.samples / std::max(summary.seconds, 1e-9), o.output);
   }
   return summary;
+}
+
+EvalMetrics Trainer::evaluate() {
+  if (!eval_data_) throw UsageError("no held-out samples to measure: give --eval-data");
+  const auto t0 = Clock::now();
+  const size_t n = options_.eval_samples > 0
+                       ? std::min(eval_data_->size(), static_cast<size_t>(options_.eval_samples))
+                       : eval_data_->size();
+  at::NoGradGuard no_grad;
+  evaluating_ = true;
+  struct Mean {
+    double sum = 0;
+    int64_t count = 0;
+    void add(double v) {
+      if (!std::isnan(v)) sum += v, ++count;
+    }
+    double get() const { return count > 0 ? sum / static_cast<double>(count) : NAN; }
+  } gen, rank, align, candidate, rank_top1, candidate_top1;
+  try {
+    for (size_t i = 0; i < n; ++i) {
+      const Prepared p = prepare(*eval_data_, i);
+      const auto tokens = static_cast<int64_t>(p.target_ids.size());
+      const SampleResult r = run_sample(p, tokens, 1, /*backward=*/false);
+      // The generation loss is a per-token mean, as in training (not run with --align-only).
+      if (!options_.align_only) gen.add(r.gen_sum / static_cast<double>(tokens));
+      rank.add(r.rank);
+      align.add(r.align);
+      candidate.add(r.candidate);
+      rank_top1.add(r.rank_top1);
+      candidate_top1.add(r.candidate_top1);
+    }
+  } catch (...) {
+    evaluating_ = false;
+    throw;
+  }
+  evaluating_ = false;
+  EvalMetrics e;
+  e.step = step_;
+  e.samples = static_cast<int64_t>(n);
+  e.gen_loss = gen.get();
+  e.rank_loss = rank.get();
+  e.align_loss = align.get();
+  e.candidate_loss = candidate.get();
+  e.rank_top1 = rank_top1.get();
+  e.candidate_top1 = candidate_top1.get();
+  e.seconds = seconds_since(t0);
+  report_eval(e);
+  return e;
+}
+
+void Trainer::report_eval(const EvalMetrics& e) {
+  std::string text;
+  const auto add = [&text](const char* label, double v) {
+    if (!std::isnan(v)) text += fmt::format(" {} {:.4f}", label, v);
+  };
+  add("gen", e.gen_loss);
+  add("rank", e.rank_loss);
+  add("top1", e.rank_top1);
+  add("align", e.align_loss);
+  add("candidate", e.candidate_loss);
+  add("candidate-top1", e.candidate_top1);
+  spdlog::info("held-out at step {} ({} samples, {:.1f} s):{}", e.step, e.samples, e.seconds, text);
+  if (options_.metrics_file.empty()) return;
+  // One line per measurement, told apart from the step lines by "eval": true.
+  json line = {{"eval", true}, {"step", e.step}, {"samples", e.samples}, {"seconds", e.seconds}};
+  const auto put = [&line](const char* key, double v) {
+    if (!std::isnan(v)) line[key] = v;
+  };
+  put("gen_loss", e.gen_loss);
+  put("rank_loss", e.rank_loss);
+  put("align_loss", e.align_loss);
+  put("candidate_loss", e.candidate_loss);
+  put("rank_top1", e.rank_top1);
+  put("candidate_top1", e.candidate_top1);
+  std::ofstream out(options_.metrics_file, std::ios::app);
+  out << line.dump() << "\n";
+  if (!out) throw InputError("cannot write the metrics file '" + options_.metrics_file + "'");
 }
 
 void Trainer::warn_about_parameters_without_gradient() const {

@@ -435,6 +435,74 @@ TEST(Trainer, OverfitsATinyBatchAndSavesAFolderThatScoresTheSame) {
   EXPECT_EQ(lines, 25);
 }
 
+TEST(Trainer, HeldOutMeasurementsDoNotChangeTraining) {
+  const ScratchDir dir("heldout");
+  const fs::path data = write_lines(dir, "train.jsonl", kOverfitData);
+  const fs::path held = write_lines(dir, "held.jsonl", {kOverfitData[1]});
+  TrainOptions plain = tiny_options(dir, data);
+  plain.max_steps = 12;
+  plain.output = (dir / "plain").string();
+  Trainer a(plain);
+  const TrainSummary sa = a.run();
+  EXPECT_TRUE(sa.evals.empty());
+
+  TrainOptions o = plain;
+  o.output = (dir / "measured").string();
+  o.eval_data = held.string();
+  o.eval_every = 5;
+  o.metrics_file = (dir / "metrics.jsonl").string();
+  Trainer b(o);
+  const TrainSummary sb = b.run();
+  // Before the first step, every 5 steps, and after the last.
+  ASSERT_EQ(sb.evals.size(), 4u);
+  const std::vector<int64_t> steps = {sb.evals[0].step, sb.evals[1].step, sb.evals[2].step,
+                                      sb.evals[3].step};
+  EXPECT_EQ(steps, (std::vector<int64_t>{0, 5, 10, 12}));
+  for (const EvalMetrics& e : sb.evals) {
+    EXPECT_EQ(e.samples, 1);
+    EXPECT_TRUE(std::isnan(e.align_loss));  // off
+    EXPECT_GE(e.rank_top1, 0.0);
+    EXPECT_LE(e.rank_top1, 1.0);
+  }
+  // The held-out sample is a training sample here: the model learns it.
+  EXPECT_LT(sb.evals.back().rank_loss, sb.evals.front().rank_loss);
+  EXPECT_LT(sb.evals.back().gen_loss, sb.evals.front().gen_loss);
+  // Measuring takes no step, draws nothing and leaves no gradient: the same trajectory.
+  const auto pa = parameters_of(*a.model()), pb = parameters_of(*b.model());
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(at::equal(pa[i], pb[i])) << i;
+  for (size_t i = 0; i < sa.history.size(); ++i)
+    EXPECT_EQ(sa.history[i].loss, sb.history[i].loss) << i;
+  // A measurement of the final weights equals the last one.
+  const EvalMetrics again = b.evaluate();
+  EXPECT_DOUBLE_EQ(again.rank_loss, sb.evals.back().rank_loss);
+  EXPECT_DOUBLE_EQ(again.gen_loss, sb.evals.back().gen_loss);
+
+  // The metrics file holds the 12 step lines and 4 marked lines (5 with the call above).
+  std::ifstream metrics(o.metrics_file);
+  int step_lines = 0, eval_lines = 0;
+  for (std::string l; std::getline(metrics, l);) {
+    const json j = json::parse(l);
+    if (j.value("eval", false)) {
+      ++eval_lines;
+      EXPECT_TRUE(j.contains("rank_top1"));
+      EXPECT_FALSE(j.contains("align_loss"));
+    } else {
+      ++step_lines;
+    }
+  }
+  EXPECT_EQ(step_lines, 12);
+  EXPECT_EQ(eval_lines, 5);
+
+  TrainOptions bad = plain;
+  bad.output = (dir / "bad").string();
+  bad.eval_every = 3;
+  EXPECT_THROW(Trainer{bad}, UsageError);
+  EXPECT_THROW(a.evaluate(), UsageError);
+  bad.eval_every = 0;
+  bad.eval_data = (dir / "missing.jsonl").string();
+  EXPECT_THROW(Trainer{bad}, InputError);
+}
+
 TEST(Trainer, ResumingFromACheckpointEqualsUninterruptedTraining) {
   const ScratchDir dir("resume");
   std::vector<std::string> lines = kOverfitData;
