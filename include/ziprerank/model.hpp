@@ -89,9 +89,11 @@ class Qwen3VLModel {
 
   /// pixel_values: [sum of patches, C*T*P*P] float32 rows in merge-window order (see image.hpp).
   /// With a vision tile (`vision_tile` pixels; -1 = ModelOptions::vision_tile) each image is read
-  /// as tiles; the result keeps the images' token order either way.
+  /// as tiles; the result keeps the images' token order either way. Without `deepstack` the
+  /// DeepStack mergers are not run (VisionFeatures::deepstack stays empty): what scoring by
+  /// similarity needs, which never runs the language model.
   VisionFeatures encode_images(const at::Tensor& pixel_values, const std::vector<ImageGrid>& grids,
-                               int vision_tile = -1) const;
+                               int vision_tile = -1, bool deepstack = true) const;
   /// Token embeddings [.., D] in the model dtype.
   at::Tensor embed(const at::Tensor& token_ids) const;
   /// Runs the decoder; returns final-normed hidden states [B, S, D]. Appends to `cache` if given.

@@ -130,9 +130,11 @@ class Reranker {
                             const RerankOptions& options) const;
 
   /// Runs the vision tower over preprocessed pages (in chunks); adds the time to `timing.vision`.
-  /// `vision_tile` as RerankOptions::vision_tile.
+  /// `vision_tile` as RerankOptions::vision_tile. Without `deepstack` the pages get no DeepStack
+  /// features: enough for Scoring::kSimilarity, refused by the language-model scorings.
   std::vector<std::shared_ptr<const EncodedPage>> encode(
-      const std::vector<PreprocessedImage>& pages, StageTiming& timing, int vision_tile = -1) const;
+      const std::vector<PreprocessedImage>& pages, StageTiming& timing, int vision_tile = -1,
+      bool deepstack = true) const;
   /// Ranks encoded pages with the sliding window.
   RerankResult rank_encoded(const std::string& query, const std::vector<std::string>& ids,
                             const std::vector<std::shared_ptr<const EncodedPage>>& pages,

@@ -129,8 +129,8 @@ VisionTiling plan_vision_tiles(const std::vector<ImageGrid>& grids, int64_t merg
 }
 
 VisionFeatures Qwen3VLModel::encode_images(const at::Tensor& pixel_values,
-                                           const std::vector<ImageGrid>& grids,
-                                           int vision_tile) const {
+                                           const std::vector<ImageGrid>& grids, int vision_tile,
+                                           bool deepstack) const {
   if (vision_tile < 0) vision_tile = options_.vision_tile;
   check_vision_tile(vision_tile, config_.vision, "vision tile");
   const int64_t merge = config_.vision.spatial_merge_size;
@@ -142,13 +142,14 @@ VisionFeatures Qwen3VLModel::encode_images(const at::Tensor& pixel_values,
   const bool valid = std::all_of(grids.begin(), grids.end(), [&](const ImageGrid& g) {
     return g.t >= 1 && g.h > 0 && g.w > 0 && g.h % merge == 0 && g.w % merge == 0;
   });
-  if (!cut || !valid) return vision_->forward(pixel_values, grids);
+  if (!cut || !valid) return vision_->forward(pixel_values, grids, deepstack);
   const VisionTiling plan = plan_vision_tiles(grids, merge, tile_tokens);
   if (pixel_values.dim() != 2 || pixel_values.size(0) != plan.patch_rows.numel()) {
-    return vision_->forward(pixel_values, grids);
+    return vision_->forward(pixel_values, grids, deepstack);
   }
-  const VisionFeatures tiled = vision_->forward(
-      pixel_values.index_select(0, plan.patch_rows.to(pixel_values.device())), plan.grids);
+  const VisionFeatures tiled =
+      vision_->forward(pixel_values.index_select(0, plan.patch_rows.to(pixel_values.device())),
+                       plan.grids, deepstack);
   VisionFeatures out;
   const at::Tensor order = plan.token_order.to(tiled.embeds.device());
   out.embeds = tiled.embeds.index_select(0, order);

@@ -151,8 +151,30 @@ at::Tensor VisionTower::block_forward(const Block& b, const at::Tensor& x, const
   return h;
 }
 
+at::Tensor VisionTower::patch_embed(const at::Tensor& px) const {
+  // The Conv3d's stride equals its kernel, so it is a linear map of each flattened patch row. The
+  // view is taken here, not at load time, so that autograd reaches the parameter when training.
+  const int64_t hidden = patch_kernel_.size(0), C = config_.in_channels;
+  const int64_t T = config_.temporal_patch_size, PP = config_.patch_size * config_.patch_size;
+  if (T > 1 && px.size(0) > 0) {
+    // A still image fills every temporal slot of a patch with the same pixels: the kernel's
+    // temporal slices then act as their sum on one copy, at 1/T of the work. Checked on the data
+    // (video frames differ), cheap next to the product itself.
+    const at::Tensor frames = px.reshape({px.size(0), C, T, PP});
+    const at::Tensor first = frames.select(2, 0);
+    bool still = true;
+    for (int64_t t = 1; t < T && still; ++t) still = at::equal(first, frames.select(2, t));
+    if (still) {
+      const at::Tensor kernel =
+          patch_kernel_.view({hidden, C, T, PP}).sum(2).view({hidden, C * PP});
+      return at::linear(first.reshape({px.size(0), C * PP}), kernel, patch_bias_);
+    }
+  }
+  return at::linear(px, patch_kernel_.view({hidden, -1}), patch_bias_);
+}
+
 VisionFeatures VisionTower::forward(const at::Tensor& pixel_values,
-                                    const std::vector<ImageGrid>& grids) const {
+                                    const std::vector<ImageGrid>& grids, bool deepstack) const {
   int64_t total = 0;
   std::vector<int64_t> lengths;
   VisionFeatures out;
@@ -175,16 +197,14 @@ VisionFeatures VisionTower::forward(const at::Tensor& pixel_values,
   }
   const auto dtype = patch_kernel_.scalar_type();
   const at::Tensor px = pixel_values.to(patch_kernel_.device(), dtype);
-  // The Conv3d's stride equals its kernel, so it is a linear map of each flattened patch row. The
-  // view is taken here, not at load time, so that autograd reaches the parameter when training.
-  at::Tensor h = at::linear(px, patch_kernel_.view({patch_kernel_.size(0), -1}), patch_bias_);
+  at::Tensor h = patch_embed(px);
   h = (h + position_embeddings(grids)).to(dtype);
   const auto [cos, sin] = rotary(grids);
   const auto& ds = config_.deepstack_visual_indexes;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     h = block_forward(blocks_[i], h, cos, sin, lengths);
     const auto it = std::find(ds.begin(), ds.end(), static_cast<int>(i));
-    if (it != ds.end()) out.deepstack.push_back(deepstack_[it - ds.begin()](h));
+    if (deepstack && it != ds.end()) out.deepstack.push_back(deepstack_[it - ds.begin()](h));
   }
   out.embeds = merger_(h);
   return out;

@@ -10,7 +10,9 @@ namespace ziprerank {
 class VisionTower {
  public:
   VisionTower(const VisionConfig& config, StateDict sd, detail::ParamList& params);
-  VisionFeatures forward(const at::Tensor& pixel_values, const std::vector<ImageGrid>& grids) const;
+  /// Without `deepstack` the DeepStack mergers are skipped (out.deepstack stays empty).
+  VisionFeatures forward(const at::Tensor& pixel_values, const std::vector<ImageGrid>& grids,
+                         bool deepstack = true) const;
 
  private:
   struct Merger {
@@ -25,6 +27,7 @@ class VisionTower {
     detail::Linear qkv, proj, fc1, fc2;
   };
 
+  at::Tensor patch_embed(const at::Tensor& px) const;
   at::Tensor position_embeddings(const std::vector<ImageGrid>& grids) const;
   std::pair<at::Tensor, at::Tensor> rotary(const std::vector<ImageGrid>& grids) const;
   at::Tensor block_forward(const Block& b, const at::Tensor& x, const at::Tensor& cos,

@@ -79,7 +79,7 @@ PruningRecallReport measure_pruning_recall(const Reranker& reranker,
       const Image image = load_image(page.path);
       const PreprocessedImage pre = reranker.prepare(image, RerankOptions{});
       StageTiming timing;
-      const auto encoded = reranker.encode({pre}, timing);
+      const auto encoded = reranker.encode({pre}, timing, -1, /*deepstack=*/false);
       const at::Tensor visual = encoded.at(0)->features.embeds.to(at::kFloat);
       std::set<int64_t> cells;
       for (const train::PlacedWord& w : *words) {

@@ -189,6 +189,14 @@ WindowScores Reranker::score_window(const std::string& query,
     timing.prune += ms_since(t0);
     return out;
   }
+  const size_t levels = c.vision.deepstack_visual_indexes.size();
+  for (const VisionFeatures* page : pages) {
+    if (page->deepstack.size() != levels) {
+      throw InternalError(
+          "a page was encoded without DeepStack features (as for similarity "
+          "scoring), which the language model needs");
+    }
+  }
   const VisionFeatures vf = concat_features(pages);
   const PromptTokens prompt = build_ranking_prompt(*tokenizer_, c, query, vf.tokens_per_image);
   AssembledSequence seq = assemble_sequence(*model_, prompt.ids, grids, vf, options.keep_ratio,
@@ -273,7 +281,8 @@ void Reranker::set_vision_cache(size_t max_bytes) {
 }
 
 std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
-    const std::vector<PreprocessedImage>& pages, StageTiming& timing, int vision_tile) const {
+    const std::vector<PreprocessedImage>& pages, StageTiming& timing, int vision_tile,
+    bool deepstack) const {
   c10::InferenceMode guard;
   std::vector<std::shared_ptr<const EncodedPage>> out;
   const auto t0 = Clock::now();
@@ -289,7 +298,7 @@ std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
       grids.push_back(ImageGrid{thw[0], thw[1], thw[2]});
       px.push_back(pages[i].pixel_values);
     }
-    const VisionFeatures vf = model_->encode_images(at::cat(px, 0), grids, vision_tile);
+    const VisionFeatures vf = model_->encode_images(at::cat(px, 0), grids, vision_tile, deepstack);
     int64_t off = 0;
     for (size_t i = b; i < e; ++i) {
       auto page = std::make_shared<EncodedPage>();
@@ -359,7 +368,8 @@ RerankResult Reranker::rerank(const std::string& query, const std::vector<std::s
     throw InputError("the query is empty");
   StageTiming vision;
   const auto t0 = Clock::now();
-  const auto encoded = encode(pages, vision, options.vision_tile);
+  const auto encoded =
+      encode(pages, vision, options.vision_tile, options.scoring != Scoring::kSimilarity);
   const double encode_ms = ms_since(t0);
   RerankResult r = rank_encoded(query, ids, encoded, options);
   r.timing.vision += vision.vision;
@@ -368,13 +378,13 @@ RerankResult Reranker::rerank(const std::string& query, const std::vector<std::s
 }
 
 namespace {
-std::string cache_key(const PageRef& p, const RerankOptions& o, int vision_tile) {
+std::string cache_key(const PageRef& p, const RerankOptions& o, int vision_tile, bool deepstack) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(p.path, ec);
   const auto mtime = std::filesystem::last_write_time(p.path, ec).time_since_epoch().count();
   return p.path + "#" + std::to_string(p.pdf_page) + "|" + std::to_string(size) + "|" +
          std::to_string(mtime) + (o.page_preresize ? "" : "|raw") + "|tile" +
-         std::to_string(vision_tile);
+         std::to_string(vision_tile) + (deepstack ? "" : "|no-deepstack");
 }
 }  // namespace
 
@@ -392,10 +402,12 @@ RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<
   std::vector<PreprocessedImage> prepared;
   // Pages read with another tile have other features: the tile is part of the cache key.
   const int tile = options.vision_tile < 0 ? model_->options().vision_tile : options.vision_tile;
+  // Similarity scoring reads the merged tokens alone: the DeepStack mergers are skipped.
+  const bool deepstack = options.scoring != Scoring::kSimilarity;
   for (size_t i = 0; i < pages.size(); ++i) {
     ids.push_back(pages[i].id);
     if (cache_) {
-      keys[i] = cache_key(pages[i], options, tile);
+      keys[i] = cache_key(pages[i], options, tile, deepstack);
       encoded[i] = cache_->get(keys[i]);
       if (encoded[i]) continue;
     }
@@ -406,7 +418,7 @@ RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<
     missing.push_back(i);
   }
   if (!prepared.empty()) {
-    const auto fresh = encode(prepared, pre, options.vision_tile);
+    const auto fresh = encode(prepared, pre, options.vision_tile, deepstack);
     for (size_t k = 0; k < missing.size(); ++k) {
       encoded[missing[k]] = fresh[k];
       if (cache_) cache_->put(keys[missing[k]], fresh[k]);

@@ -265,6 +265,39 @@ TEST(Model, TiledVisionEqualsEachTileReadAsItsOwnImage) {
                         whole->encode_images(patchify(small, pre), {{1, 6, 4}}).embeds));
 }
 
+TEST(Model, StillImagesGoThroughOneFrameOfThePatchKernel) {
+  // A still image repeats its pixels in every temporal slot of a patch; the tower then multiplies
+  // one copy by the kernel's summed temporal slices. Frames that differ (by far less than the
+  // tolerance) take the full product: both give the same features.
+  const std::string dir = test::tiny_model_dir();
+  const PreprocessorConfig pre = open_model_folder(dir).preprocessor;
+  const auto model = Qwen3VLModel::load(dir, ModelOptions{});
+  at::manual_seed(5);
+  const at::Tensor chw = at::rand({3, 64, 96}) * 2 - 1;
+  const ImageGrid grid{1, 4, 6};
+  const at::Tensor still = patchify(chw, pre);
+  const int64_t T = pre.temporal_patch_size;
+  ASSERT_GT(T, 1);
+  at::Tensor moving = still.clone().view({still.size(0), 3, T, -1});
+  moving.select(2, T - 1).add_(1e-6);
+  moving = moving.view_as(still);
+  const VisionFeatures a = model->encode_images(still, {grid});
+  const VisionFeatures b = model->encode_images(moving, {grid});
+  EXPECT_TRUE(at::allclose(a.embeds, b.embeds, 1e-4, 1e-5));
+  ASSERT_EQ(a.deepstack.size(), b.deepstack.size());
+  for (size_t l = 0; l < a.deepstack.size(); ++l)
+    EXPECT_TRUE(at::allclose(a.deepstack[l], b.deepstack[l], 1e-4, 1e-5));
+  // Frames that really differ give other features.
+  at::Tensor other = still.clone().view({still.size(0), 3, T, -1});
+  other.select(2, T - 1).mul_(-1);
+  EXPECT_FALSE(at::allclose(model->encode_images(other.view_as(still), {grid}).embeds, a.embeds,
+                            1e-3, 1e-4));
+  // Without DeepStack: the same tokens, no levels.
+  const VisionFeatures lean = model->encode_images(still, {grid}, -1, /*deepstack=*/false);
+  EXPECT_TRUE(lean.deepstack.empty());
+  EXPECT_TRUE(at::equal(lean.embeds, a.embeds));
+}
+
 TEST(Model, VisionTileComesFromTheModelFolderUnlessGiven) {
   const fs::path dir = fs::temp_directory_path() / ("zr_tile_" + std::to_string(::getpid()));
   fs::remove_all(dir);

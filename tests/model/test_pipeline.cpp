@@ -317,6 +317,35 @@ TEST(Reranker, SimilarityScoringSumsEachQueryWordsBestMatchWeightedByLength) {
   EXPECT_THROW(parse_scoring("maxsim"), UsageError);
 }
 
+TEST(Reranker, SimilarityScoringSkipsTheDeepStackMergersWhichLogitsScoringNeeds) {
+  auto rr = tiny_reranker();
+  const auto pages = random_pages(3, 11);
+  const std::vector<std::string> ids = {"a", "b", "c"};
+  StageTiming t;
+  const auto full = rr->encode(pages, t);
+  const auto lean = rr->encode(pages, t, -1, /*deepstack=*/false);
+  ASSERT_EQ(lean.size(), 3u);
+  for (size_t i = 0; i < lean.size(); ++i) {
+    EXPECT_TRUE(lean[i]->features.deepstack.empty());
+    EXPECT_EQ(full[i]->features.deepstack.size(), 2u);
+    EXPECT_TRUE(at::equal(lean[i]->features.embeds, full[i]->features.embeds));
+  }
+  RerankOptions o;
+  o.scoring = Scoring::kSimilarity;
+  const RerankResult a = rr->rank_encoded("whale oil", ids, full, o);
+  const RerankResult b = rr->rank_encoded("whale oil", ids, lean, o);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(a.ranking[i].id, b.ranking[i].id);
+    EXPECT_EQ(a.ranking[i].logit, b.ranking[i].logit);
+  }
+  // rerank() encodes without them for similarity scoring: the same scores.
+  const RerankResult c = rr->rerank("whale oil", ids, pages, o);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(a.ranking[i].logit, c.ranking[i].logit);
+  o.scoring = Scoring::kLogits;
+  EXPECT_THROW(rr->rank_encoded("whale oil", ids, lean, o), InternalError);
+  EXPECT_NO_THROW(rr->rank_encoded("whale oil", ids, full, o));
+}
+
 TEST(Similarity, QueryWordsDropPunctuationAndWeighByCharacters) {
   auto rr = tiny_reranker();
   const Tokenizer& tok = rr->tokenizer();
