@@ -144,6 +144,15 @@ class Reranker {
   void set_vision_cache(size_t max_bytes);
   const VisionCache* vision_cache() const { return cache_.get(); }
 
+  /// On CPU, encode() splits its pages among up to `workers` threads, each encoding its share
+  /// with one thread (libtorch and OpenBLAS single-threaded meanwhile; OpenBLAS's count is put
+  /// back after): whole cores per page instead of threads per matrix product, which small
+  /// vision matrices leave half idle. The features are those of one worker. Needs OpenBLAS
+  /// (openblas_threads() > 0) to keep the products single-threaded; otherwise, and on other
+  /// devices, pages are encoded one chunk after another. 1 (the default) = off.
+  void set_encode_workers(int workers);
+  int encode_workers() const { return encode_workers_; }
+
   /// One forward pass over one window whose vision features are already computed.
   WindowScores score_window(const std::string& query,
                             const std::vector<const VisionFeatures*>& pages,
@@ -155,6 +164,7 @@ class Reranker {
   std::shared_ptr<const Qwen3VLModel> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::unique_ptr<VisionCache> cache_;
+  int encode_workers_ = 1;
 };
 
 /// Reference sliding window: windows of `window` from the back to the front, moving by `stride`;

@@ -24,9 +24,17 @@ void warn_if_reference_blas();
 /// Tunes glibc's allocator for large, short-lived tensors (a 2x speed-up measured on CPU).
 void tune_allocator();
 
-/// Sets libtorch's intra-op threads (0 = keep the default). OpenBLAS keeps its own pool, sized by
-/// OPENBLAS_NUM_THREADS; both are logged.
-void configure_threads(int threads);
+/// OpenBLAS's thread count when OpenBLAS is the BLAS of this process and says it; 0 otherwise.
+int openblas_threads();
+/// Sets OpenBLAS's thread count; false (nothing done) when OpenBLAS is not in this process.
+bool set_openblas_threads(int threads);
+
+/// Sets up `threads` compute threads (0 = OpenBLAS's own count, from OPENBLAS_NUM_THREADS or the
+/// cores) without oversubscribing the cores: with OpenBLAS, libtorch's intra-op threads stay at 1
+/// and OpenBLAS gets `threads` (both pools at N threads each run 2x slower on 2 cores); without
+/// it, libtorch gets `threads` (0 keeps its default). Returns how many pages to encode at once
+/// (Reranker::set_encode_workers): `threads` with OpenBLAS, else 1. Logs the choice.
+int configure_threads(int threads);
 
 /// Parses "cpu", "cuda", "cuda:1"; throws UsageError with what is available.
 c10::Device parse_device(const std::string& name);

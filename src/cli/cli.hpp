@@ -17,8 +17,9 @@ struct CommonOptions {
 
 /// Adds --model/--device/--dtype/--threads to a subcommand.
 void add_model_options(CLI::App* cmd, CommonOptions& options);
-/// Applies --threads and returns the model folder (resolving the default).
-std::string resolve_model(const CommonOptions& options);
+/// Applies --threads and returns the model folder (resolving the default). `encode_workers`, when
+/// given, receives how many pages to encode at once (see configure_threads).
+std::string resolve_model(const CommonOptions& options, int* encode_workers = nullptr);
 
 /// Each command group registers its subcommands; the callback runs after parsing and returns the
 /// process exit code.

@@ -78,11 +78,14 @@ RerankOptions rerank_options(const PipelineArgs& a) {
 }
 
 std::unique_ptr<Reranker> load_reranker(const CommonOptions& common) {
-  const std::string dir = resolve_model(common);
+  int workers = 1;
+  const std::string dir = resolve_model(common, &workers);
   ModelOptions mo;
   mo.device = parse_device(common.device);
   mo.dtype = parse_dtype(common.dtype, mo.device);
-  return Reranker::load(dir, mo);
+  auto reranker = Reranker::load(dir, mo);
+  reranker->set_encode_workers(workers);
+  return reranker;
 }
 
 int run_rank(const PipelineArgs& a) {
@@ -335,7 +338,9 @@ int run_bench_command(const BenchArgs& a) {
   std::cout << (a.format == "jsonl" ? format_bench_jsonl(rows) : format_bench_table(rows));
   if (a.format != "jsonl") {
     std::cout << "model " << reranker->folder().name << ", device " << a.common.device
-              << ", threads " << at::get_num_threads() << ", peak RSS "
+              << ", threads "
+              << (openblas_threads() > 0 ? openblas_threads() : at::get_num_threads())
+              << " (pages encoded " << reranker->encode_workers() << " at a time), peak RSS "
               << format_bytes(static_cast<double>(peak_rss_bytes())) << "\n";
   }
   return 0;

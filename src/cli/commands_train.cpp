@@ -178,7 +178,9 @@ void register_train_command(CLI::App& app, Handler& handler) {
          "--device", o.device,
          "cpu, cuda or cuda:N (weights, gradients and AdamW state stay float32 on every device)")
       ->capture_default_str();
-  cmd->add_option("--threads", a->threads, "libtorch intra-op threads (0 = library default)")
+  cmd->add_option("--threads", a->threads,
+                  "Compute threads (0 = OpenBLAS's own count: OPENBLAS_NUM_THREADS, else every "
+                  "core; with OpenBLAS, libtorch's own pool stays at 1 thread)")
       ->capture_default_str();
   cmd->add_option("--vision-cache-mb", a->vision_cache_mb,
                   "With --freeze-vision: memory for the features of encoded pages kept for reuse "

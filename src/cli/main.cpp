@@ -25,12 +25,16 @@ void add_model_options(CLI::App* cmd, CommonOptions& o) {
          "--dtype", o.dtype,
          "Compute dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16")
       ->capture_default_str();
-  cmd->add_option("--threads", o.threads, "libtorch intra-op threads (0 = library default)")
+  cmd->add_option("--threads", o.threads,
+                  "Compute threads (0 = OpenBLAS's own count: OPENBLAS_NUM_THREADS, else every "
+                  "core); on CPU with OpenBLAS, pages are encoded this many at a time, one thread "
+                  "each")
       ->capture_default_str();
 }
 
-std::string resolve_model(const CommonOptions& o) {
-  configure_threads(o.threads);
+std::string resolve_model(const CommonOptions& o, int* encode_workers) {
+  const int workers = configure_threads(o.threads);
+  if (encode_workers) *encode_workers = workers;
   if (!o.model.empty()) return o.model;
   const std::string dir = default_model_dir();
   spdlog::info("using the embedded model at {}", dir);

@@ -125,27 +125,55 @@ std::pair<at::Tensor, at::Tensor> VisionTower::rotary(const std::vector<ImageGri
 at::Tensor VisionTower::block_forward(const Block& b, const at::Tensor& x, const at::Tensor& cos,
                                       const at::Tensor& sin,
                                       const std::vector<int64_t>& lengths) const {
-  const int64_t S = x.size(0), heads = config_.num_heads, hd = config_.head_dim();
-  const at::Tensor qkv = b.qkv(b.norm1(x)).reshape({S, 3, heads, hd}).permute({1, 0, 2, 3});
-  at::Tensor q = qkv[0], k = qkv[1], v = qkv[2];  // [S, heads, hd]
-  // Rotary in float32, cast back (as the reference).
-  const at::Tensor c = cos.unsqueeze(-2), s = sin.unsqueeze(-2);
-  const at::Tensor qf = q.to(at::kFloat), kf = k.to(at::kFloat);
-  q = (qf * c + detail::rotate_half(qf) * s).to(x.scalar_type());
-  k = (kf * c + detail::rotate_half(kf) * s).to(x.scalar_type());
-  // Attention never crosses images: each image's patches form their own sequence.
+  // Every step but attention is row-wise and attention never crosses images (or tiles), so the
+  // block runs on groups of whole images of about kRows rows: intermediates (the MLP's 4x wide
+  // one above all) stay small enough for the cache and for the heap's reuse, instead of being
+  // fresh page-faulted memory per operation, as whole-window tensors of tens of MiB are.
+  constexpr int64_t kRows = 2048;
   std::vector<at::Tensor> outs;
   int64_t offset = 0;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  for (int64_t len : lengths) {
-    auto seg = [&](const at::Tensor& t) {
-      return t.narrow(0, offset, len).transpose(0, 1).unsqueeze(0);
-    };
-    const at::Tensor o = detail::attention(seg(q), seg(k), seg(v), scale, /*causal=*/false);
-    outs.push_back(o.squeeze(0).transpose(0, 1));  // [len, heads, hd]
-    offset += len;
+  for (size_t first = 0; first < lengths.size();) {
+    size_t last = first;
+    int64_t rows = lengths[first];
+    while (last + 1 < lengths.size() && rows + lengths[last + 1] <= kRows) rows += lengths[++last];
+    const std::vector<int64_t> group(lengths.begin() + static_cast<std::ptrdiff_t>(first),
+                                     lengths.begin() + static_cast<std::ptrdiff_t>(last) + 1);
+    outs.push_back(block_rows(b, x.narrow(0, offset, rows), cos.narrow(0, offset, rows),
+                              sin.narrow(0, offset, rows), group));
+    offset += rows;
+    first = last + 1;
   }
-  const at::Tensor attn = (outs.size() == 1 ? outs[0] : at::cat(outs, 0)).reshape({S, heads * hd});
+  return outs.size() == 1 ? outs[0] : at::cat(outs, 0);
+}
+
+at::Tensor VisionTower::block_rows(const Block& b, const at::Tensor& x, const at::Tensor& cos,
+                                   const at::Tensor& sin,
+                                   const std::vector<int64_t>& lengths) const {
+  const int64_t S = x.size(0), heads = config_.num_heads, hd = config_.head_dim();
+  const at::Tensor qkv = b.qkv(b.norm1(x)).reshape({S, 3, heads, hd});
+  // Rotary on queries and keys together, in float32, cast back (as the reference).
+  const at::Tensor qk = qkv.narrow(1, 0, 2).to(at::kFloat);  // [S, 2, heads, hd]
+  const at::Tensor c = cos.view({S, 1, 1, hd}), s = sin.view({S, 1, 1, hd});
+  const at::Tensor qk_rot = (qk * c + detail::rotate_half(qk) * s).to(x.scalar_type());
+  const at::Tensor v = qkv.select(1, 2);  // [S, heads, hd]
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  // Images of one length (a page's tiles differ by at most a token a side) attend as one batch.
+  std::vector<at::Tensor> outs;
+  int64_t offset = 0;
+  for (size_t first = 0; first < lengths.size();) {
+    size_t last = first;
+    while (last + 1 < lengths.size() && lengths[last + 1] == lengths[first]) ++last;
+    const int64_t len = lengths[first], n = static_cast<int64_t>(last - first + 1);
+    const at::Tensor part = qk_rot.narrow(0, offset, n * len).view({n, len, 2, heads, hd});
+    const at::Tensor q = part.select(2, 0).transpose(1, 2);  // [n, heads, len, hd]
+    const at::Tensor k = part.select(2, 1).transpose(1, 2);
+    const at::Tensor vv = v.narrow(0, offset, n * len).view({n, len, heads, hd}).transpose(1, 2);
+    const at::Tensor o = detail::attention(q, k, vv, scale, /*causal=*/false);
+    outs.push_back(o.transpose(1, 2).reshape({n * len, heads * hd}));
+    offset += n * len;
+    first = last + 1;
+  }
+  const at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);
   at::Tensor h = x + b.proj(attn);
   h = h + b.fc2(detail::activation(b.fc1(b.norm2(h)), config_.hidden_act));
   return h;

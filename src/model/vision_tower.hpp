@@ -32,6 +32,9 @@ class VisionTower {
   std::pair<at::Tensor, at::Tensor> rotary(const std::vector<ImageGrid>& grids) const;
   at::Tensor block_forward(const Block& b, const at::Tensor& x, const at::Tensor& cos,
                            const at::Tensor& sin, const std::vector<int64_t>& lengths) const;
+  /// The block on whole images only (rows = the sum of `lengths`).
+  at::Tensor block_rows(const Block& b, const at::Tensor& x, const at::Tensor& cos,
+                        const at::Tensor& sin, const std::vector<int64_t>& lengths) const;
 
   VisionConfig config_;
   at::Tensor patch_kernel_;  // [hidden, C, T, P, P]: the Conv3d kernel (stride == kernel)

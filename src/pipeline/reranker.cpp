@@ -1,17 +1,21 @@
 #include "ziprerank/reranker.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
 #include <filesystem>
 #include <numeric>
+#include <thread>
 
 #include "ziprerank/errors.hpp"
 #include "ziprerank/prompt.hpp"
 #include "ziprerank/pruning.hpp"
+#include "ziprerank/runtime.hpp"
 #include "ziprerank/similarity.hpp"
 
 namespace ziprerank {
@@ -280,17 +284,23 @@ void Reranker::set_vision_cache(size_t max_bytes) {
   cache_ = max_bytes > 0 ? std::make_unique<VisionCache>(max_bytes) : nullptr;
 }
 
-std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
-    const std::vector<PreprocessedImage>& pages, StageTiming& timing, int vision_tile,
-    bool deepstack) const {
+void Reranker::set_encode_workers(int workers) {
+  if (workers < 1) throw UsageError("encode workers must be at least 1");
+  encode_workers_ = workers;
+}
+
+namespace {
+
+// Encodes pages[begin, end) a few at a time into out[begin, end).
+void encode_range(const Qwen3VLModel& model, const std::vector<PreprocessedImage>& pages,
+                  size_t begin, size_t end, int vision_tile, bool deepstack,
+                  std::vector<std::shared_ptr<const EncodedPage>>& out) {
   c10::InferenceMode guard;
-  std::vector<std::shared_ptr<const EncodedPage>> out;
-  const auto t0 = Clock::now();
   // Pages are encoded a few at a time: bigger matrix products, bounded memory. Attention never
   // crosses pages, so this equals encoding each page alone.
   const size_t chunk = 8;
-  for (size_t b = 0; b < pages.size(); b += chunk) {
-    const size_t e = std::min(pages.size(), b + chunk);
+  for (size_t b = begin; b < end; b += chunk) {
+    const size_t e = std::min(end, b + chunk);
     std::vector<at::Tensor> px;
     std::vector<ImageGrid> grids;
     for (size_t i = b; i < e; ++i) {
@@ -298,7 +308,7 @@ std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
       grids.push_back(ImageGrid{thw[0], thw[1], thw[2]});
       px.push_back(pages[i].pixel_values);
     }
-    const VisionFeatures vf = model_->encode_images(at::cat(px, 0), grids, vision_tile, deepstack);
+    const VisionFeatures vf = model.encode_images(at::cat(px, 0), grids, vision_tile, deepstack);
     int64_t off = 0;
     for (size_t i = b; i < e; ++i) {
       auto page = std::make_shared<EncodedPage>();
@@ -310,9 +320,55 @@ std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
         page->features.deepstack.push_back(d.narrow(0, off, n).clone());
       page->features.tokens_per_image = {n};
       off += n;
-      out.push_back(std::move(page));
+      out[i] = std::move(page);
     }
     wait_for(vf.embeds);
+  }
+}
+
+// Restores OpenBLAS's thread count when it goes out of scope.
+struct OpenBlasThreads {
+  int saved = openblas_threads();
+  explicit OpenBlasThreads(int n) {
+    if (saved > 0) set_openblas_threads(n);
+  }
+  ~OpenBlasThreads() {
+    if (saved > 0) set_openblas_threads(saved);
+  }
+};
+
+}  // namespace
+
+std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
+    const std::vector<PreprocessedImage>& pages, StageTiming& timing, int vision_tile,
+    bool deepstack) const {
+  std::vector<std::shared_ptr<const EncodedPage>> out(pages.size());
+  const auto t0 = Clock::now();
+  const size_t workers =
+      model_->options().device.is_cpu() && openblas_threads() > 0
+          ? std::min(pages.size(), static_cast<size_t>(std::max(1, encode_workers_)))
+          : 1;
+  if (workers <= 1) {
+    encode_range(*model_, pages, 0, pages.size(), vision_tile, deepstack, out);
+  } else {
+    // Each worker takes a contiguous share of the pages and runs single-threaded.
+    const OpenBlasThreads single(1);
+    std::vector<std::exception_ptr> errors(workers);
+    std::vector<std::thread> pool;
+    for (size_t w = 0; w < workers; ++w) {
+      const size_t begin = pages.size() * w / workers, end = pages.size() * (w + 1) / workers;
+      pool.emplace_back([&, w, begin, end] {
+        try {
+          at::set_num_threads(1);
+          encode_range(*model_, pages, begin, end, vision_tile, deepstack, out);
+        } catch (...) {
+          errors[w] = std::current_exception();
+        }
+      });
+    }
+    for (auto& t : pool) t.join();
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
   }
   timing.vision += ms_since(t0);
   return out;

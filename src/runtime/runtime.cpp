@@ -3,9 +3,11 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/core/Device.h>
+#include <dlfcn.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -66,12 +68,48 @@ void tune_allocator() {
   mallopt(M_TOP_PAD, 256 << 20);
 }
 
-void configure_threads(int threads) {
-  if (threads < 0) throw UsageError("--threads must be >= 0 (0 keeps the default)");
+namespace {
+// OpenBLAS's thread controls, looked up in the libraries already loaded (libtorch's BLAS).
+using GetThreads = int (*)();
+using SetThreads = void (*)(int);
+GetThreads openblas_get() {
+  static const auto f =
+      reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return f;
+}
+SetThreads openblas_set() {
+  static const auto f =
+      reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  return f;
+}
+}  // namespace
+
+int openblas_threads() {
+  const GetThreads get = openblas_get();
+  return get && openblas_set() ? std::max(0, get()) : 0;
+}
+
+bool set_openblas_threads(int threads) {
+  const SetThreads set = openblas_set();
+  if (!set || !openblas_get() || threads < 1) return false;
+  set(threads);
+  return true;
+}
+
+int configure_threads(int threads) {
+  if (threads < 0) throw UsageError("--threads must be >= 0 (0 = OpenBLAS's own count)");
+  const int blas = openblas_threads();
+  if (blas > 0) {
+    const int n = threads > 0 ? threads : blas;
+    at::set_num_threads(1);
+    set_openblas_threads(n);
+    spdlog::debug("threads: {} (OpenBLAS {}, libtorch intra-op 1, pages encoded {} at a time)", n,
+                  openblas_threads(), n);
+    return n;
+  }
   if (threads > 0) at::set_num_threads(threads);
-  const char* ob = std::getenv("OPENBLAS_NUM_THREADS");
-  spdlog::debug("threads: libtorch intra-op {}, OPENBLAS_NUM_THREADS={}", at::get_num_threads(),
-                ob ? ob : "(unset)");
+  spdlog::debug("threads: libtorch intra-op {} (no OpenBLAS to size)", at::get_num_threads());
+  return 1;
 }
 
 c10::Device parse_device(const std::string& name) {

@@ -10,6 +10,7 @@
 #include "ziprerank/prompt.hpp"
 #include "ziprerank/pruning.hpp"
 #include "ziprerank/reranker.hpp"
+#include "ziprerank/runtime.hpp"
 #include "ziprerank/similarity.hpp"
 
 using namespace ziprerank;
@@ -315,6 +316,35 @@ TEST(Reranker, SimilarityScoringSumsEachQueryWordsBestMatchWeightedByLength) {
   }
   EXPECT_EQ(parse_scoring("similarity"), Scoring::kSimilarity);
   EXPECT_THROW(parse_scoring("maxsim"), UsageError);
+}
+
+TEST(Reranker, PagesEncodedByParallelWorkersGetTheSameFeatures) {
+  auto rr = tiny_reranker();
+  const auto pages = random_pages(5, 13);
+  StageTiming t;
+  const auto one = rr->encode(pages, t);
+  const int blas = openblas_threads();
+  rr->set_encode_workers(3);  // shares of 1, 2 and 2 pages
+  const auto three = rr->encode(pages, t);
+  EXPECT_EQ(openblas_threads(), blas);  // put back
+  ASSERT_EQ(three.size(), one.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    ASSERT_TRUE(three[i]) << i;
+    EXPECT_EQ(three[i]->grid.h, one[i]->grid.h);
+    EXPECT_TRUE(at::allclose(three[i]->features.embeds, one[i]->features.embeds, 1e-5, 1e-6)) << i;
+    ASSERT_EQ(three[i]->features.deepstack.size(), one[i]->features.deepstack.size());
+    for (size_t l = 0; l < one[i]->features.deepstack.size(); ++l)
+      EXPECT_TRUE(
+          at::allclose(three[i]->features.deepstack[l], one[i]->features.deepstack[l], 1e-5, 1e-6));
+  }
+  // More workers than pages, and a failing page: the error reaches the caller.
+  rr->set_encode_workers(8);
+  EXPECT_EQ(rr->encode({pages[0]}, t).size(), 1u);
+  std::vector<PreprocessedImage> bad = pages;
+  bad[3].pixel_values = bad[3].pixel_values.narrow(1, 0, 10);
+  EXPECT_THROW(rr->encode(bad, t), InputError);
+  EXPECT_EQ(openblas_threads(), blas);
+  EXPECT_THROW(rr->set_encode_workers(0), UsageError);
 }
 
 TEST(Reranker, SimilarityScoringSkipsTheDeepStackMergersWhichLogitsScoringNeeds) {

@@ -1,4 +1,5 @@
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include "ziprerank/errors.hpp"
@@ -13,6 +14,31 @@ TEST(Runtime, OptimisedBlasIsActive) {
   EXPECT_FALSE(info.reference) << "the reference BLAS is active (" << info.library
                                << "): run scripts/install_deps.sh";
   EXPECT_FALSE(info.library.empty());
+}
+
+TEST(Runtime, ThreadsSizeOpenBlasAndLeaveLibtorchAtOneThread) {
+  (void)at::mm(at::ones({8, 8}), at::ones({8, 8}));
+  const int before = openblas_threads();
+  const int torch_before = at::get_num_threads();
+  EXPECT_THROW(configure_threads(-1), UsageError);
+  if (before == 0) {
+    // Another BLAS: libtorch takes the threads, pages are encoded one chunk at a time.
+    EXPECT_FALSE(set_openblas_threads(2));
+    EXPECT_EQ(configure_threads(2), 1);
+    EXPECT_EQ(at::get_num_threads(), 2);
+    at::set_num_threads(torch_before);
+    return;
+  }
+  EXPECT_EQ(configure_threads(3), 3);
+  EXPECT_EQ(openblas_threads(), 3);
+  EXPECT_EQ(at::get_num_threads(), 1);
+  EXPECT_EQ(configure_threads(0), 3);  // 0 keeps OpenBLAS's count
+  EXPECT_TRUE(set_openblas_threads(1));
+  EXPECT_EQ(openblas_threads(), 1);
+  EXPECT_FALSE(set_openblas_threads(0));
+  EXPECT_EQ(openblas_threads(), 1);
+  set_openblas_threads(before);
+  at::set_num_threads(torch_before);
 }
 
 TEST(Runtime, ParsesDevicesAndDtypes) {
