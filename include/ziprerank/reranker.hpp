@@ -149,9 +149,13 @@ class Reranker {
   /// back after): whole cores per page instead of threads per matrix product, which small
   /// vision matrices leave half idle. The features are those of one worker. Needs OpenBLAS
   /// (openblas_threads() > 0) to keep the products single-threaded; otherwise, and on other
-  /// devices, pages are encoded one chunk after another. 1 (the default) = off.
+  /// devices, pages are encoded one chunk after another. 1 (the default) = off. rerank_pages()
+  /// also decodes and preprocesses its pages on these workers.
   void set_encode_workers(int workers);
   int encode_workers() const { return encode_workers_; }
+  /// The workers encode() and rerank_pages() use here: encode_workers() on CPU with OpenBLAS,
+  /// else 1.
+  size_t page_workers() const;
 
   /// One forward pass over one window whose vision features are already computed.
   WindowScores score_window(const std::string& query,

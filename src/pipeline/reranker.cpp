@@ -9,6 +9,7 @@
 #include <chrono>
 #include <exception>
 #include <filesystem>
+#include <mutex>
 #include <numeric>
 #include <thread>
 
@@ -289,6 +290,12 @@ void Reranker::set_encode_workers(int workers) {
   encode_workers_ = workers;
 }
 
+size_t Reranker::page_workers() const {
+  return model_->options().device.is_cpu() && openblas_threads() > 0
+             ? static_cast<size_t>(std::max(1, encode_workers_))
+             : 1;
+}
+
 namespace {
 
 // Encodes pages[begin, end) a few at a time into out[begin, end).
@@ -326,6 +333,28 @@ void encode_range(const Qwen3VLModel& model, const std::vector<PreprocessedImage
   }
 }
 
+// Runs fn(0) .. fn(workers - 1) on as many threads, each with one libtorch thread; the first
+// exception is rethrown after all have finished.
+template <class F>
+void run_workers(size_t workers, F fn) {
+  std::vector<std::exception_ptr> errors(workers);
+  std::vector<std::thread> pool;
+  for (size_t w = 0; w < workers; ++w) {
+    pool.emplace_back([&, w] {
+      try {
+        c10::InferenceMode guard;
+        at::set_num_threads(1);
+        fn(w);
+      } catch (...) {
+        errors[w] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 // Restores OpenBLAS's thread count when it goes out of scope.
 struct OpenBlasThreads {
   int saved = openblas_threads();
@@ -344,31 +373,16 @@ std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
     bool deepstack) const {
   std::vector<std::shared_ptr<const EncodedPage>> out(pages.size());
   const auto t0 = Clock::now();
-  const size_t workers =
-      model_->options().device.is_cpu() && openblas_threads() > 0
-          ? std::min(pages.size(), static_cast<size_t>(std::max(1, encode_workers_)))
-          : 1;
+  const size_t workers = std::min(pages.size(), page_workers());
   if (workers <= 1) {
     encode_range(*model_, pages, 0, pages.size(), vision_tile, deepstack, out);
   } else {
     // Each worker takes a contiguous share of the pages and runs single-threaded.
     const OpenBlasThreads single(1);
-    std::vector<std::exception_ptr> errors(workers);
-    std::vector<std::thread> pool;
-    for (size_t w = 0; w < workers; ++w) {
-      const size_t begin = pages.size() * w / workers, end = pages.size() * (w + 1) / workers;
-      pool.emplace_back([&, w, begin, end] {
-        try {
-          at::set_num_threads(1);
-          encode_range(*model_, pages, begin, end, vision_tile, deepstack, out);
-        } catch (...) {
-          errors[w] = std::current_exception();
-        }
-      });
-    }
-    for (auto& t : pool) t.join();
-    for (const auto& e : errors)
-      if (e) std::rethrow_exception(e);
+    run_workers(workers, [&](size_t w) {
+      encode_range(*model_, pages, pages.size() * w / workers, pages.size() * (w + 1) / workers,
+                   vision_tile, deepstack, out);
+    });
   }
   timing.vision += ms_since(t0);
   return out;
@@ -467,11 +481,44 @@ RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<
       encoded[i] = cache_->get(keys[i]);
       if (encoded[i]) continue;
     }
-    auto td = Clock::now();
-    const Image img = load_page(pages[i]);
-    pre.decode += ms_since(td);
-    prepared.push_back(prepare(img, options, &pre));
     missing.push_back(i);
+  }
+  prepared.resize(missing.size());
+  const size_t workers = std::min(missing.size(), page_workers());
+  if (workers <= 1) {
+    for (size_t k = 0; k < missing.size(); ++k) {
+      auto td = Clock::now();
+      const Image img = load_page(pages[missing[k]]);
+      pre.decode += ms_since(td);
+      prepared[k] = prepare(img, options, &pre);
+    }
+  } else {
+    // Decoding and preprocessing on the encoding workers, one thread each; PDF pages are drawn
+    // one at a time (the PDF library keeps shared state). The stage times stay wall-clock
+    // times: the workers' sums are scaled to the time the whole step took.
+    const auto tp = Clock::now();
+    std::vector<StageTiming> part(workers);
+    std::mutex pdf;
+    run_workers(workers, [&](size_t w) {
+      for (size_t k = w; k < missing.size(); k += workers) {
+        const PageRef& ref = pages[missing[k]];
+        auto td = Clock::now();
+        Image img;
+        if (ref.pdf_page > 0) {
+          const std::lock_guard<std::mutex> lock(pdf);
+          img = load_page(ref);
+        } else {
+          img = load_page(ref);
+        }
+        part[w].decode += ms_since(td);
+        prepared[k] = prepare(img, options, &part[w]);
+      }
+    });
+    double decode = 0, preprocess = 0;
+    for (const StageTiming& t : part) decode += t.decode, preprocess += t.preprocess;
+    const double wall = ms_since(tp), sum = decode + preprocess;
+    pre.decode += sum > 0 ? wall * decode / sum : 0;
+    pre.preprocess += sum > 0 ? wall * preprocess / sum : 0;
   }
   if (!prepared.empty()) {
     const auto fresh = encode(prepared, pre, options.vision_tile, deepstack);

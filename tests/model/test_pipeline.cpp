@@ -7,6 +7,7 @@
 
 #include "model_fixture.hpp"
 #include "ziprerank/errors.hpp"
+#include "ziprerank/pages.hpp"
 #include "ziprerank/prompt.hpp"
 #include "ziprerank/pruning.hpp"
 #include "ziprerank/reranker.hpp"
@@ -345,6 +346,41 @@ TEST(Reranker, PagesEncodedByParallelWorkersGetTheSameFeatures) {
   EXPECT_THROW(rr->encode(bad, t), InputError);
   EXPECT_EQ(openblas_threads(), blas);
   EXPECT_THROW(rr->set_encode_workers(0), UsageError);
+}
+
+TEST(Reranker, PageFilesDecodedOnParallelWorkersRankTheSame) {
+  const fs::path images = fs::path(ZIPRERANK_TEST_FIXTURES) / "images";
+  std::vector<PageRef> pages;
+  for (const char* f :
+       {"down_480x360.png", "gray.jpg", "page_1300x517.png", "photo_420.jpg", "rgba_203x150.png"})
+    pages.push_back({f, (images / f).string(), 0});
+  // A PDF page too (drawn under a lock), from the sample document.
+  const fs::path pdf = fs::path(ZIPRERANK_TEST_FIXTURES).parent_path().parent_path() / "data" /
+                       "samples" / "constitution.pdf";
+  ASSERT_TRUE(fs::exists(pdf));
+  pages.push_back({"constitution.pdf#2", pdf.string(), 2});
+  RerankOptions o;
+  o.keep_ratio = 1.0;
+  auto rr = tiny_reranker();
+  const RerankResult one = rr->rerank_pages("a query", pages, o);
+  rr->set_encode_workers(2);
+  const RerankResult two = rr->rerank_pages("a query", pages, o);
+  ASSERT_EQ(one.ranking.size(), pages.size());
+  ASSERT_EQ(two.ranking.size(), pages.size());
+  for (size_t i = 0; i < pages.size(); ++i) {
+    EXPECT_EQ(one.ranking[i].id, two.ranking[i].id);
+    EXPECT_NEAR(one.ranking[i].logit, two.ranking[i].logit, 1e-4);
+  }
+  EXPECT_GT(two.timing.decode, 0);
+  EXPECT_GT(two.timing.preprocess, 0);
+  // A missing file fails the call with its path, from whichever worker read it.
+  pages.push_back({"gone.png", (images / "gone.png").string(), 0});
+  try {
+    rr->rerank_pages("a query", pages, o);
+    ADD_FAILURE() << "no error for a missing page";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("gone.png"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Reranker, SimilarityScoringSkipsTheDeepStackMergersWhichLogitsScoringNeeds) {
