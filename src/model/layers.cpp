@@ -80,17 +80,20 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   for (int64_t r0 = 0; r0 < Sq; r0 += chunk) {
     const int64_t rows = std::min(chunk, Sq - r0);
     const at::Tensor qc = q.narrow(2, r0, rows);
-    at::Tensor scores = at::matmul(qc, kt) * scale;
+    // Causal: the chunk's rows see keys up to the last row's own position; the keys after it
+    // would only be masked out, so they are not multiplied at all (half the work of a prefill).
+    const int64_t seen = causal ? std::min(Sk, Sk - Sq + r0 + rows) : Sk;
+    at::Tensor scores = at::matmul(qc, kt.narrow(3, 0, seen)) * scale;
     at::Tensor scores32 = scores.to(at::kFloat);
     if (causal) {
       const auto iopts = at::TensorOptions().dtype(at::kLong).device(q.device());
       const at::Tensor qpos = at::arange(Sk - Sq + r0, Sk - Sq + r0 + rows, iopts).view({rows, 1});
-      const at::Tensor kpos = at::arange(0, Sk, iopts).view({1, Sk});
+      const at::Tensor kpos = at::arange(0, seen, iopts).view({1, seen});
       scores32 = scores32.masked_fill(kpos > qpos, -std::numeric_limits<float>::infinity());
     }
-    if (pad_bias.defined()) scores32 = scores32 + pad_bias;
+    if (pad_bias.defined()) scores32 = scores32 + pad_bias.narrow(3, 0, seen);
     const at::Tensor probs = at::softmax(scores32, -1).to(q.scalar_type());
-    outs.push_back(at::matmul(probs, vv));
+    outs.push_back(at::matmul(probs, vv.narrow(2, 0, seen)));
   }
   return outs.size() == 1 ? outs[0] : at::cat(outs, 2);
 }

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "model/layers.hpp"
 #include "model_fixture.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/image.hpp"
@@ -93,6 +94,32 @@ TEST(Model, MropePositionsFollowGetRopeIndex) {
   EXPECT_THROW(mrope_position_ids(ids, {}, c), InputError);
   EXPECT_THROW(mrope_position_ids(ids, {{1, 4, 6}, {1, 2, 2}}, c), InputError);
   EXPECT_THROW(mrope_position_ids({1, VS, I, I, VE}, {{1, 4, 6}}, c), InputError);
+}
+
+TEST(Model, ChunkedAttentionEqualsOneMaskedSoftmax) {
+  // Long enough for several row chunks, so causal chunks skip the keys after their last row.
+  at::manual_seed(9);
+  const int64_t B = 1, H = 2, D = 8;
+  for (const auto& [Sq, Sk] :
+       std::vector<std::pair<int64_t, int64_t>>{{3000, 3000}, {2500, 3000}}) {
+    const at::Tensor q = at::randn({B, H, Sq, D}), k = at::randn({B, H, Sk, D}),
+                     v = at::randn({B, H, Sk, D});
+    at::Tensor pad = at::ones({B, Sk}, at::kLong);
+    pad.narrow(1, 5, 3).zero_();  // three keys padded out
+    const double scale = 0.35;
+    for (bool causal : {true, false}) {
+      at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * scale;
+      const at::Tensor qpos = at::arange(Sk - Sq, Sk).view({Sq, 1});
+      const at::Tensor kpos = at::arange(Sk).view({1, Sk});
+      if (causal) scores = scores.masked_fill(kpos > qpos, -INFINITY);
+      scores = scores.masked_fill(pad.view({B, 1, 1, Sk}) == 0, -INFINITY);
+      const at::Tensor want = at::matmul(at::softmax(scores, -1), v);
+      const at::Tensor got = ziprerank::detail::attention(q, k, v, scale, causal, pad);
+      EXPECT_TRUE(at::allclose(got, want, 1e-5, 1e-6))
+          << Sq << "x" << Sk << (causal ? " causal" : "") << ": max difference "
+          << (got - want).abs().max().item<double>();
+    }
+  }
 }
 
 TEST(Model, KvCachedStepsMatchFullRecompute) {
