@@ -426,7 +426,8 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
     cmd->add_option("--page-size", a->page_size, "Synthetic page size WxH")->capture_default_str();
     cmd->add_option("--keep-ratios", a->keep_ratios, "Comma-separated keep ratios")
         ->capture_default_str();
-    cmd->add_option("--scoring", a->scorings, "Comma-separated scoring modes (logits, generate)")
+    cmd->add_option("--scoring", a->scorings,
+                    "Comma-separated scoring modes (logits, generate, similarity)")
         ->capture_default_str();
     cmd->add_option("--vision-tiles", a->vision_tiles,
                     "Comma-separated vision tiles in pixels to compare (0 = whole pages); "
