@@ -1,5 +1,7 @@
 #include "model/layers.hpp"
 
+#include <c10/core/GradMode.h>
+
 #include <algorithm>
 #include <limits>
 
@@ -41,7 +43,16 @@ at::Tensor RMSNorm::operator()(const at::Tensor& x) const {
 
 at::Tensor activation(const at::Tensor& x, const std::string& name) {
   if (name == "silu") return at::silu(x);
-  if (name == "gelu_pytorch_tanh") return at::gelu(x, "tanh");
+  if (name == "gelu_pytorch_tanh") {
+    if (x.requires_grad() && c10::GradMode::is_enabled()) return at::gelu(x, "tanh");
+    // Without a graph: 0.5 x (1 + tanh(u)) == x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3),
+    // in place. libtorch's tanh is the slow part of its kernel on CPU (1.5x here; results
+    // agree to float rounding, 5e-7 absolute).
+    constexpr double c = 1.5957691216057308;  // 2 sqrt(2/pi)
+    at::Tensor t = x * x;
+    t.mul_(0.044715 * c).add_(c).mul_(x).sigmoid_();
+    return t.mul_(x);
+  }
   if (name == "gelu") return at::gelu(x);
   if (name == "quick_gelu") return x * at::sigmoid(1.702 * x);
   throw InternalError("unsupported activation '" + name + "'");

@@ -122,6 +122,25 @@ TEST(Model, ChunkedAttentionEqualsOneMaskedSoftmax) {
   }
 }
 
+TEST(Model, TanhGeluWithoutAGraphAgreesWithLibtorchs) {
+  at::manual_seed(4);
+  const at::Tensor x =
+      at::cat({at::randn({4096}) * 4, at::tensor({0.f, -30.f, 30.f, -1e4f, 1e4f})});
+  const at::Tensor want = at::gelu(x, "tanh");
+  at::Tensor got;
+  {
+    c10::InferenceMode guard;
+    got = ziprerank::detail::activation(x, "gelu_pytorch_tanh");
+  }
+  EXPECT_TRUE(at::allclose(got, want, 1e-5, 2e-6)) << (got - want).abs().max().item<double>();
+  // With a graph it is libtorch's own, and gradients flow.
+  const at::Tensor leaf = x.clone().requires_grad_(true);
+  const at::Tensor y = ziprerank::detail::activation(leaf, "gelu_pytorch_tanh");
+  EXPECT_TRUE(at::equal(y.detach(), want));
+  y.sum().backward();
+  EXPECT_TRUE(leaf.grad().defined());
+}
+
 TEST(Model, KvCachedStepsMatchFullRecompute) {
   auto m = load_tiny();
   const Sequence s = make_sequence(m->config(), 11);
