@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "core/json_util.hpp"
 #include "train/data.hpp"
@@ -811,29 +812,24 @@ EvalMetrics Trainer::evaluate() {
 }
 
 void Trainer::report_eval(const EvalMetrics& e) {
+  // (log label, metrics key, value); undefined values (NaN) are left out of both.
+  const std::vector<std::tuple<const char*, const char*, double>> fields = {
+      {"gen", "gen_loss", e.gen_loss},
+      {"rank", "rank_loss", e.rank_loss},
+      {"top1", "rank_top1", e.rank_top1},
+      {"align", "align_loss", e.align_loss},
+      {"candidate", "candidate_loss", e.candidate_loss},
+      {"candidate-top1", "candidate_top1", e.candidate_top1}};
+  // One metrics line per measurement, told apart from the step lines by "eval": true.
+  json line = {{"eval", true}, {"step", e.step}, {"samples", e.samples}, {"seconds", e.seconds}};
   std::string text;
-  const auto add = [&text](const char* label, double v) {
-    if (!std::isnan(v)) text += fmt::format(" {} {:.4f}", label, v);
-  };
-  add("gen", e.gen_loss);
-  add("rank", e.rank_loss);
-  add("top1", e.rank_top1);
-  add("align", e.align_loss);
-  add("candidate", e.candidate_loss);
-  add("candidate-top1", e.candidate_top1);
+  for (const auto& [label, key, value] : fields) {
+    if (std::isnan(value)) continue;
+    text += fmt::format(" {} {:.4f}", label, value);
+    line[key] = value;
+  }
   spdlog::info("held-out at step {} ({} samples, {:.1f} s):{}", e.step, e.samples, e.seconds, text);
   if (options_.metrics_file.empty()) return;
-  // One line per measurement, told apart from the step lines by "eval": true.
-  json line = {{"eval", true}, {"step", e.step}, {"samples", e.samples}, {"seconds", e.seconds}};
-  const auto put = [&line](const char* key, double v) {
-    if (!std::isnan(v)) line[key] = v;
-  };
-  put("gen_loss", e.gen_loss);
-  put("rank_loss", e.rank_loss);
-  put("align_loss", e.align_loss);
-  put("candidate_loss", e.candidate_loss);
-  put("rank_top1", e.rank_top1);
-  put("candidate_top1", e.candidate_top1);
   std::ofstream out(options_.metrics_file, std::ios::app);
   out << line.dump() << "\n";
   if (!out) throw InputError("cannot write the metrics file '" + options_.metrics_file + "'");
