@@ -237,6 +237,7 @@ class Trainer {
   struct Prepared;
   Prepared prepare(const train::TrainDataset& data, size_t index);
   /// Forward pass of one sample; with `backward`, the scaled losses' gradients are accumulated.
+  /// Without it (a held-out measurement) --align-crop windows do not depend on the step.
   SampleResult run_sample(const Prepared& p, int64_t batch_tokens, int64_t batch_samples,
                           bool backward = true);
   void report_eval(const EvalMetrics& e);
@@ -257,7 +258,6 @@ class Trainer {
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::unique_ptr<train::TrainDataset> data_;
   std::unique_ptr<train::TrainDataset> eval_data_;  ///< held-out samples, when given
-  bool evaluating_ = false;  ///< inside evaluate(): crops do not depend on the step
   std::unique_ptr<train::AdamW> optimizer_;
   std::unique_ptr<train::RenderCache> render_cache_;
   std::unique_ptr<VisionCache> vision_cache_;

@@ -292,7 +292,7 @@ void Reranker::set_encode_workers(int workers) {
 
 size_t Reranker::page_workers() const {
   return model_->options().device.is_cpu() && openblas_threads() > 0
-             ? static_cast<size_t>(std::max(1, encode_workers_))
+             ? static_cast<size_t>(encode_workers_)
              : 1;
 }
 
@@ -484,35 +484,29 @@ RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<
     missing.push_back(i);
   }
   prepared.resize(missing.size());
+  // Decodes and preprocesses missing page k. PDF pages are drawn one at a time (the PDF library
+  // keeps shared state).
+  std::mutex pdf;
+  const auto prepare_missing = [&](size_t k, StageTiming& timing) {
+    const PageRef& ref = pages[missing[k]];
+    const auto td = Clock::now();
+    std::unique_lock<std::mutex> lock(pdf, std::defer_lock);
+    if (ref.pdf_page > 0) lock.lock();
+    const Image img = load_page(ref);
+    if (lock.owns_lock()) lock.unlock();
+    timing.decode += ms_since(td);
+    prepared[k] = prepare(img, options, &timing);
+  };
   const size_t workers = std::min(missing.size(), page_workers());
   if (workers <= 1) {
-    for (size_t k = 0; k < missing.size(); ++k) {
-      auto td = Clock::now();
-      const Image img = load_page(pages[missing[k]]);
-      pre.decode += ms_since(td);
-      prepared[k] = prepare(img, options, &pre);
-    }
+    for (size_t k = 0; k < missing.size(); ++k) prepare_missing(k, pre);
   } else {
-    // Decoding and preprocessing on the encoding workers, one thread each; PDF pages are drawn
-    // one at a time (the PDF library keeps shared state). The stage times stay wall-clock
-    // times: the workers' sums are scaled to the time the whole step took.
+    // On the encoding workers, one thread each. The stage times stay wall-clock times: the
+    // workers' sums are scaled to the time the whole step took.
     const auto tp = Clock::now();
     std::vector<StageTiming> part(workers);
-    std::mutex pdf;
     run_workers(workers, [&](size_t w) {
-      for (size_t k = w; k < missing.size(); k += workers) {
-        const PageRef& ref = pages[missing[k]];
-        auto td = Clock::now();
-        Image img;
-        if (ref.pdf_page > 0) {
-          const std::lock_guard<std::mutex> lock(pdf);
-          img = load_page(ref);
-        } else {
-          img = load_page(ref);
-        }
-        part[w].decode += ms_since(td);
-        prepared[k] = prepare(img, options, &part[w]);
-      }
+      for (size_t k = w; k < missing.size(); k += workers) prepare_missing(k, part[w]);
     });
     double decode = 0, preprocess = 0;
     for (const StageTiming& t : part) decode += t.decode, preprocess += t.preprocess;

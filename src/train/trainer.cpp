@@ -461,9 +461,9 @@ Trainer::SampleResult Trainer::run_sample(const Prepared& p, int64_t batch_token
         // A random window of the page at its input scale, and the words whose centre it holds.
         const std::vector<train::PlacedWord>* all = page_words_->find(ex.pages[i].path);
         // Drawn from (seed, step, page): a resumed run cuts the same windows; a held-out
-        // measurement cuts the same ones at every step.
+        // measurement (no backward pass) cuts the same ones at every step.
         const uint64_t page_hash = std::hash<std::string>{}(ex.pages[i].path);
-        const uint64_t round = evaluating_ ? 0 : static_cast<uint64_t>(step_ + 1);
+        const uint64_t round = backward ? static_cast<uint64_t>(step_ + 1) : 0;
         SplitMix64 rng{options_.seed ^ (0xA24BAED4963EE407ull * round) ^ page_hash};
         const int side = options_.align_crop;
         const int cw = std::min(side, img.width), ch = std::min(side, img.height);
@@ -770,7 +770,6 @@ EvalMetrics Trainer::evaluate() {
                        ? std::min(eval_data_->size(), static_cast<size_t>(options_.eval_samples))
                        : eval_data_->size();
   at::NoGradGuard no_grad;
-  evaluating_ = true;
   struct Mean {
     double sum = 0;
     int64_t count = 0;
@@ -779,24 +778,18 @@ EvalMetrics Trainer::evaluate() {
     }
     double get() const { return count > 0 ? sum / static_cast<double>(count) : NAN; }
   } gen, rank, align, candidate, rank_top1, candidate_top1;
-  try {
-    for (size_t i = 0; i < n; ++i) {
-      const Prepared p = prepare(*eval_data_, i);
-      const auto tokens = static_cast<int64_t>(p.target_ids.size());
-      const SampleResult r = run_sample(p, tokens, 1, /*backward=*/false);
-      // The generation loss is a per-token mean, as in training (not run with --align-only).
-      if (!options_.align_only) gen.add(r.gen_sum / static_cast<double>(tokens));
-      rank.add(r.rank);
-      align.add(r.align);
-      candidate.add(r.candidate);
-      rank_top1.add(r.rank_top1);
-      candidate_top1.add(r.candidate_top1);
-    }
-  } catch (...) {
-    evaluating_ = false;
-    throw;
+  for (size_t i = 0; i < n; ++i) {
+    const Prepared p = prepare(*eval_data_, i);
+    const auto tokens = static_cast<int64_t>(p.target_ids.size());
+    const SampleResult r = run_sample(p, tokens, 1, /*backward=*/false);
+    // The generation loss is a per-token mean, as in training (not run with --align-only).
+    if (!options_.align_only) gen.add(r.gen_sum / static_cast<double>(tokens));
+    rank.add(r.rank);
+    align.add(r.align);
+    candidate.add(r.candidate);
+    rank_top1.add(r.rank_top1);
+    candidate_top1.add(r.candidate_top1);
   }
-  evaluating_ = false;
   EvalMetrics e;
   e.step = step_;
   e.samples = static_cast<int64_t>(n);
