@@ -56,6 +56,12 @@ struct ModelOptions {
   /// Windowed vision attention: tile side in pixels (see ModelFolder::vision_tile); -1 = the
   /// model folder's own setting when loaded from one (0 otherwise), 0 = whole images.
   int vision_tile = -1;
+  /// Matrix products of the linear layers (and the vision tower's patch embedding) in bfloat16
+  /// while everything else computes in float32: weights are stored once in bfloat16, inputs are
+  /// rounded to bfloat16, products accumulate in float32, biases are added in float32. On CPUs
+  /// with AMX-BF16 this is 2-3x faster than float32 products (see cpu_has_fast_bf16_products).
+  /// Applies only to float32 compute on CPU without training (ignored otherwise).
+  bool bf16_products = false;
 };
 
 /// Throws InputError (naming `what`) unless `tile` is 0 or a positive multiple of the vision

@@ -12,10 +12,11 @@ struct CommonOptions {
   std::string model;  ///< empty = the embedded default model
   std::string device = "cpu";
   std::string dtype = "auto";
+  std::string matmul = "auto";
   int threads = 0;
 };
 
-/// Adds --model/--device/--dtype/--threads to a subcommand.
+/// Adds --model/--device/--dtype/--matmul/--threads to a subcommand.
 void add_model_options(CLI::App* cmd, CommonOptions& options);
 /// Applies --threads and returns the model folder (resolving the default). `encode_workers`, when
 /// given, receives how many pages to encode at once (see configure_threads).

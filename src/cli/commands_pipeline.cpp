@@ -83,6 +83,7 @@ std::unique_ptr<Reranker> load_reranker(const CommonOptions& common) {
   ModelOptions mo;
   mo.device = parse_device(common.device);
   mo.dtype = parse_dtype(common.dtype, mo.device);
+  mo.bf16_products = parse_matmul(common.matmul, mo.device, mo.dtype);
   auto reranker = Reranker::load(dir, mo);
   reranker->set_encode_workers(workers);
   return reranker;

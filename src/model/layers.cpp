@@ -16,9 +16,26 @@ at::Tensor take(StateDict& sd, const std::string& name, const std::vector<int64_
   return t;
 }
 
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (weight.scalar_type() == at::kBFloat16 && bias.defined() &&
+      bias.scalar_type() == at::kFloat) {
+    at::Tensor y = at::linear(x.to(at::kBFloat16), weight).to(at::kFloat);
+    return y.add_(bias);
+  }
+  if (weight.scalar_type() == at::kBFloat16 && x.scalar_type() != at::kBFloat16) {
+    return at::linear(x.to(at::kBFloat16), weight).to(at::kFloat);
+  }
+  return at::linear(x, weight, bias);
+}
+
 Linear::Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, bool has_bias,
                ParamList& params) {
   weight = take(sd, name + ".weight", {out, in}, params);
+  if (weight.defined() && sd.options().bf16_products && weight.scalar_type() == at::kFloat) {
+    // Only the bfloat16 copy stays: the parameter list names what the model holds.
+    weight = weight.to(at::kBFloat16);
+    params.back().second = weight;
+  }
   if (has_bias) bias = take(sd, name + ".bias", {out}, params);
 }
 
@@ -94,7 +111,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     // Causal: the chunk's rows see keys up to the last row's own position; the keys after it
     // would only be masked out, so they are not multiplied at all (half the work of a prefill).
     const int64_t seen = causal ? std::min(Sk, Sk - Sq + r0 + rows) : Sk;
-    at::Tensor scores = at::matmul(qc, kt.narrow(3, 0, seen)) * scale;
+    // The scale goes on the queries: a chunk of queries is smaller than its block of scores.
+    at::Tensor scores = at::matmul(qc * scale, kt.narrow(3, 0, seen));
     at::Tensor scores32 = scores.to(at::kFloat);
     if (causal) {
       const auto iopts = at::TensorOptions().dtype(at::kLong).device(q.device());

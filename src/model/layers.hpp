@@ -17,12 +17,18 @@ using ParamList = std::vector<std::pair<std::string, at::Tensor>>;
 at::Tensor take(StateDict& sd, const std::string& name, const std::vector<int64_t>& shape,
                 ParamList& params);
 
+/// x @ weight^T + bias where `weight` may be bfloat16 while the model computes in float32
+/// (LoadOptions::bf16_products): x (float32 or already bfloat16) is rounded to bfloat16, the
+/// product accumulates in float32, and the result comes back as float32 with the float32 bias
+/// added. Otherwise a plain at::linear.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+
 struct Linear {
-  at::Tensor weight, bias;  // bias undefined when absent
+  at::Tensor weight, bias;  // bias undefined when absent; weight bfloat16 with bf16_products
   Linear() = default;
   Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, bool has_bias,
          ParamList& params);
-  at::Tensor operator()(const at::Tensor& x) const { return at::linear(x, weight, bias); }
+  at::Tensor operator()(const at::Tensor& x) const { return linear(x, weight, bias); }
 };
 
 struct LayerNorm {

@@ -59,6 +59,8 @@ std::unique_ptr<Qwen3VLModel> Qwen3VLModel::load(const std::string& model_dir,
   lo.dtype = options.dtype;
   lo.device = options.device;
   lo.writable = options.trainable;
+  lo.bf16_products = options.bf16_products && !options.trainable &&
+                     options.dtype == at::kFloat && options.device.is_cpu();
   StateDict sd(store, lo);
   ModelOptions resolved = options;
   if (resolved.vision_tile < 0) resolved.vision_tile = folder.vision_tile;

@@ -18,6 +18,15 @@ VisionTower::VisionTower(const VisionConfig& c, StateDict sd, detail::ParamList&
       detail::take(sd, "patch_embed.proj.weight",
                    {H, c.in_channels, c.temporal_patch_size, c.patch_size, c.patch_size}, params);
   patch_bias_ = detail::take(sd, "patch_embed.proj.bias", {H}, params);
+  if (sd.options().bf16_products && patch_kernel_.defined() &&
+      patch_kernel_.scalar_type() == at::kFloat) {
+    const int64_t T = c.temporal_patch_size, PP = c.patch_size * c.patch_size;
+    patch_matrix_bf16_ = patch_kernel_.reshape({H, -1}).to(at::kBFloat16);
+    still_matrix_bf16_ = patch_kernel_.reshape({H, c.in_channels, T, PP})
+                             .sum(2)
+                             .reshape({H, c.in_channels * PP})
+                             .to(at::kBFloat16);
+  }
   pos_embed_ = detail::take(sd, "pos_embed.weight", {c.num_position_embeddings, H}, params);
   for (int i = 0; i < c.depth; ++i) {
     StateDict b = sd.select("blocks." + std::to_string(i) + ".");
@@ -155,8 +164,10 @@ at::Tensor VisionTower::block_rows(const Block& b, const at::Tensor& x, const at
   // Rotary on queries and keys together, in float32, cast back (as the reference).
   const at::Tensor qk = qkv.narrow(1, 0, 2).to(at::kFloat);  // [S, 2, heads, hd]
   const at::Tensor c = cos.view({S, 1, 1, hd}), s = sin.view({S, 1, 1, hd});
-  const at::Tensor qk_rot = (qk * c + detail::rotate_half(qk) * s).to(x.scalar_type());
-  const at::Tensor v = qkv.select(1, 2);  // [S, heads, hd]
+  // With bf16 products the attention's two products take bfloat16 too (softmax stays float32).
+  const auto attn_type = patch_matrix_bf16_.defined() ? at::kBFloat16 : x.scalar_type();
+  const at::Tensor qk_rot = (qk * c + detail::rotate_half(qk) * s).to(attn_type);
+  const at::Tensor v = qkv.select(1, 2).to(attn_type);  // [S, heads, hd]
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   // Images of one length (a page's tiles differ by at most a token a side) attend as one batch.
   std::vector<at::Tensor> outs;
@@ -206,11 +217,15 @@ at::Tensor VisionTower::patch_embed(const at::Tensor& px) const {
     }
     if (still) {
       const at::Tensor kernel =
-          patch_kernel_.view({hidden, C, T, PP}).sum(2).view({hidden, C * PP});
-      return at::linear(first.reshape({px.size(0), C * PP}), kernel, patch_bias_);
+          still_matrix_bf16_.defined()
+              ? still_matrix_bf16_
+              : patch_kernel_.view({hidden, C, T, PP}).sum(2).view({hidden, C * PP});
+      return detail::linear(first.reshape({px.size(0), C * PP}), kernel, patch_bias_);
     }
   }
-  return at::linear(px, patch_kernel_.view({hidden, -1}), patch_bias_);
+  return detail::linear(
+      px, patch_matrix_bf16_.defined() ? patch_matrix_bf16_ : patch_kernel_.view({hidden, -1}),
+      patch_bias_);
 }
 
 VisionFeatures VisionTower::forward(const at::Tensor& pixel_values,

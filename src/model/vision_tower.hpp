@@ -39,6 +39,9 @@ class VisionTower {
   VisionConfig config_;
   at::Tensor patch_kernel_;  // [hidden, C, T, P, P]: the Conv3d kernel (stride == kernel)
   at::Tensor patch_bias_;
+  // With bf16 products (inference only): the kernel as a [hidden, C*T*P*P] matrix and folded over
+  // its temporal slices for still images, both in bfloat16, made once at load.
+  at::Tensor patch_matrix_bf16_, still_matrix_bf16_;
   at::Tensor pos_embed_;  // [num_position_embeddings, hidden]
   at::Tensor inv_freq_;   // [head_dim / 4] float32
   std::vector<Block> blocks_;

@@ -7,6 +7,10 @@
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -136,6 +140,31 @@ c10::ScalarType parse_dtype(const std::string& name, const c10::Device& device) 
   if (name == "bfloat16" || name == "bf16") return c10::kBFloat16;
   if (name == "float16" || name == "fp16") return c10::kHalf;
   throw UsageError("unknown dtype '" + name + "' (use auto, float32, bfloat16 or float16)");
+}
+
+bool cpu_has_fast_bf16_products() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;  // OSXSAVE
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool amx_bf16 = (d & (1u << 22)) != 0, amx_tile = (d & (1u << 24)) != 0;
+  if (!amx_bf16 || !amx_tile) return false;
+  // The OS must save the tile state (XCR0 bits 17 and 18).
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & (3u << 17)) == (3u << 17);
+#else
+  return false;
+#endif
+}
+
+bool parse_matmul(const std::string& name, const c10::Device& device, c10::ScalarType dtype) {
+  const bool applies = device.is_cpu() && dtype == c10::kFloat;
+  if (name == "auto") return applies && cpu_has_fast_bf16_products();
+  if (name == "float32" || name == "fp32") return false;
+  if (name == "bfloat16" || name == "bf16") return applies;
+  throw UsageError("unknown --matmul '" + name + "' (use auto, float32 or bfloat16)");
 }
 
 namespace {

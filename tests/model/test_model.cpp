@@ -225,6 +225,64 @@ TEST(Model, Bfloat16StaysCloseToFloat32) {
       << "max |fp32 - bf16| = " << err << " (logit scale " << scale << ")";
 }
 
+TEST(Model, Bfloat16ProductsStayCloseToFloat32AndHoldOneWeightCopy) {
+  auto m32 = load_tiny(at::kFloat);
+  ModelOptions o;
+  o.bf16_products = true;
+  auto mbp = Qwen3VLModel::load(test::tiny_model_dir(), o);
+  // Linear weights are held once, in bfloat16; norms, embeddings and biases stay float32.
+  int64_t bf16 = 0, f32 = 0;
+  for (const auto& [name, t] : mbp->named_parameters()) {
+    // (The patch embedding keeps its float32 kernel: it is a Conv3d that training views as one.)
+    const bool linear_weight = (name.find("proj.weight") != std::string::npos &&
+                                name.find("patch_embed") == std::string::npos) ||
+                               name.find("linear_fc1.weight") != std::string::npos ||
+                               name.find("attn.qkv.weight") != std::string::npos;
+    if (linear_weight) EXPECT_EQ(t.scalar_type(), at::kBFloat16) << name;
+    if (name.find(".bias") != std::string::npos || name.find("norm") != std::string::npos)
+      EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
+    (t.scalar_type() == at::kBFloat16 ? bf16 : f32) += 1;
+  }
+  EXPECT_GT(bf16, 0);
+  EXPECT_GT(f32, 0);
+  const Sequence s = make_sequence(m32->config(), 9);
+  const VisionFeatures va = m32->encode_images(s.pixels, s.grids);
+  const VisionFeatures vb = mbp->encode_images(s.pixels, s.grids);
+  ASSERT_EQ(vb.embeds.scalar_type(), at::kFloat);
+  const float vscale = va.embeds.abs().max().item<float>();
+  EXPECT_LT((va.embeds - vb.embeds).abs().max().item<float>(), 0.03f * vscale);
+  EXPECT_GT(at::cosine_similarity(va.embeds, vb.embeds, 1).min().item<float>(), 0.999f);
+  EXPECT_FALSE(at::equal(va.embeds, vb.embeds)) << "the products must really be bfloat16";
+  const at::Tensor a = m32->logits(m32->forward(build_input(*m32, s)));
+  const at::Tensor b = mbp->logits(mbp->forward(build_input(*mbp, s)));
+  ASSERT_EQ(b.scalar_type(), at::kFloat);
+  const float scale = a.abs().max().item<float>();
+  const float err = (a - b).abs().max().item<float>();
+  EXPECT_LT(err, 0.02f * scale + 0.01f)
+      << "max |fp32 - bf16 products| = " << err << " (logit scale " << scale << ")";
+  // Training never gets it: its weights must stay what the optimizer updates.
+  o.trainable = true;
+  auto mt = Qwen3VLModel::load(test::tiny_model_dir(), o);
+  for (const auto& [name, t] : mt->named_parameters())
+    EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
+}
+
+TEST(Model, LinearTakesBfloat16WeightsWithFloat32Inputs) {
+  at::manual_seed(3);
+  const at::Tensor x = at::randn({37, 48}), w = at::randn({20, 48}) * 0.1, b = at::randn({20});
+  const at::Tensor ref = at::linear(x, w, b);
+  const at::Tensor wb = w.to(at::kBFloat16);
+  for (const at::Tensor& in : {x, x.to(at::kBFloat16), x.t().contiguous().t()}) {
+    const at::Tensor got = ziprerank::detail::linear(in, wb, b);
+    ASSERT_EQ(got.scalar_type(), at::kFloat);
+    EXPECT_LT((got - ref).abs().max().item<float>(), 0.02f * ref.abs().max().item<float>());
+  }
+  const at::Tensor nobias = ziprerank::detail::linear(x, wb, at::Tensor());
+  EXPECT_TRUE(at::allclose(nobias + b, ziprerank::detail::linear(x, wb, b), 1e-5, 1e-5));
+  // Float32 weights: exactly at::linear.
+  EXPECT_TRUE(at::equal(ziprerank::detail::linear(x, w, b), ref));
+}
+
 TEST(Model, CheckpointThatDisagreesWithConfigNamesTheTensors) {
   const fs::path dir = fs::temp_directory_path() / ("zr_mismatch_" + std::to_string(::getpid()));
   fs::remove_all(dir);

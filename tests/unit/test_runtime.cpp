@@ -53,6 +53,20 @@ TEST(Runtime, ParsesDevicesAndDtypes) {
   EXPECT_THROW(parse_dtype("int8", c10::Device(c10::kCPU)), UsageError);
 }
 
+TEST(Runtime, MatmulChoiceAppliesToFloat32ComputeOnCpuOnly) {
+  const c10::Device cpu(c10::kCPU), cuda(c10::kCUDA, 0);
+  EXPECT_TRUE(parse_matmul("bfloat16", cpu, at::kFloat));
+  EXPECT_TRUE(parse_matmul("bf16", cpu, at::kFloat));
+  EXPECT_FALSE(parse_matmul("float32", cpu, at::kFloat));
+  EXPECT_FALSE(parse_matmul("fp32", cpu, at::kFloat));
+  // Already bfloat16 compute, or a GPU: nothing to do.
+  EXPECT_FALSE(parse_matmul("bfloat16", cpu, at::kBFloat16));
+  EXPECT_FALSE(parse_matmul("bfloat16", cuda, at::kFloat));
+  EXPECT_FALSE(parse_matmul("auto", cuda, at::kFloat));
+  EXPECT_EQ(parse_matmul("auto", cpu, at::kFloat), cpu_has_fast_bf16_products());
+  EXPECT_THROW(parse_matmul("int8", cpu, at::kFloat), UsageError);
+}
+
 TEST(Runtime, FormatsBytesAndReportsPeakRss) {
   EXPECT_EQ(format_bytes(512), "512 B");
   EXPECT_EQ(format_bytes(1536), "1.50 KiB");
