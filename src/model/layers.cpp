@@ -112,7 +112,13 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     // would only be masked out, so they are not multiplied at all (half the work of a prefill).
     const int64_t seen = causal ? std::min(Sk, Sk - Sq + r0 + rows) : Sk;
     // The scale goes on the queries: a chunk of queries is smaller than its block of scores.
-    at::Tensor scores = at::matmul(qc * scale, kt.narrow(3, 0, seen));
+    at::Tensor scores = at::matmul(scale == 1.0 ? qc : qc * scale, kt.narrow(3, 0, seen));
+    if (!causal && !pad_bias.defined() && scores.is_cpu() && scores.scalar_type() == at::kBFloat16) {
+      // libtorch's CPU softmax of bfloat16 rows computes in float32 and rounds once: the same
+      // probabilities as converting, softmax and converting back, in one pass instead of three.
+      outs.push_back(at::matmul(at::softmax(scores, -1), vv.narrow(2, 0, seen)));
+      continue;
+    }
     at::Tensor scores32 = scores.to(at::kFloat);
     if (causal) {
       const auto iopts = at::TensorOptions().dtype(at::kLong).device(q.device());

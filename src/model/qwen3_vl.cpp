@@ -149,9 +149,7 @@ VisionFeatures Qwen3VLModel::encode_images(const at::Tensor& pixel_values,
   if (pixel_values.dim() != 2 || pixel_values.size(0) != plan.patch_rows.numel()) {
     return vision_->forward(pixel_values, grids, deepstack);
   }
-  const VisionFeatures tiled =
-      vision_->forward(pixel_values.index_select(0, plan.patch_rows.to(pixel_values.device())),
-                       plan.grids, deepstack);
+  const VisionFeatures tiled = vision_->forward(pixel_values, plan.grids, deepstack, plan.patch_rows);
   VisionFeatures out;
   const at::Tensor order = plan.token_order.to(tiled.embeds.device());
   out.embeds = tiled.embeds.index_select(0, order);

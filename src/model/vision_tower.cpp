@@ -1,6 +1,9 @@
 #include "model/vision_tower.hpp"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "ziprerank/errors.hpp"
@@ -156,11 +159,100 @@ at::Tensor VisionTower::block_forward(const Block& b, const at::Tensor& x, const
   return outs.size() == 1 ? outs[0] : at::cat(outs, 0);
 }
 
+namespace {
+
+template <typename Out>
+void split_rotate_rows(const float* qkv, const float* cos, const float* sin, Out* q, Out* k, Out* v,
+                       const std::vector<int64_t>& lengths, int64_t heads, int64_t hd,
+                       float scale) {
+  const int64_t half = hd / 2, width = heads * hd;
+  int64_t row = 0;
+  for (const int64_t len : lengths) {
+    // Rows [row, row + len) are one image: head h of its row p goes to ((h * len) + p) * hd.
+    at::parallel_for(0, len, 16, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t r = row + p;
+        const float* src = qkv + r * 3 * width;
+        const float* c = cos + r * hd;
+        const float* s = sin + r * hd;
+        for (int64_t h = 0; h < heads; ++h) {
+          const int64_t dst = row * width + (h * len + p) * hd;
+          const float* xq = src + h * hd;
+          const float* xk = src + width + h * hd;
+          const float* xv = src + 2 * width + h * hd;
+          for (int64_t i = 0; i < half; ++i) {
+            q[dst + i] = static_cast<Out>((xq[i] * c[i] - xq[i + half] * s[i]) * scale);
+            k[dst + i] = static_cast<Out>(xk[i] * c[i] - xk[i + half] * s[i]);
+          }
+          for (int64_t i = half; i < hd; ++i) {
+            q[dst + i] = static_cast<Out>((xq[i] * c[i] + xq[i - half] * s[i]) * scale);
+            k[dst + i] = static_cast<Out>(xk[i] * c[i] + xk[i - half] * s[i]);
+          }
+          for (int64_t i = 0; i < hd; ++i) v[dst + i] = static_cast<Out>(xv[i]);
+        }
+      }
+    });
+    row += len;
+  }
+}
+
+}  // namespace
+
+std::array<at::Tensor, 3> VisionTower::split_rotate(const at::Tensor& qkv, const at::Tensor& cos,
+                                                    const at::Tensor& sin,
+                                                    const std::vector<int64_t>& lengths,
+                                                    at::ScalarType type, double scale) const {
+  // One pass in place of the slices, products, concatenations, casts and transposes of the
+  // autograd path: each row's rotated (and, for queries, scaled) heads are written straight into
+  // [image][head][row][dim] order, what batched attention reads.
+  const int64_t S = qkv.size(0), heads = config_.num_heads, hd = config_.head_dim();
+  const at::Tensor src = qkv.contiguous();
+  const at::Tensor c = cos.to(at::kFloat).contiguous(), s = sin.to(at::kFloat).contiguous();
+  const auto opts = qkv.options().dtype(type);
+  at::Tensor q = at::empty({S * heads * hd}, opts), k = at::empty_like(q), v = at::empty_like(q);
+  const float f = static_cast<float>(scale);
+  if (type == at::kBFloat16) {
+    split_rotate_rows(src.data_ptr<float>(), c.data_ptr<float>(), s.data_ptr<float>(),
+                      q.data_ptr<at::BFloat16>(), k.data_ptr<at::BFloat16>(),
+                      v.data_ptr<at::BFloat16>(), lengths, heads, hd, f);
+  } else {
+    split_rotate_rows(src.data_ptr<float>(), c.data_ptr<float>(), s.data_ptr<float>(),
+                      q.data_ptr<float>(), k.data_ptr<float>(), v.data_ptr<float>(), lengths,
+                      heads, hd, f);
+  }
+  return {q, k, v};
+}
+
 at::Tensor VisionTower::block_rows(const Block& b, const at::Tensor& x, const at::Tensor& cos,
                                    const at::Tensor& sin,
                                    const std::vector<int64_t>& lengths) const {
   const int64_t S = x.size(0), heads = config_.num_heads, hd = config_.head_dim();
-  const at::Tensor qkv = b.qkv(b.norm1(x)).reshape({S, 3, heads, hd});
+  const at::Tensor qkv_flat = b.qkv(b.norm1(x));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  if (!qkv_flat.requires_grad() && qkv_flat.is_cpu() && qkv_flat.scalar_type() == at::kFloat) {
+    const auto type = patch_matrix_bf16_.defined() ? at::kBFloat16 : at::kFloat;
+    const auto [q, k, v] = split_rotate(qkv_flat, cos, sin, lengths, type, scale);
+    std::vector<at::Tensor> outs;
+    int64_t offset = 0;
+    for (size_t first = 0; first < lengths.size();) {
+      size_t last = first;
+      while (last + 1 < lengths.size() && lengths[last + 1] == lengths[first]) ++last;
+      const int64_t len = lengths[first], n = static_cast<int64_t>(last - first + 1);
+      const int64_t begin = offset * heads * hd, count = n * len * heads * hd;
+      const auto view = [&](const at::Tensor& t) {
+        return t.narrow(0, begin, count).view({n, heads, len, hd});
+      };
+      const at::Tensor o = detail::attention(view(q), view(k), view(v), 1.0, /*causal=*/false);
+      outs.push_back(o.transpose(1, 2).reshape({n * len, heads * hd}));
+      offset += n * len;
+      first = last + 1;
+    }
+    const at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);
+    at::Tensor h = x + b.proj(attn);
+    h = h + b.fc2(detail::activation(b.fc1(b.norm2(h)), config_.hidden_act));
+    return h;
+  }
+  const at::Tensor qkv = qkv_flat.reshape({S, 3, heads, hd});
   // Rotary on queries and keys together, in float32, cast back (as the reference).
   const at::Tensor qk = qkv.narrow(1, 0, 2).to(at::kFloat);  // [S, 2, heads, hd]
   const at::Tensor c = cos.view({S, 1, 1, hd}), s = sin.view({S, 1, 1, hd});
@@ -168,7 +260,6 @@ at::Tensor VisionTower::block_rows(const Block& b, const at::Tensor& x, const at
   const auto attn_type = patch_matrix_bf16_.defined() ? at::kBFloat16 : x.scalar_type();
   const at::Tensor qk_rot = (qk * c + detail::rotate_half(qk) * s).to(attn_type);
   const at::Tensor v = qkv.select(1, 2).to(attn_type);  // [S, heads, hd]
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   // Images of one length (a page's tiles differ by at most a token a side) attend as one batch.
   std::vector<at::Tensor> outs;
   int64_t offset = 0;
@@ -229,7 +320,8 @@ at::Tensor VisionTower::patch_embed(const at::Tensor& px) const {
 }
 
 VisionFeatures VisionTower::forward(const at::Tensor& pixel_values,
-                                    const std::vector<ImageGrid>& grids, bool deepstack) const {
+                                    const std::vector<ImageGrid>& grids, bool deepstack,
+                                    const at::Tensor& patch_rows) const {
   int64_t total = 0;
   std::vector<int64_t> lengths;
   VisionFeatures out;
@@ -253,6 +345,10 @@ VisionFeatures VisionTower::forward(const at::Tensor& pixel_values,
   const auto dtype = patch_kernel_.scalar_type();
   const at::Tensor px = pixel_values.to(patch_kernel_.device(), dtype);
   at::Tensor h = patch_embed(px);
+  if (patch_rows.defined()) {
+    if (patch_rows.numel() != total) throw InternalError("vision tower: patch order size mismatch");
+    h = h.index_select(0, patch_rows.to(h.device()));
+  }
   h = (h + position_embeddings(grids)).to(dtype);
   const auto [cos, sin] = rotary(grids);
   const auto& ds = config_.deepstack_visual_indexes;

@@ -2,6 +2,9 @@
 // blocks with attention confined to each image, the 2x2 patch merger and the DeepStack mergers.
 #pragma once
 
+#include <array>
+#include <vector>
+
 #include "model/layers.hpp"
 #include "ziprerank/model.hpp"
 
@@ -11,8 +14,11 @@ class VisionTower {
  public:
   VisionTower(const VisionConfig& config, StateDict sd, detail::ParamList& params);
   /// Without `deepstack` the DeepStack mergers are skipped (out.deepstack stays empty).
+  /// `patch_rows` (optional, int64): the rows of pixel_values in the order `grids` lists them (a
+  /// permutation, as tiles take them); applied after the row-wise patch embedding, where a row is
+  /// 8x narrower than a pixel row.
   VisionFeatures forward(const at::Tensor& pixel_values, const std::vector<ImageGrid>& grids,
-                         bool deepstack = true) const;
+                         bool deepstack = true, const at::Tensor& patch_rows = {}) const;
 
  private:
   struct Merger {
@@ -28,6 +34,11 @@ class VisionTower {
   };
 
   at::Tensor patch_embed(const at::Tensor& px) const;
+  /// Inference on CPU: queries (times `scale`), keys (both rotated) and values of qkv [S, 3*H]
+  /// as flat tensors of `type` in [image][head][row][dim] order, images as in `lengths`.
+  std::array<at::Tensor, 3> split_rotate(const at::Tensor& qkv, const at::Tensor& cos,
+                                         const at::Tensor& sin, const std::vector<int64_t>& lengths,
+                                         at::ScalarType type, double scale) const;
   at::Tensor position_embeddings(const std::vector<ImageGrid>& grids) const;
   std::pair<at::Tensor, at::Tensor> rotary(const std::vector<ImageGrid>& grids) const;
   at::Tensor block_forward(const Block& b, const at::Tensor& x, const at::Tensor& cos,

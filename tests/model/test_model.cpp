@@ -122,6 +122,22 @@ TEST(Model, ChunkedAttentionEqualsOneMaskedSoftmax) {
   }
 }
 
+TEST(Model, Bfloat16AttentionSoftmaxRoundsOnce) {
+  // Unmasked bfloat16 attention (the vision tower's with bf16 products): float32 softmax of the
+  // bfloat16 scores, probabilities rounded once to bfloat16.
+  at::manual_seed(5);
+  const auto bf = at::kBFloat16;
+  const at::Tensor q = at::randn({3, 2, 50, 16}).to(bf), k = at::randn({3, 2, 50, 16}).to(bf),
+                   v = at::randn({3, 2, 50, 16}).to(bf);
+  const at::Tensor scores = at::matmul(q, k.transpose(2, 3));
+  const at::Tensor want =
+      at::matmul(at::softmax(scores.to(at::kFloat), -1).to(bf), v).to(at::kFloat);
+  const at::Tensor got = ziprerank::detail::attention(q, k, v, 1.0, false);
+  ASSERT_EQ(got.scalar_type(), bf);
+  EXPECT_TRUE(at::allclose(got.to(at::kFloat), want, 1e-2, 1e-2))
+      << (got.to(at::kFloat) - want).abs().max().item<double>();
+}
+
 TEST(Model, TanhGeluWithoutAGraphAgreesWithLibtorchs) {
   at::manual_seed(4);
   const at::Tensor x =
@@ -265,6 +281,25 @@ TEST(Model, Bfloat16ProductsStayCloseToFloat32AndHoldOneWeightCopy) {
   auto mt = Qwen3VLModel::load(test::tiny_model_dir(), o);
   for (const auto& [name, t] : mt->named_parameters())
     EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
+}
+
+TEST(Model, InferenceVisionBlocksEqualTheAutogradPath) {
+  // Inference reads each block's queries, keys and values through one fused rotary pass; a
+  // trainable model (parameters requiring grad) takes the autograd-friendly tensor ops.
+  auto infer = load_tiny(at::kFloat);
+  ModelOptions o;
+  o.trainable = true;
+  auto train = Qwen3VLModel::load(test::tiny_model_dir(), o);
+  const Sequence s = make_sequence(infer->config(), 4);
+  for (const int tile : {0, 32}) {
+    const VisionFeatures a = infer->encode_images(s.pixels, s.grids, tile);
+    const VisionFeatures b = train->encode_images(s.pixels, s.grids, tile);
+    ASSERT_TRUE(b.embeds.requires_grad());
+    EXPECT_TRUE(at::allclose(a.embeds, b.embeds.detach(), 1e-4, 1e-5)) << "tile " << tile;
+    ASSERT_EQ(a.deepstack.size(), b.deepstack.size());
+    for (size_t l = 0; l < a.deepstack.size(); ++l)
+      EXPECT_TRUE(at::allclose(a.deepstack[l], b.deepstack[l].detach(), 1e-4, 1e-5));
+  }
 }
 
 TEST(Model, LinearTakesBfloat16WeightsWithFloat32Inputs) {
