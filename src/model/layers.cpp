@@ -17,8 +17,7 @@ at::Tensor take(StateDict& sd, const std::string& name, const std::vector<int64_
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  if (weight.scalar_type() == at::kBFloat16 && bias.defined() &&
-      bias.scalar_type() == at::kFloat) {
+  if (weight.scalar_type() == at::kBFloat16 && bias.defined() && bias.scalar_type() == at::kFloat) {
     at::Tensor y = at::linear(x.to(at::kBFloat16), weight).to(at::kFloat);
     return y.add_(bias);
   }
@@ -113,7 +112,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     const int64_t seen = causal ? std::min(Sk, Sk - Sq + r0 + rows) : Sk;
     // The scale goes on the queries: a chunk of queries is smaller than its block of scores.
     at::Tensor scores = at::matmul(scale == 1.0 ? qc : qc * scale, kt.narrow(3, 0, seen));
-    if (!causal && !pad_bias.defined() && scores.is_cpu() && scores.scalar_type() == at::kBFloat16) {
+    if (!causal && !pad_bias.defined() && scores.is_cpu() &&
+        scores.scalar_type() == at::kBFloat16) {
       // libtorch's CPU softmax of bfloat16 rows computes in float32 and rounds once: the same
       // probabilities as converting, softmax and converting back, in one pass instead of three.
       outs.push_back(at::matmul(at::softmax(scores, -1), vv.narrow(2, 0, seen)));

@@ -59,8 +59,8 @@ std::unique_ptr<Qwen3VLModel> Qwen3VLModel::load(const std::string& model_dir,
   lo.dtype = options.dtype;
   lo.device = options.device;
   lo.writable = options.trainable;
-  lo.bf16_products = options.bf16_products && !options.trainable &&
-                     options.dtype == at::kFloat && options.device.is_cpu();
+  lo.bf16_products = options.bf16_products && !options.trainable && options.dtype == at::kFloat &&
+                     options.device.is_cpu();
   StateDict sd(store, lo);
   ModelOptions resolved = options;
   if (resolved.vision_tile < 0) resolved.vision_tile = folder.vision_tile;
@@ -149,7 +149,8 @@ VisionFeatures Qwen3VLModel::encode_images(const at::Tensor& pixel_values,
   if (pixel_values.dim() != 2 || pixel_values.size(0) != plan.patch_rows.numel()) {
     return vision_->forward(pixel_values, grids, deepstack);
   }
-  const VisionFeatures tiled = vision_->forward(pixel_values, plan.grids, deepstack, plan.patch_rows);
+  const VisionFeatures tiled =
+      vision_->forward(pixel_values, plan.grids, deepstack, plan.patch_rows);
   VisionFeatures out;
   const at::Tensor order = plan.token_order.to(tiled.embeds.device());
   out.embeds = tiled.embeds.index_select(0, order);

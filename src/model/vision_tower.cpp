@@ -6,6 +6,7 @@
 #include <array>
 #include <cstring>
 
+#include "model/kernels.hpp"
 #include "ziprerank/errors.hpp"
 
 namespace ziprerank {
@@ -159,67 +160,62 @@ at::Tensor VisionTower::block_forward(const Block& b, const at::Tensor& x, const
   return outs.size() == 1 ? outs[0] : at::cat(outs, 0);
 }
 
-namespace {
-
-template <typename Out>
-void split_rotate_rows(const float* qkv, const float* cos, const float* sin, Out* q, Out* k, Out* v,
-                       const std::vector<int64_t>& lengths, int64_t heads, int64_t hd,
-                       float scale) {
-  const int64_t half = hd / 2, width = heads * hd;
-  int64_t row = 0;
-  for (const int64_t len : lengths) {
-    // Rows [row, row + len) are one image: head h of its row p goes to ((h * len) + p) * hd.
-    at::parallel_for(0, len, 16, [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t r = row + p;
-        const float* src = qkv + r * 3 * width;
-        const float* c = cos + r * hd;
-        const float* s = sin + r * hd;
-        for (int64_t h = 0; h < heads; ++h) {
-          const int64_t dst = row * width + (h * len + p) * hd;
-          const float* xq = src + h * hd;
-          const float* xk = src + width + h * hd;
-          const float* xv = src + 2 * width + h * hd;
-          for (int64_t i = 0; i < half; ++i) {
-            q[dst + i] = static_cast<Out>((xq[i] * c[i] - xq[i + half] * s[i]) * scale);
-            k[dst + i] = static_cast<Out>(xk[i] * c[i] - xk[i + half] * s[i]);
-          }
-          for (int64_t i = half; i < hd; ++i) {
-            q[dst + i] = static_cast<Out>((xq[i] * c[i] + xq[i - half] * s[i]) * scale);
-            k[dst + i] = static_cast<Out>(xk[i] * c[i] + xk[i - half] * s[i]);
-          }
-          for (int64_t i = 0; i < hd; ++i) v[dst + i] = static_cast<Out>(xv[i]);
-        }
-      }
-    });
-    row += len;
+at::Tensor VisionTower::mlp_hidden(const Block& b, const at::Tensor& x) const {
+  const bool fused = config_.hidden_act == "gelu_pytorch_tanh" && x.is_cpu() &&
+                     x.scalar_type() == at::kFloat && !b.fc1.weight.requires_grad() &&
+                     (!b.fc1.bias.defined() || b.fc1.bias.scalar_type() == at::kFloat);
+  if (!fused) return detail::activation(b.fc1(x), config_.hidden_act);
+  // One pass adds the bias and applies the activation, reading the product as it comes (bfloat16
+  // with bf16 products) and writing what fc2 reads: in place of a cast, a bias add and the
+  // activation's five passes.
+  const bool bf16 = b.fc1.weight.scalar_type() == at::kBFloat16;
+  const at::Tensor y = at::linear(bf16 ? x.to(at::kBFloat16) : x, b.fc1.weight).contiguous();
+  at::Tensor out = at::empty_like(y);
+  const float* bias = b.fc1.bias.defined() ? b.fc1.bias.contiguous().data_ptr<float>() : nullptr;
+  const int64_t cols = y.size(-1), rows = y.numel() / std::max<int64_t>(1, cols);
+  if (bf16) {
+    detail::gelu_tanh_bias(reinterpret_cast<const uint16_t*>(y.data_ptr<at::BFloat16>()), bias,
+                           reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()), rows, cols);
+  } else {
+    detail::gelu_tanh_bias(y.data_ptr<float>(), bias, out.data_ptr<float>(), rows, cols);
   }
+  return out;
 }
 
-}  // namespace
-
-std::array<at::Tensor, 3> VisionTower::split_rotate(const at::Tensor& qkv, const at::Tensor& cos,
-                                                    const at::Tensor& sin,
+std::array<at::Tensor, 3> VisionTower::split_rotate(const Block& b, const at::Tensor& qkv,
+                                                    const at::Tensor& cos, const at::Tensor& sin,
                                                     const std::vector<int64_t>& lengths,
-                                                    at::ScalarType type, double scale) const {
+                                                    double scale) const {
   // One pass in place of the slices, products, concatenations, casts and transposes of the
   // autograd path: each row's rotated (and, for queries, scaled) heads are written straight into
   // [image][head][row][dim] order, what batched attention reads.
   const int64_t S = qkv.size(0), heads = config_.num_heads, hd = config_.head_dim();
-  const at::Tensor src = qkv.contiguous();
   const at::Tensor c = cos.to(at::kFloat).contiguous(), s = sin.to(at::kFloat).contiguous();
-  const auto opts = qkv.options().dtype(type);
-  at::Tensor q = at::empty({S * heads * hd}, opts), k = at::empty_like(q), v = at::empty_like(q);
-  const float f = static_cast<float>(scale);
-  if (type == at::kBFloat16) {
-    split_rotate_rows(src.data_ptr<float>(), c.data_ptr<float>(), s.data_ptr<float>(),
-                      q.data_ptr<at::BFloat16>(), k.data_ptr<at::BFloat16>(),
-                      v.data_ptr<at::BFloat16>(), lengths, heads, hd, f);
-  } else {
-    split_rotate_rows(src.data_ptr<float>(), c.data_ptr<float>(), s.data_ptr<float>(),
-                      q.data_ptr<float>(), k.data_ptr<float>(), v.data_ptr<float>(), lengths,
-                      heads, hd, f);
+  detail::RotarySplit rs;
+  const at::Tensor bias =
+      b.qkv.bias.defined() ? b.qkv.bias.to(at::kFloat).contiguous() : at::Tensor();
+  rs.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  rs.cos = c.data_ptr<float>();
+  rs.sin = s.data_ptr<float>();
+  rs.lengths = lengths.data();
+  rs.images = static_cast<int64_t>(lengths.size());
+  rs.heads = heads;
+  rs.head_dim = hd;
+  rs.scale = static_cast<float>(scale);
+  const at::Tensor src = qkv.contiguous();
+  if (src.scalar_type() == at::kBFloat16) {
+    at::Tensor q = at::empty({S * heads * hd}, src.options()), k = at::empty_like(q),
+               v = at::empty_like(q);
+    const auto bits = [](const at::Tensor& t) {
+      return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>());
+    };
+    detail::rotary_split(bits(src), rs, bits(q), bits(k), bits(v));
+    return {q, k, v};
   }
+  at::Tensor q = at::empty({S * heads * hd}, src.options().dtype(at::kFloat)),
+             k = at::empty_like(q), v = at::empty_like(q);
+  detail::rotary_split(src.to(at::kFloat).data_ptr<float>(), rs, q.data_ptr<float>(),
+                       k.data_ptr<float>(), v.data_ptr<float>());
   return {q, k, v};
 }
 
@@ -227,11 +223,13 @@ at::Tensor VisionTower::block_rows(const Block& b, const at::Tensor& x, const at
                                    const at::Tensor& sin,
                                    const std::vector<int64_t>& lengths) const {
   const int64_t S = x.size(0), heads = config_.num_heads, hd = config_.head_dim();
-  const at::Tensor qkv_flat = b.qkv(b.norm1(x));
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  if (!qkv_flat.requires_grad() && qkv_flat.is_cpu() && qkv_flat.scalar_type() == at::kFloat) {
-    const auto type = patch_matrix_bf16_.defined() ? at::kBFloat16 : at::kFloat;
-    const auto [q, k, v] = split_rotate(qkv_flat, cos, sin, lengths, type, scale);
+  if (!b.qkv.weight.requires_grad() && x.is_cpu() && x.scalar_type() == at::kFloat) {
+    // The product without its bias (bfloat16 with bf16 products): the split adds it.
+    const at::Tensor normed = b.norm1(x);
+    const bool bf16 = b.qkv.weight.scalar_type() == at::kBFloat16;
+    const at::Tensor product = at::linear(bf16 ? normed.to(at::kBFloat16) : normed, b.qkv.weight);
+    const auto [q, k, v] = split_rotate(b, product, cos, sin, lengths, scale);
     std::vector<at::Tensor> outs;
     int64_t offset = 0;
     for (size_t first = 0; first < lengths.size();) {
@@ -249,10 +247,9 @@ at::Tensor VisionTower::block_rows(const Block& b, const at::Tensor& x, const at
     }
     const at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);
     at::Tensor h = x + b.proj(attn);
-    h = h + b.fc2(detail::activation(b.fc1(b.norm2(h)), config_.hidden_act));
-    return h;
+    return h + b.fc2(mlp_hidden(b, b.norm2(h)));
   }
-  const at::Tensor qkv = qkv_flat.reshape({S, 3, heads, hd});
+  const at::Tensor qkv = b.qkv(b.norm1(x)).reshape({S, 3, heads, hd});
   // Rotary on queries and keys together, in float32, cast back (as the reference).
   const at::Tensor qk = qkv.narrow(1, 0, 2).to(at::kFloat);  // [S, 2, heads, hd]
   const at::Tensor c = cos.view({S, 1, 1, hd}), s = sin.view({S, 1, 1, hd});

@@ -34,11 +34,15 @@ class VisionTower {
   };
 
   at::Tensor patch_embed(const at::Tensor& px) const;
-  /// Inference on CPU: queries (times `scale`), keys (both rotated) and values of qkv [S, 3*H]
-  /// as flat tensors of `type` in [image][head][row][dim] order, images as in `lengths`.
-  std::array<at::Tensor, 3> split_rotate(const at::Tensor& qkv, const at::Tensor& cos,
-                                         const at::Tensor& sin, const std::vector<int64_t>& lengths,
-                                         at::ScalarType type, double scale) const;
+  /// fc1 and the activation of a block's MLP (fused bias and tanh GELU for inference on CPU).
+  at::Tensor mlp_hidden(const Block& b, const at::Tensor& x) const;
+  /// Inference on CPU: queries (times `scale`), keys (both rotated) and values of the block's
+  /// qkv product [S, 3*H] without its bias (float32, or bfloat16 with bf16 products), bias added,
+  /// as flat tensors of the product's type in [image][head][row][dim] order, images as in
+  /// `lengths`.
+  std::array<at::Tensor, 3> split_rotate(const Block& b, const at::Tensor& qkv,
+                                         const at::Tensor& cos, const at::Tensor& sin,
+                                         const std::vector<int64_t>& lengths, double scale) const;
   at::Tensor position_embeddings(const std::vector<ImageGrid>& grids) const;
   std::pair<at::Tensor, at::Tensor> rotary(const std::vector<ImageGrid>& grids) const;
   at::Tensor block_forward(const Block& b, const at::Tensor& x, const at::Tensor& cos,

@@ -136,7 +136,7 @@ std::unique_ptr<Reranker> Reranker::load(const std::string& model_dir,
   std::shared_ptr<const Tokenizer> tok = load_tokenizer(model_dir);
   std::shared_ptr<const Qwen3VLModel> model = Qwen3VLModel::load(model_dir, options);
   const bool bf16_products = options.bf16_products && options.dtype == at::kFloat &&
-                            options.device.is_cpu() && !options.trainable;
+                             options.device.is_cpu() && !options.trainable;
   spdlog::info("model {} ({}), {}{} on {}, tokenizer {}", folder.name, model_dir,
                c10::toString(options.dtype), bf16_products ? " with bfloat16 products" : "",
                options.device.str(), tok->kind());

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "model/kernels.hpp"
 #include "model/layers.hpp"
 #include "model_fixture.hpp"
 #include "ziprerank/errors.hpp"
@@ -299,6 +300,46 @@ TEST(Model, InferenceVisionBlocksEqualTheAutogradPath) {
     ASSERT_EQ(a.deepstack.size(), b.deepstack.size());
     for (size_t l = 0; l < a.deepstack.size(); ++l)
       EXPECT_TRUE(at::allclose(a.deepstack[l], b.deepstack[l].detach(), 1e-4, 1e-5));
+  }
+}
+
+TEST(Model, FusedGeluKernelAgreesWithLibtorchs) {
+  // Wide range, both signs, large magnitudes (the exp clamps) and a bias.
+  at::manual_seed(11);
+  const int64_t rows = 37, cols = 70;
+  const at::Tensor x = at::randn({rows, cols}) * 4, bias = at::randn({cols});
+  x.select(0, 0).copy_(at::linspace(-120, 120, cols));
+  // Reference in float64, in the form without cancellation: x / (1 + exp(-2u)).
+  const auto reference = [](const at::Tensor& in) {
+    const at::Tensor d = in.to(at::kDouble);
+    const at::Tensor u = 0.7978845608028654 * (d + 0.044715 * d * d * d);
+    return d / (1 + at::exp(-2 * u));
+  };
+  const at::Tensor want = reference(x + bias);
+  EXPECT_TRUE(at::allclose(at::gelu(x + bias, "tanh").to(at::kDouble), want, 1e-5, 1e-6));
+  at::Tensor got = at::empty_like(x);
+  ziprerank::detail::gelu_tanh_bias(x.data_ptr<float>(), bias.data_ptr<float>(),
+                                    got.data_ptr<float>(), rows, cols);
+  const at::Tensor err = (got.to(at::kDouble) - want).abs();
+  // Float evaluation of z = 2u carries ~|z| x 1e-7 relative into exp(-z) (as libtorch's does).
+  EXPECT_TRUE((err <= want.abs() * 2e-5 + 1e-7).all().item<bool>()) << err.max().item<double>();
+  // bfloat16 in and out: the same function, rounded once (to nearest even, as libtorch rounds).
+  const at::Tensor xb = x.to(at::kBFloat16);
+  at::Tensor gotb = at::empty_like(xb);
+  const auto bits = [](const at::Tensor& t) {
+    return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>());
+  };
+  ziprerank::detail::gelu_tanh_bias(bits(xb), nullptr, bits(gotb), rows, cols);
+  const at::Tensor wantb = reference(xb.to(at::kFloat)).to(at::kFloat).to(at::kBFloat16);
+  const at::Tensor diff = (gotb.to(at::kFloat) - wantb.to(at::kFloat)).abs();
+  // At most one bfloat16 step apart (a value within float rounding of a rounding boundary).
+  EXPECT_TRUE((diff <= wantb.to(at::kFloat).abs() * (1.0 / 128) + 1e-30).all().item<bool>())
+      << diff.max().item<double>();
+  EXPECT_GT((diff == 0).to(at::kFloat).mean().item<double>(), 0.95);
+  for (const float f : {0.0f, -0.0f, 1.0f, 3.14159f, -2.5e-3f, 1e30f, -1e-40f}) {
+    EXPECT_EQ(ziprerank::detail::to_bf16_bits(f), at::BFloat16(f).x) << f;
+    EXPECT_EQ(ziprerank::detail::from_bf16_bits(at::BFloat16(f).x),
+              static_cast<float>(at::BFloat16(f)));
   }
 }
 

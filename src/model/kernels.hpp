@@ -1,0 +1,36 @@
+// Fused element-wise passes for inference on CPU, written as plain loops the compiler vectorises.
+// Each replaces several libtorch operations (each a full pass over memory) by one. Private to the
+// library.
+#pragma once
+
+#include <cstdint>
+
+namespace ziprerank::detail {
+
+/// bfloat16 <-> float32 bit conversions (round to nearest even, as libtorch's).
+uint16_t to_bf16_bits(float f);
+float from_bf16_bits(uint16_t b);
+
+/// out[r][c] = gelu_tanh(in[r][c] + bias[c]) for a row-major [rows, cols] block (bias may be
+/// null). `In`/`Out` are float or uint16_t (bfloat16 bits). The tanh form as 1 / (1 + exp(-2u)),
+/// u = sqrt(2/pi) (x + 0.044715 x^3), with an exp accurate to about 2e-7 relative.
+void gelu_tanh_bias(const uint16_t* in, const float* bias, uint16_t* out, int64_t rows,
+                    int64_t cols);
+void gelu_tanh_bias(const float* in, const float* bias, float* out, int64_t rows, int64_t cols);
+
+/// Rotary split of a vision block's qkv product: qkv is row-major [S, 3, heads, hd] (bias, when
+/// given, [3 * heads * hd] is added first); cos/sin are [S, hd] float32. Writes queries (rotated,
+/// times `scale`), keys (rotated) and values into q/k/v, each [S * heads * hd] in [image][head]
+/// [row][dim] order, images of `lengths[i]` rows in turn. Rotation: x cos + rotate_half(x) sin.
+struct RotarySplit {
+  const float* bias = nullptr;
+  const float* cos = nullptr;
+  const float* sin = nullptr;
+  const int64_t* lengths = nullptr;
+  int64_t images = 0, heads = 0, head_dim = 0;
+  float scale = 1.0f;
+};
+void rotary_split(const uint16_t* qkv, const RotarySplit& s, uint16_t* q, uint16_t* k, uint16_t* v);
+void rotary_split(const float* qkv, const RotarySplit& s, float* q, float* k, float* v);
+
+}  // namespace ziprerank::detail
