@@ -120,6 +120,12 @@ class Reranker {
   PreprocessedImage prepare(const Image& image, const RerankOptions& options,
                             StageTiming* timing = nullptr) const;
 
+  /// prepare() for every image, on the page workers (see set_encode_workers) as rerank_pages()
+  /// prepares page files; `timing.preprocess` gets the wall-clock time.
+  std::vector<PreprocessedImage> prepare_all(const std::vector<Image>& images,
+                                             const RerankOptions& options,
+                                             StageTiming* timing = nullptr) const;
+
   /// Reranks preprocessed pages (ids parallel to pages) with the sliding window.
   RerankResult rerank(const std::string& query, const std::vector<std::string>& ids,
                       const std::vector<PreprocessedImage>& pages,
@@ -150,7 +156,7 @@ class Reranker {
   /// vision matrices leave half idle. The features are those of one worker. Needs OpenBLAS
   /// (openblas_threads() > 0) to keep the products single-threaded; otherwise, and on other
   /// devices, pages are encoded one chunk after another. 1 (the default) = off. rerank_pages()
-  /// also decodes and preprocesses its pages on these workers.
+  /// and prepare_all() also decode and preprocess their pages on these workers.
   void set_encode_workers(int workers);
   int encode_workers() const { return encode_workers_; }
   /// The workers encode() and rerank_pages() use here: encode_workers() on CPU with OpenBLAS,
@@ -164,6 +170,11 @@ class Reranker {
                             StageTiming& timing, TokenCounts& tokens) const;
 
  private:
+  /// Runs fn(k, timing) for k in [0, n) on the page workers (inline with one); the decode and
+  /// preprocess times the calls add up go into `timing` scaled to the wall-clock time taken.
+  void for_each_page(size_t n, const std::function<void(size_t, StageTiming&)>& fn,
+                     StageTiming& timing) const;
+
   ModelFolder folder_;
   std::shared_ptr<const Qwen3VLModel> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;

@@ -99,12 +99,10 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
     if (!pages.empty()) return reranker.rerank_pages(query, pages, ro);
     const auto t0 = std::chrono::steady_clock::now();
     StageTiming t;
-    std::vector<PreprocessedImage> prepared;
+    // On the page workers, as rerank_pages() prepares page files.
+    const std::vector<PreprocessedImage> prepared = reranker.prepare_all(images, ro, &t);
     std::vector<std::string> ids;
-    for (size_t i = 0; i < images.size(); ++i) {
-      prepared.push_back(reranker.prepare(images[i], ro, &t));
-      ids.push_back("page" + std::to_string(i + 1));
-    }
+    for (size_t i = 0; i < images.size(); ++i) ids.push_back("page" + std::to_string(i + 1));
     const double prep =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     RerankResult r = reranker.rerank(query, ids, prepared, ro);

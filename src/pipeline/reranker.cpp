@@ -461,6 +461,39 @@ std::string cache_key(const PageRef& p, const RerankOptions& o, int vision_tile,
 }
 }  // namespace
 
+void Reranker::for_each_page(size_t n, const std::function<void(size_t, StageTiming&)>& fn,
+                             StageTiming& timing) const {
+  const size_t workers = std::min(n, page_workers());
+  if (workers <= 1) {
+    for (size_t k = 0; k < n; ++k) fn(k, timing);
+    return;
+  }
+  // On the encoding workers, one thread each. The stage times stay wall-clock times: the
+  // workers' sums are scaled to the time the whole step took.
+  const auto t0 = Clock::now();
+  std::vector<StageTiming> part(workers);
+  run_workers(workers, [&](size_t w) {
+    for (size_t k = w; k < n; k += workers) fn(k, part[w]);
+  });
+  double decode = 0, preprocess = 0;
+  for (const StageTiming& t : part) decode += t.decode, preprocess += t.preprocess;
+  const double wall = ms_since(t0), sum = decode + preprocess;
+  timing.decode += sum > 0 ? wall * decode / sum : 0;
+  timing.preprocess += sum > 0 ? wall * preprocess / sum : 0;
+}
+
+std::vector<PreprocessedImage> Reranker::prepare_all(const std::vector<Image>& images,
+                                                     const RerankOptions& options,
+                                                     StageTiming* timing) const {
+  std::vector<PreprocessedImage> out(images.size());
+  StageTiming t;
+  for_each_page(
+      images.size(),
+      [&](size_t k, StageTiming& part) { out[k] = prepare(images[k], options, &part); }, t);
+  if (timing) timing->preprocess += t.preprocess;
+  return out;
+}
+
 RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
                                     const RerankOptions& options) const {
   options.validate();
@@ -500,23 +533,7 @@ RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<
     timing.decode += ms_since(td);
     prepared[k] = prepare(img, options, &timing);
   };
-  const size_t workers = std::min(missing.size(), page_workers());
-  if (workers <= 1) {
-    for (size_t k = 0; k < missing.size(); ++k) prepare_missing(k, pre);
-  } else {
-    // On the encoding workers, one thread each. The stage times stay wall-clock times: the
-    // workers' sums are scaled to the time the whole step took.
-    const auto tp = Clock::now();
-    std::vector<StageTiming> part(workers);
-    run_workers(workers, [&](size_t w) {
-      for (size_t k = w; k < missing.size(); k += workers) prepare_missing(k, part[w]);
-    });
-    double decode = 0, preprocess = 0;
-    for (const StageTiming& t : part) decode += t.decode, preprocess += t.preprocess;
-    const double wall = ms_since(tp), sum = decode + preprocess;
-    pre.decode += sum > 0 ? wall * decode / sum : 0;
-    pre.preprocess += sum > 0 ? wall * preprocess / sum : 0;
-  }
+  for_each_page(missing.size(), prepare_missing, pre);
   if (!prepared.empty()) {
     const auto fresh = encode(prepared, pre, options.vision_tile, deepstack);
     for (size_t k = 0; k < missing.size(); ++k) {

@@ -348,6 +348,26 @@ TEST(Reranker, PagesEncodedByParallelWorkersGetTheSameFeatures) {
   EXPECT_THROW(rr->set_encode_workers(0), UsageError);
 }
 
+TEST(Reranker, ImagesPreparedOnWorkersEqualOneAtATime) {
+  const fs::path dir = fs::path(ZIPRERANK_TEST_FIXTURES) / "images";
+  std::vector<Image> images;
+  for (const char* f : {"down_480x360.png", "gray.jpg", "page_1300x517.png", "photo_420.jpg"})
+    images.push_back(load_image((dir / f).string()));
+  RerankOptions o;
+  auto rr = tiny_reranker();
+  rr->set_encode_workers(3);
+  StageTiming t;
+  const std::vector<PreprocessedImage> all = rr->prepare_all(images, o, &t);
+  ASSERT_EQ(all.size(), images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    const PreprocessedImage one = rr->prepare(images[i], o);
+    EXPECT_EQ(all[i].grid_thw, one.grid_thw) << i;
+    EXPECT_TRUE(at::equal(all[i].pixel_values, one.pixel_values)) << i;
+  }
+  EXPECT_GT(t.preprocess, 0);
+  EXPECT_TRUE(rr->prepare_all({}, o).empty());
+}
+
 TEST(Reranker, PageFilesDecodedOnParallelWorkersRankTheSame) {
   const fs::path images = fs::path(ZIPRERANK_TEST_FIXTURES) / "images";
   std::vector<PageRef> pages;
