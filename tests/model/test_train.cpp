@@ -414,14 +414,17 @@ TEST(Trainer, OverfitsATinyBatchAndSavesAFolderThatScoresTheSame) {
   EXPECT_EQ(rank_line(trained, kOverfitData[1], &before_save),
             (std::vector<std::string>{"1", "0", "2"}));
 
-  // The saved folder loads as a model and gives exactly the same logits.
+  // The saved folder loads as a model and gives the same logits: to float rounding, since the
+  // loaded model runs the fused inference kernels where the trainable one runs autograd's ops.
   const auto loaded = Reranker::load(o.output, ModelOptions{});
   EXPECT_FALSE(loaded->folder().random_init);
   EXPECT_EQ(loaded->folder().name, "out");
   std::vector<double> after_load;
   rank_line(*loaded, kOverfitData[0], &after_load);
   rank_line(*loaded, kOverfitData[1], &after_load);
-  EXPECT_EQ(before_save, after_load);
+  ASSERT_EQ(before_save.size(), after_load.size());
+  for (size_t i = 0; i < before_save.size(); ++i)
+    EXPECT_NEAR(before_save[i], after_load[i], 1e-5 * (1 + std::abs(before_save[i]))) << i;
 
   std::ifstream cfg(fs::path(o.output) / "config.json");
   const json note = json::parse(cfg)["ziprerank"];
