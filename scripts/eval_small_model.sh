@@ -9,6 +9,7 @@
 # where <prefix> is the queries file name without "queries.jsonl"/".jsonl" plus "_" (eval.jsonl ->
 # eval_bm25_run.jsonl) or nothing (queries.jsonl -> bm25_run.jsonl).
 # Settings: ZIPRERANK [build/ziprerank], KEEPS ["1.0 0.5 0.25"], THREADS [2], LIMIT [0 = all queries],
+#   MATMUL [auto]: `batch --matmul` (float32 or bfloat16 matrix products at float32 compute),
 #   SHUFFLE [1]: the model sees each query's candidates in a seeded random order. The sets list
 #   candidates in their first stage's (BM25's) order, which puts the right page first for most
 #   queries: a model that prefers early identifiers would otherwise score BM25's quality without
@@ -22,7 +23,8 @@ KEEPS="${KEEPS:-1.0 0.5 0.25}"
 THREADS="${THREADS:-2}"
 LIMIT="${LIMIT:-0}"
 SHUFFLE="${SHUFFLE:-1}"
-[ $# -ge 3 ] || { sed -n 2,13p "$0" >&2; exit 2; }
+MATMUL="${MATMUL:-auto}"
+[ $# -ge 3 ] || { sed -n 2,14p "$0" >&2; exit 2; }
 model="$1" out="$2"
 shift 2
 [ -x "$ZR" ] || { echo "no binary at $ZR: run scripts/build.sh or set ZIPRERANK" >&2; exit 1; }
@@ -61,7 +63,7 @@ PY
   for keep in $KEEPS; do
     say "$name: ranking at keep $keep"
     "$ZR" --log-level warn batch --model "$model" -i "$queries" -o "$dir/run_keep$keep.jsonl" --resume \
-      --keep-ratio "$keep" --threads "$THREADS"
+      --keep-ratio "$keep" --threads "$THREADS" --matmul "$MATMUL"
     "$ZR" --log-level warn eval --run "$dir/run_keep$keep.jsonl" --qrels "$queries" --k 1,3,5 --format json \
       > "$dir/metrics_keep$keep.json"
     rows+=("$name|model keep $keep|$dir/metrics_keep$keep.json")

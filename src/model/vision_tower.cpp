@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <functional>
 
 #include "model/kernels.hpp"
 #include "ziprerank/errors.hpp"
@@ -224,39 +225,42 @@ at::Tensor VisionTower::block_rows(const Block& b, const at::Tensor& x, const at
                                    const std::vector<int64_t>& lengths) const {
   const int64_t S = x.size(0), heads = config_.num_heads, hd = config_.head_dim();
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  // part(offset, n, len): q, k, v of the `n` images of `len` rows from row `offset`, each
+  // [n, heads, len, hd]; attention then applies `attn_scale`.
+  std::function<std::array<at::Tensor, 3>(int64_t, int64_t, int64_t)> part;
+  double attn_scale = scale;
+  std::array<at::Tensor, 3> laid_out;
+  at::Tensor qk_rot, v_rows;
   if (!b.qkv.weight.requires_grad() && x.is_cpu() && x.scalar_type() == at::kFloat) {
-    // The product without its bias (bfloat16 with bf16 products): the split adds it.
+    // Inference: the product without its bias (bfloat16 with bf16 products); one pass adds the
+    // bias, rotates, scales the queries and lays q, k, v out as attention reads them.
     const at::Tensor normed = b.norm1(x);
     const bool bf16 = b.qkv.weight.scalar_type() == at::kBFloat16;
     const at::Tensor product = at::linear(bf16 ? normed.to(at::kBFloat16) : normed, b.qkv.weight);
-    const auto [q, k, v] = split_rotate(b, product, cos, sin, lengths, scale);
-    std::vector<at::Tensor> outs;
-    int64_t offset = 0;
-    for (size_t first = 0; first < lengths.size();) {
-      size_t last = first;
-      while (last + 1 < lengths.size() && lengths[last + 1] == lengths[first]) ++last;
-      const int64_t len = lengths[first], n = static_cast<int64_t>(last - first + 1);
-      const int64_t begin = offset * heads * hd, count = n * len * heads * hd;
-      const auto view = [&](const at::Tensor& t) {
-        return t.narrow(0, begin, count).view({n, heads, len, hd});
-      };
-      const at::Tensor o = detail::attention(view(q), view(k), view(v), 1.0, /*causal=*/false);
-      outs.push_back(o.transpose(1, 2).reshape({n * len, heads * hd}));
-      offset += n * len;
-      first = last + 1;
-    }
-    const at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);
-    at::Tensor h = x + b.proj(attn);
-    return h + b.fc2(mlp_hidden(b, b.norm2(h)));
+    laid_out = split_rotate(b, product, cos, sin, lengths, scale);
+    attn_scale = 1.0;
+    part = [&](int64_t offset, int64_t n, int64_t len) {
+      std::array<at::Tensor, 3> out;
+      for (size_t i = 0; i < 3; ++i)
+        out[i] = laid_out[i]
+                     .narrow(0, offset * heads * hd, n * len * heads * hd)
+                     .view({n, heads, len, hd});
+      return out;
+    };
+  } else {
+    const at::Tensor qkv = b.qkv(b.norm1(x)).reshape({S, 3, heads, hd});
+    // Rotary on queries and keys together, in float32, cast back (as the reference).
+    const at::Tensor qk = qkv.narrow(1, 0, 2).to(at::kFloat);  // [S, 2, heads, hd]
+    const at::Tensor c = cos.view({S, 1, 1, hd}), s = sin.view({S, 1, 1, hd});
+    qk_rot = (qk * c + detail::rotate_half(qk) * s).to(x.scalar_type());
+    v_rows = qkv.select(1, 2);  // [S, heads, hd]
+    part = [&](int64_t offset, int64_t n, int64_t len) {
+      const at::Tensor p = qk_rot.narrow(0, offset, n * len).view({n, len, 2, heads, hd});
+      return std::array<at::Tensor, 3>{
+          p.select(2, 0).transpose(1, 2), p.select(2, 1).transpose(1, 2),
+          v_rows.narrow(0, offset, n * len).view({n, len, heads, hd}).transpose(1, 2)};
+    };
   }
-  const at::Tensor qkv = b.qkv(b.norm1(x)).reshape({S, 3, heads, hd});
-  // Rotary on queries and keys together, in float32, cast back (as the reference).
-  const at::Tensor qk = qkv.narrow(1, 0, 2).to(at::kFloat);  // [S, 2, heads, hd]
-  const at::Tensor c = cos.view({S, 1, 1, hd}), s = sin.view({S, 1, 1, hd});
-  // With bf16 products the attention's two products take bfloat16 too (softmax stays float32).
-  const auto attn_type = patch_matrix_bf16_.defined() ? at::kBFloat16 : x.scalar_type();
-  const at::Tensor qk_rot = (qk * c + detail::rotate_half(qk) * s).to(attn_type);
-  const at::Tensor v = qkv.select(1, 2).to(attn_type);  // [S, heads, hd]
   // Images of one length (a page's tiles differ by at most a token a side) attend as one batch.
   std::vector<at::Tensor> outs;
   int64_t offset = 0;
@@ -264,19 +268,15 @@ at::Tensor VisionTower::block_rows(const Block& b, const at::Tensor& x, const at
     size_t last = first;
     while (last + 1 < lengths.size() && lengths[last + 1] == lengths[first]) ++last;
     const int64_t len = lengths[first], n = static_cast<int64_t>(last - first + 1);
-    const at::Tensor part = qk_rot.narrow(0, offset, n * len).view({n, len, 2, heads, hd});
-    const at::Tensor q = part.select(2, 0).transpose(1, 2);  // [n, heads, len, hd]
-    const at::Tensor k = part.select(2, 1).transpose(1, 2);
-    const at::Tensor vv = v.narrow(0, offset, n * len).view({n, len, heads, hd}).transpose(1, 2);
-    const at::Tensor o = detail::attention(q, k, vv, scale, /*causal=*/false);
+    const auto qkv = part(offset, n, len);
+    const at::Tensor o = detail::attention(qkv[0], qkv[1], qkv[2], attn_scale, /*causal=*/false);
     outs.push_back(o.transpose(1, 2).reshape({n * len, heads * hd}));
     offset += n * len;
     first = last + 1;
   }
   const at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);
-  at::Tensor h = x + b.proj(attn);
-  h = h + b.fc2(detail::activation(b.fc1(b.norm2(h)), config_.hidden_act));
-  return h;
+  const at::Tensor h = x + b.proj(attn);
+  return h + b.fc2(mlp_hidden(b, b.norm2(h)));
 }
 
 at::Tensor VisionTower::patch_embed(const at::Tensor& px) const {
