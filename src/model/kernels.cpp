@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 namespace ziprerank::detail {
@@ -25,10 +26,17 @@ float from_bf16_bits(uint16_t b) {
 
 namespace {
 
-inline float load(const float* p, int64_t i) { return p[i]; }
-inline float load(const uint16_t* p, int64_t i) { return from_bf16_bits(p[i]); }
-inline void store(float* p, int64_t i, float v) { p[i] = v; }
-inline void store(uint16_t* p, int64_t i, float v) {
+// Helpers are forced inline so that each per-ISA clone below compiles them for its own ISA.
+#if defined(__GNUC__) || defined(__clang__)
+#define ZR_INLINE inline __attribute__((always_inline))
+#else
+#define ZR_INLINE inline
+#endif
+
+ZR_INLINE float load(const float* p, int64_t i) { return p[i]; }
+ZR_INLINE float load(const uint16_t* p, int64_t i) { return from_bf16_bits(p[i]); }
+ZR_INLINE void store(float* p, int64_t i, float v) { p[i] = v; }
+ZR_INLINE void store(uint16_t* p, int64_t i, float v) {
   // Finite values only reach here (gelu of finite inputs): no NaN branch, so the loop vectorises.
   uint32_t u;
   std::memcpy(&u, &v, sizeof u);
@@ -39,7 +47,7 @@ inline void store(uint16_t* p, int64_t i, float v) {
 // exp(x) for x clamped to [-80, 80] (results stay normal floats: denormals cost 7x): 2^k * 2^f with
 // k = round(x log2 e), f in [-0.5, 0.5], 2^f by its Taylor series to degree 7 (relative error below
 // 2e-7). Branch-free, so it vectorises.
-inline float exp_approx(float x) {
+ZR_INLINE float exp_approx(float x) {
   x = std::min(std::max(x, -80.0f), 80.0f);
   const float t = x * 1.44269504088896341f;
   const float r = (t + 12582912.0f) - 12582912.0f;  // round to nearest (|t| < 2^22)
@@ -59,7 +67,7 @@ inline float exp_approx(float x) {
 }
 
 template <typename In, typename Out>
-inline void gelu_block(const In* in, const float* bias, Out* out, int64_t rows, int64_t cols) {
+ZR_INLINE void gelu_block(const In* in, const float* bias, Out* out, int64_t rows, int64_t cols) {
   constexpr float c = 1.5957691216057308f;  // 2 sqrt(2/pi)
   for (int64_t r = 0; r < rows; ++r) {
     const In* src = in + r * cols;
@@ -103,8 +111,8 @@ void gelu_rows(const T* in, const float* bias, T* out, int64_t rows, int64_t col
 
 // Rows [r0, r1) of one image of `len` rows starting at row `row0`.
 template <typename T>
-inline void rotary_rows(const T* qkv, const RotarySplit& s, T* q, T* k, T* v, int64_t row0,
-                        int64_t len, int64_t r0, int64_t r1, const float* bias) {
+ZR_INLINE void rotary_rows(const T* qkv, const RotarySplit& s, T* q, T* k, T* v, int64_t row0,
+                           int64_t len, int64_t r0, int64_t r1, const float* bias) {
   const int64_t hd = s.head_dim, half = hd / 2, width = s.heads * hd;
   for (int64_t p = r0; p < r1; ++p) {
     const int64_t r = row0 + p;
@@ -140,6 +148,67 @@ ZR_VECTOR_CLONES void rotary_rows_f32(const float* qkv, const RotarySplit& s, fl
   rotary_rows(qkv, s, q, k, v, row0, len, r0, r1, bias);
 }
 
+// One row: x[0, valid) + bias -> softmax, x[valid, cols) = 0. Float32 work row `tmp`.
+template <typename T>
+ZR_INLINE void softmax_row(T* x, int64_t cols, int64_t valid, const float* bias, float* tmp) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < valid; ++i) tmp[i] = load(x, i) + bias[i];
+  // The maximum in 16 lanes: an order-independent reduction the vectoriser can take.
+  constexpr int64_t kLanes = 16;
+  float lane[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) lane[j] = kNegInf;
+  int64_t i0 = 0;
+  for (; i0 + kLanes <= valid; i0 += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) lane[j] = lane[j] > tmp[i0 + j] ? lane[j] : tmp[i0 + j];
+  float mx = kNegInf;
+  for (int64_t j = 0; j < kLanes; ++j) mx = mx > lane[j] ? mx : lane[j];
+  for (; i0 < valid; ++i0) mx = mx > tmp[i0] ? mx : tmp[i0];
+  if (!(mx > kNegInf)) valid = 0;  // nothing visible
+  for (int64_t i = 0; i < valid; ++i) tmp[i] = exp_approx(tmp[i] - mx);
+  // The sum in lanes too (an in-order float sum would be one add after another).
+  for (int64_t j = 0; j < kLanes; ++j) lane[j] = 0;
+  i0 = 0;
+  for (; i0 + kLanes <= valid; i0 += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) lane[j] += tmp[i0 + j];
+  float sum = 0;
+  for (int64_t j = 0; j < kLanes; ++j) sum += lane[j];
+  for (; i0 < valid; ++i0) sum += tmp[i0];
+  const float inv = valid > 0 ? 1.0f / sum : 0.0f;
+  for (int64_t i = 0; i < valid; ++i) store(x, i, tmp[i] * inv);
+  for (int64_t i = valid; i < cols; ++i) store(x, i, 0.0f);
+}
+
+ZR_VECTOR_CLONES void softmax_block_f32(float* x, int64_t cols, const int64_t* valid,
+                                        const float* const* bias, int64_t n, float* tmp) {
+  for (int64_t r = 0; r < n; ++r) softmax_row(x + r * cols, cols, valid[r], bias[r], tmp);
+}
+ZR_VECTOR_CLONES void softmax_block_bf16(uint16_t* x, int64_t cols, const int64_t* valid,
+                                         const float* const* bias, int64_t n, float* tmp) {
+  for (int64_t r = 0; r < n; ++r) softmax_row(x + r * cols, cols, valid[r], bias[r], tmp);
+}
+
+template <typename T, typename Block>
+void softmax_all(T* scores, const SoftmaxRows& s, Block block) {
+  const int64_t total = s.batch * s.heads * s.rows;
+  std::vector<float> zeros;
+  if (!s.key_bias) zeros.assign(static_cast<size_t>(s.cols), 0.0f);
+  at::parallel_for(0, total, 8, [&](int64_t r0, int64_t r1) {
+    constexpr int64_t kChunk = 64;
+    std::vector<float> tmp(static_cast<size_t>(s.cols));
+    int64_t valid[kChunk];
+    const float* bias[kChunk];
+    for (int64_t c0 = r0; c0 < r1; c0 += kChunk) {
+      const int64_t n = std::min(kChunk, r1 - c0);
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t idx = c0 + j, row = idx % s.rows, b = idx / (s.heads * s.rows);
+        valid[j] = s.causal_offset >= 0 ? std::min(s.cols, s.causal_offset + row + 1) : s.cols;
+        bias[j] = s.key_bias ? s.key_bias + b * s.key_bias_stride : zeros.data();
+      }
+      block(scores + c0 * s.cols, s.cols, valid, bias, n, tmp.data());
+    }
+  });
+}
+
 template <typename T, typename Rows>
 void rotary_split_all(const T* qkv, const RotarySplit& s, T* q, T* k, T* v, Rows rows) {
   std::vector<float> zeros;
@@ -159,6 +228,13 @@ void rotary_split_all(const T* qkv, const RotarySplit& s, T* q, T* k, T* v, Rows
 }
 
 }  // namespace
+
+void softmax_rows(float* scores, const SoftmaxRows& s) {
+  softmax_all(scores, s, softmax_block_f32);
+}
+void softmax_rows(uint16_t* scores, const SoftmaxRows& s) {
+  softmax_all(scores, s, softmax_block_bf16);
+}
 
 void rotary_split(const uint16_t* qkv, const RotarySplit& s, uint16_t* q, uint16_t* k,
                   uint16_t* v) {

@@ -18,6 +18,20 @@ void gelu_tanh_bias(const uint16_t* in, const float* bias, uint16_t* out, int64_
                     int64_t cols);
 void gelu_tanh_bias(const float* in, const float* bias, float* out, int64_t rows, int64_t cols);
 
+/// Softmax over the last dimension of scores [batch, heads, rows, cols], in place, computed in
+/// float32 (bfloat16 scores rounded once at the end). Optional masking as attention needs it:
+/// `key_bias` [batch, cols] (0 or -inf) is added to every row of its batch element; with
+/// `causal_offset` >= 0, row r sees only columns < causal_offset + r + 1 (the rest get 0). A row
+/// with nothing to see gets all zeros.
+struct SoftmaxRows {
+  int64_t batch = 1, heads = 1, rows = 0, cols = 0;
+  const float* key_bias = nullptr;
+  int64_t key_bias_stride = 0;  ///< elements between batch elements of key_bias
+  int64_t causal_offset = -1;
+};
+void softmax_rows(float* scores, const SoftmaxRows& s);
+void softmax_rows(uint16_t* scores, const SoftmaxRows& s);
+
 /// Rotary split of a vision block's qkv product: qkv is row-major [S, 3, heads, hd] (bias, when
 /// given, [3 * heads * hd] is added first); cos/sin are [S, hd] float32. Writes queries (rotated,
 /// times `scale`), keys (rotated) and values into q/k/v, each [S * heads * hd] in [image][head]

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "model/kernels.hpp"
 #include "ziprerank/errors.hpp"
 
 namespace ziprerank::detail {
@@ -112,11 +113,26 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     const int64_t seen = causal ? std::min(Sk, Sk - Sq + r0 + rows) : Sk;
     // The scale goes on the queries: a chunk of queries is smaller than its block of scores.
     at::Tensor scores = at::matmul(scale == 1.0 ? qc : qc * scale, kt.narrow(3, 0, seen));
-    if (!causal && !pad_bias.defined() && scores.is_cpu() &&
-        scores.scalar_type() == at::kBFloat16) {
-      // libtorch's CPU softmax of bfloat16 rows computes in float32 and rounds once: the same
-      // probabilities as converting, softmax and converting back, in one pass instead of three.
-      outs.push_back(at::matmul(at::softmax(scores, -1), vv.narrow(2, 0, seen)));
+    if (scores.is_cpu() && !scores.requires_grad() && scores.is_contiguous() &&
+        (scores.scalar_type() == at::kFloat || scores.scalar_type() == at::kBFloat16)) {
+      // Inference on CPU: masks, softmax (in float32) and the cast back in one pass over the
+      // scores, in place, instead of a mask tensor and four passes.
+      SoftmaxRows s;
+      s.batch = B;
+      s.heads = H;
+      s.rows = rows;
+      s.cols = seen;
+      s.causal_offset = causal ? Sk - Sq + r0 : -1;
+      if (pad_bias.defined()) {
+        s.key_bias = pad_bias.data_ptr<float>();
+        s.key_bias_stride = Sk;
+      }
+      if (scores.scalar_type() == at::kFloat) {
+        softmax_rows(scores.data_ptr<float>(), s);
+      } else {
+        softmax_rows(reinterpret_cast<uint16_t*>(scores.data_ptr<at::BFloat16>()), s);
+      }
+      outs.push_back(at::matmul(scores, vv.narrow(2, 0, seen)));
       continue;
     }
     at::Tensor scores32 = scores.to(at::kFloat);

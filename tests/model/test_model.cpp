@@ -343,6 +343,31 @@ TEST(Model, FusedGeluKernelAgreesWithLibtorchs) {
   }
 }
 
+TEST(Model, FusedSoftmaxMasksRowsAndZeroesRowsWithNothingToSee) {
+  // [batch 2, heads 1, rows 3, cols 5]; batch 1 has every key padded out.
+  at::manual_seed(2);
+  at::Tensor x = at::randn({2, 1, 3, 5}) * 5;
+  const at::Tensor orig = x.clone();
+  at::Tensor bias = at::zeros({2, 5});
+  bias[0][4] = -INFINITY;
+  bias[1].fill_(-INFINITY);
+  ziprerank::detail::SoftmaxRows s;
+  s.batch = 2;
+  s.rows = 3;
+  s.cols = 5;
+  s.key_bias = bias.data_ptr<float>();
+  s.key_bias_stride = 5;
+  s.causal_offset = 1;  // row r sees columns < r + 2
+  ziprerank::detail::softmax_rows(x.data_ptr<float>(), s);
+  for (int64_t r = 0; r < 3; ++r) {
+    const int64_t seen = std::min<int64_t>(r + 2, 4);  // causal, and column 4 padded
+    const at::Tensor want = at::softmax(orig[0][0][r].narrow(0, 0, seen), 0);
+    EXPECT_TRUE(at::allclose(x[0][0][r].narrow(0, 0, seen), want, 1e-5, 1e-7)) << r;
+    EXPECT_EQ(x[0][0][r].narrow(0, seen, 5 - seen).abs().sum().item<float>(), 0.0f) << r;
+  }
+  EXPECT_EQ(x[1].abs().sum().item<float>(), 0.0f) << "nothing to see: zeros, not NaN";
+}
+
 TEST(Model, LinearTakesBfloat16WeightsWithFloat32Inputs) {
   at::manual_seed(3);
   const at::Tensor x = at::randn({37, 48}), w = at::randn({20, 48}) * 0.1, b = at::randn({20});
