@@ -99,6 +99,24 @@ TEST_F(RankBatch, RanksAFolderAsJsonl) {
   EXPECT_NE(r.err.find("RANDOMLY INITIALISED"), std::string::npos) << r.err;
 }
 
+TEST_F(RankBatch, MatmulChoosesBfloat16ProductsOrFloat32) {
+  const std::string pages = " --query 'net revenue' --top-k 3 --pages " +
+                            shell_quote((dir_ / "pages").string() + "/page01.png") + " " +
+                            shell_quote((dir_ / "pages").string() + "/page02.png") + " " +
+                            shell_quote((dir_ / "pages").string() + "/page03.png");
+  const CliResult bf = run_cli("rank " + model_flag() + " --matmul bfloat16" + pages);
+  ASSERT_EQ(bf.code, 0) << bf.err;
+  EXPECT_NE(bf.err.find("with bfloat16 products"), std::string::npos) << bf.err;
+  const CliResult f32 = run_cli("rank " + model_flag() + " --matmul float32" + pages);
+  ASSERT_EQ(f32.code, 0) << f32.err;
+  EXPECT_EQ(f32.err.find("bfloat16 products"), std::string::npos) << f32.err;
+  EXPECT_EQ(read_jsonl(bf.out).size(), 3u);
+  EXPECT_EQ(read_jsonl(f32.out).size(), 3u);
+  const CliResult bad = run_cli("rank " + model_flag() + " --matmul int8" + pages);
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("--matmul"), std::string::npos) << bad.err;
+}
+
 TEST_F(RankBatch, RanksPdfPagesAndTopK) {
   const CliResult r =
       run_cli("rank " + model_flag() + " --query 'safety' --top-k 2 --format table --pages " +
