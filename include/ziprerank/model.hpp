@@ -60,7 +60,9 @@ struct ModelOptions {
   /// while everything else computes in float32: weights are stored once in bfloat16, inputs are
   /// rounded to bfloat16, products accumulate in float32, biases are added in float32. On CPUs
   /// with AMX-BF16 this is 2-3x faster than float32 products (see cpu_has_fast_bf16_products).
-  /// Applies only to float32 compute on CPU without training (ignored otherwise).
+  /// For training (`trainable`), weights stay float32 (what the optimizer updates) and each
+  /// product casts them, gradients flowing back through the casts. Applies only to float32
+  /// compute on CPU (ignored otherwise).
   bool bf16_products = false;
 };
 

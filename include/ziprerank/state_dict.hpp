@@ -53,8 +53,9 @@ struct LoadOptions {
   at::ScalarType dtype = at::kFloat;
   at::Device device = at::kCPU;
   bool writable = false;  ///< set for training: parameters get their own memory
-  /// Linear layers keep their weights in bfloat16 and multiply float32 inputs in bfloat16 (see
-  /// ModelOptions::bf16_products); for inference only.
+  /// Linear layers multiply float32 inputs in bfloat16 (see ModelOptions::bf16_products): for
+  /// inference their weights are kept in bfloat16 only; with `writable` (training) they stay
+  /// float32 master weights, cast to bfloat16 for each product.
   bool bf16_products = false;
 };
 

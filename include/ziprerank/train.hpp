@@ -93,6 +93,9 @@ struct TrainOptions {
   std::string metrics_file;    ///< optional JSONL, one line per optimizer step
   std::string name;            ///< "ziprerank.name" of the output; default: the output folder name
   std::string device = "cpu";
+  /// Linear layers' products in bfloat16 (float32 master weights, activations, gradients of
+  /// everything else and optimizer state; CPU only): ModelOptions::bf16_products.
+  bool bf16_products = false;
   std::string save_dtype =
       "auto";              ///< auto (as the init checkpoint stored each tensor), float32, bfloat16
   bool overwrite = false;  ///< allow writing into a folder that already holds a model

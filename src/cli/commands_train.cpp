@@ -18,6 +18,7 @@ namespace {
 struct TrainArgs {
   TrainOptions options;
   int threads = 0;
+  std::string matmul = "float32";
   int render_cache_mb = 512;
   int vision_cache_mb = 2048;
 };
@@ -33,6 +34,7 @@ extern "C" void on_train_signal(int) {
 
 int run_train(TrainArgs a) {
   configure_threads(a.threads);
+  a.options.bf16_products = parse_matmul(a.matmul, parse_device(a.options.device), at::kFloat);
   a.options.render_cache_bytes = static_cast<size_t>(a.render_cache_mb) << 20;
   a.options.vision_cache_bytes = static_cast<size_t>(a.vision_cache_mb) << 20;
   Trainer trainer(a.options);
@@ -181,6 +183,12 @@ void register_train_command(CLI::App& app, Handler& handler) {
   cmd->add_option("--threads", a->threads,
                   "Compute threads (0 = OpenBLAS's own count: OPENBLAS_NUM_THREADS, else every "
                   "core; with OpenBLAS, libtorch's own pool stays at 1 thread)")
+      ->capture_default_str();
+  cmd->add_option("--matmul", a->matmul,
+                  "Linear layers' products on CPU: float32, bfloat16 (float32 master weights "
+                  "cast for each product, float32 accumulation; faster on CPUs with AMX-BF16), "
+                  "or auto (bfloat16 where the CPU has AMX-BF16)")
+      ->check(CLI::IsMember({"auto", "float32", "fp32", "bfloat16", "bf16"}))
       ->capture_default_str();
   cmd->add_option("--vision-cache-mb", a->vision_cache_mb,
                   "With --freeze-vision: memory for the features of encoded pages kept for reuse "

@@ -32,11 +32,24 @@ Linear::Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, 
                ParamList& params) {
   weight = take(sd, name + ".weight", {out, in}, params);
   if (weight.defined() && sd.options().bf16_products && weight.scalar_type() == at::kFloat) {
-    // Only the bfloat16 copy stays: the parameter list names what the model holds.
-    weight = weight.to(at::kBFloat16);
-    params.back().second = weight;
+    if (sd.options().writable) {
+      cast_products = true;
+    } else {
+      // Only the bfloat16 copy stays: the parameter list names what the model holds.
+      weight = weight.to(at::kBFloat16);
+      params.back().second = weight;
+    }
   }
   if (has_bias) bias = take(sd, name + ".bias", {out}, params);
+}
+
+at::Tensor Linear::operator()(const at::Tensor& x) const {
+  if (cast_products && x.scalar_type() == at::kFloat) {
+    // The casts are differentiable: gradients reach the float32 weights and inputs.
+    at::Tensor y = at::linear(x.to(at::kBFloat16), weight.to(at::kBFloat16)).to(at::kFloat);
+    return bias.defined() ? y + bias : y;
+  }
+  return linear(x, weight, bias);
 }
 
 LayerNorm::LayerNorm(StateDict& sd, const std::string& name, int64_t dim, double eps_,

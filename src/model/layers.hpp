@@ -25,10 +25,12 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
 
 struct Linear {
   at::Tensor weight, bias;  // bias undefined when absent; weight bfloat16 with bf16_products
+  /// Training with bf16 products: float32 master weights, cast to bfloat16 for each product.
+  bool cast_products = false;
   Linear() = default;
   Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, bool has_bias,
          ParamList& params);
-  at::Tensor operator()(const at::Tensor& x) const { return linear(x, weight, bias); }
+  at::Tensor operator()(const at::Tensor& x) const;
 };
 
 struct LayerNorm {

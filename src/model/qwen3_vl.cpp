@@ -41,8 +41,8 @@ std::unique_ptr<Qwen3VLModel> Qwen3VLModel::load(const std::string& model_dir,
                                                  const ModelOptions& options) {
   const ModelFolder folder = open_model_folder(model_dir);
   auto store = WeightStore::open(model_dir);
-  const bool bf16_products = options.bf16_products && !options.trainable &&
-                             options.dtype == at::kFloat && options.device.is_cpu();
+  const bool bf16_products =
+      options.bf16_products && options.dtype == at::kFloat && options.device.is_cpu();
   if (options.device.is_cpu()) {
     // Refuse early, with the fix, rather than let the kernel kill the process half-way. With
     // bf16 products the linear layers' matrices (2-D tensors other than embeddings) are held in
@@ -52,14 +52,16 @@ std::unique_ptr<Qwen3VLModel> Qwen3VLModel::load(const std::string& model_dir,
       const auto info = store->info(name);
       const bool matrix = info.shape.size() == 2 && name.find("embed") == std::string::npos &&
                           name.find("lm_head") == std::string::npos;
-      needed += info.numel() * (bf16_products && matrix ? 2 : c10::elementSize(options.dtype));
+      const bool halved = bf16_products && !options.trainable && matrix;
+      needed += info.numel() * (halved ? 2 : c10::elementSize(options.dtype));
     }
     const size_t available = available_memory_bytes();
     if (available > 0 && needed > available) {
       throw InputError(
           model_dir + ": the weights need " + format_bytes(static_cast<double>(needed)) + " as " +
-          c10::toString(options.dtype) + (bf16_products ? " (matrices in bfloat16)" : "") +
-          " but only " + format_bytes(static_cast<double>(available)) +
+          c10::toString(options.dtype) +
+          (bf16_products && !options.trainable ? " (matrices in bfloat16)" : "") + " but only " +
+          format_bytes(static_cast<double>(available)) +
           " of memory is available; use --dtype bfloat16, --device cuda, or a smaller model");
     }
   }

@@ -23,7 +23,7 @@ VisionTower::VisionTower(const VisionConfig& c, StateDict sd, detail::ParamList&
       detail::take(sd, "patch_embed.proj.weight",
                    {H, c.in_channels, c.temporal_patch_size, c.patch_size, c.patch_size}, params);
   patch_bias_ = detail::take(sd, "patch_embed.proj.bias", {H}, params);
-  if (sd.options().bf16_products && patch_kernel_.defined() &&
+  if (sd.options().bf16_products && !sd.options().writable && patch_kernel_.defined() &&
       patch_kernel_.scalar_type() == at::kFloat) {
     const int64_t T = c.temporal_patch_size, PP = c.patch_size * c.patch_size;
     patch_matrix_bf16_ = patch_kernel_.reshape({H, -1}).to(at::kBFloat16);

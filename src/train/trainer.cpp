@@ -130,7 +130,8 @@ json trajectory_settings(const TrainOptions& o) {
           {"keep_ratio", o.keep_ratio},
           {"max_candidates", o.max_candidates},
           {"force_gt_top1", o.force_gt_top1},
-          {"soft_decay", o.soft_decay}};
+          {"soft_decay", o.soft_decay},
+          {"bf16_products", o.bf16_products}};
 }
 
 // Adds one step's losses, samples, tokens and seconds to a running sum.
@@ -281,6 +282,7 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
   mo.device = parse_device(o.device);
   mo.dtype = at::kFloat;  // master weights and compute stay float32 on every device
   mo.trainable = true;
+  mo.bf16_products = o.bf16_products;
   model_ = Qwen3VLModel::load(source_dir_, mo);
 
   if (!o.init_vision.empty() && o.resume.empty()) {
@@ -341,10 +343,10 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
   if (!resume_state.is_null()) load_resume_state();
   spdlog::info(
       "train stage {}: {} samples from {}, {} x {} samples per step, {} steps ({} per epoch), "
-      "lr {:.2e}, warm-up {}, {} of {} parameters trainable{}, {} on {}",
+      "lr {:.2e}, warm-up {}, {} of {} parameters trainable{}, {} on {}{}",
       o.stage, n, o.data, o.batch_size, o.grad_accum, total_steps_, steps_per_epoch_, o.lr,
       o.warmup_steps, trainable, total, o.freeze_vision ? " (vision frozen)" : "", folder_.name,
-      mo.device.str());
+      mo.device.str(), o.bf16_products ? " (bfloat16 products)" : "");
 }
 
 Trainer::~Trainer() = default;

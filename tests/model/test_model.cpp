@@ -277,11 +277,27 @@ TEST(Model, Bfloat16ProductsStayCloseToFloat32AndHoldOneWeightCopy) {
   const float err = (a - b).abs().max().item<float>();
   EXPECT_LT(err, 0.02f * scale + 0.01f)
       << "max |fp32 - bf16 products| = " << err << " (logit scale " << scale << ")";
-  // Training never gets it: its weights must stay what the optimizer updates.
+  // Training keeps float32 master weights (what the optimizer updates); the products cast them,
+  // and gradients flow back through the casts.
   o.trainable = true;
   auto mt = Qwen3VLModel::load(test::tiny_model_dir(), o);
   for (const auto& [name, t] : mt->named_parameters())
     EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
+  const at::Tensor c = mt->logits(mt->forward(build_input(*mt, s)));
+  EXPECT_LT((a - c).abs().max().item<float>(), 0.02f * scale + 0.01f);
+  EXPECT_FALSE(at::equal(a, c.detach())) << "the products must really be bfloat16";
+  c.pow(2).mean().backward();
+  int64_t with_grad = 0;
+  for (const auto& [name, t] : mt->named_parameters()) {
+    if (name.find("mlp.linear_fc1.weight") == std::string::npos &&
+        name.find("self_attn.q_proj.weight") == std::string::npos)
+      continue;
+    ASSERT_TRUE(t.grad().defined()) << name;
+    EXPECT_EQ(t.grad().scalar_type(), at::kFloat) << name;
+    EXPECT_GT(t.grad().abs().sum().item<float>(), 0.0f) << name;
+    ++with_grad;
+  }
+  EXPECT_GT(with_grad, 0);
 }
 
 TEST(Model, InferenceVisionBlocksEqualTheAutogradPath) {
