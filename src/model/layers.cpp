@@ -17,15 +17,9 @@ at::Tensor take(StateDict& sd, const std::string& name, const std::vector<int64_
   return t;
 }
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  if (weight.scalar_type() == at::kBFloat16 && bias.defined() && bias.scalar_type() == at::kFloat) {
-    at::Tensor y = at::linear(x.to(at::kBFloat16), weight).to(at::kFloat);
-    return y.add_(bias);
-  }
-  if (weight.scalar_type() == at::kBFloat16 && x.scalar_type() != at::kBFloat16) {
-    return at::linear(x.to(at::kBFloat16), weight).to(at::kFloat);
-  }
-  return at::linear(x, weight, bias);
+at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  at::Tensor y = at::linear(x.to(at::kBFloat16), weight.to(at::kBFloat16)).to(at::kFloat);
+  return bias.defined() ? y.add_(bias.to(at::kFloat)) : y;
 }
 
 Linear::Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, bool has_bias,
@@ -36,6 +30,7 @@ Linear::Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, 
       cast_products = true;
     } else {
       // Only the bfloat16 copy stays: the parameter list names what the model holds.
+      bf16_products = true;
       weight = weight.to(at::kBFloat16);
       params.back().second = weight;
     }
@@ -44,12 +39,13 @@ Linear::Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, 
 }
 
 at::Tensor Linear::operator()(const at::Tensor& x) const {
+  if (bf16_products) return linear_bf16(x, weight, bias);
   if (cast_products && x.scalar_type() == at::kFloat) {
     // The casts are differentiable: gradients reach the float32 weights and inputs.
     at::Tensor y = at::linear(x.to(at::kBFloat16), weight.to(at::kBFloat16)).to(at::kFloat);
     return bias.defined() ? y + bias : y;
   }
-  return linear(x, weight, bias);
+  return at::linear(x, weight, bias);
 }
 
 LayerNorm::LayerNorm(StateDict& sd, const std::string& name, int64_t dim, double eps_,

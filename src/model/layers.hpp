@@ -17,16 +17,16 @@ using ParamList = std::vector<std::pair<std::string, at::Tensor>>;
 at::Tensor take(StateDict& sd, const std::string& name, const std::vector<int64_t>& shape,
                 ParamList& params);
 
-/// x @ weight^T + bias where `weight` may be bfloat16 while the model computes in float32
-/// (LoadOptions::bf16_products): x (float32 or already bfloat16) is rounded to bfloat16, the
-/// product accumulates in float32, and the result comes back as float32 with the float32 bias
-/// added. Otherwise a plain at::linear.
-at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+/// A bf16 product at float32 compute (LoadOptions::bf16_products): x (float32 or already
+/// bfloat16) is rounded to bfloat16, multiplied by the bfloat16 `weight` with float32
+/// accumulation, and the result is float32 with the bias (optional) added in float32.
+at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
 struct Linear {
   at::Tensor weight, bias;  // bias undefined when absent; weight bfloat16 with bf16_products
-  /// Training with bf16 products: float32 master weights, cast to bfloat16 for each product.
-  bool cast_products = false;
+  /// bf16 products: for inference `weight` is held in bfloat16 (linear_bf16); for training
+  /// (`cast_products`) it stays the float32 master weight, cast to bfloat16 for each product.
+  bool bf16_products = false, cast_products = false;
   Linear() = default;
   Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, bool has_bias,
          ParamList& params);

@@ -304,16 +304,16 @@ at::Tensor VisionTower::patch_embed(const at::Tensor& px) const {
       for (int64_t t = 1; t < T && still; ++t) still = at::equal(first, frames.select(2, t));
     }
     if (still) {
+      const at::Tensor rows = first.reshape({px.size(0), C * PP});
+      if (still_matrix_bf16_.defined())
+        return detail::linear_bf16(rows, still_matrix_bf16_, patch_bias_);
       const at::Tensor kernel =
-          still_matrix_bf16_.defined()
-              ? still_matrix_bf16_
-              : patch_kernel_.view({hidden, C, T, PP}).sum(2).view({hidden, C * PP});
-      return detail::linear(first.reshape({px.size(0), C * PP}), kernel, patch_bias_);
+          patch_kernel_.view({hidden, C, T, PP}).sum(2).view({hidden, C * PP});
+      return at::linear(rows, kernel, patch_bias_);
     }
   }
-  return detail::linear(
-      px, patch_matrix_bf16_.defined() ? patch_matrix_bf16_ : patch_kernel_.view({hidden, -1}),
-      patch_bias_);
+  if (patch_matrix_bf16_.defined()) return detail::linear_bf16(px, patch_matrix_bf16_, patch_bias_);
+  return at::linear(px, patch_kernel_.view({hidden, -1}), patch_bias_);
 }
 
 VisionFeatures VisionTower::forward(const at::Tensor& pixel_values,
