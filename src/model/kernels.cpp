@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -209,6 +210,42 @@ void softmax_all(T* scores, const SoftmaxRows& s, Block block) {
   });
 }
 
+ZR_VECTOR_CLONES void layer_norm_block(const float* x, const float* w, const float* b, float eps,
+                                       uint16_t* out, int64_t rows, int64_t cols) {
+  constexpr int64_t kLanes = 16;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = x + r * cols;
+    uint16_t* dst = out + r * cols;
+    float lane[kLanes] = {};
+    int64_t i0 = 0;
+    for (; i0 + kLanes <= cols; i0 += kLanes)
+      for (int64_t j = 0; j < kLanes; ++j) lane[j] += src[i0 + j];
+    float sum = 0;
+    for (int64_t j = 0; j < kLanes; ++j) sum += lane[j];
+    for (; i0 < cols; ++i0) sum += src[i0];
+    const float mean = sum / static_cast<float>(cols);
+    for (int64_t j = 0; j < kLanes; ++j) lane[j] = 0;
+    i0 = 0;
+    for (; i0 + kLanes <= cols; i0 += kLanes)
+      for (int64_t j = 0; j < kLanes; ++j) {
+        const float d = src[i0 + j] - mean;
+        lane[j] += d * d;
+      }
+    float sq = 0;
+    for (int64_t j = 0; j < kLanes; ++j) sq += lane[j];
+    for (; i0 < cols; ++i0) sq += (src[i0] - mean) * (src[i0] - mean);
+    const float rstd = 1.0f / std::sqrt(sq / static_cast<float>(cols) + eps);
+    for (int64_t i = 0; i < cols; ++i) store(dst, i, (src[i] - mean) * rstd * w[i] + b[i]);
+  }
+}
+
+ZR_VECTOR_CLONES void residual_block(const float* res, const uint16_t* y, const float* bias,
+                                     float* out, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < cols; ++i)
+      out[r * cols + i] = res[r * cols + i] + load(y, r * cols + i) + bias[i];
+}
+
 template <typename T, typename Rows>
 void rotary_split_all(const T* qkv, const RotarySplit& s, T* q, T* k, T* v, Rows rows) {
   std::vector<float> zeros;
@@ -242,6 +279,25 @@ void rotary_split(const uint16_t* qkv, const RotarySplit& s, uint16_t* q, uint16
 }
 void rotary_split(const float* qkv, const RotarySplit& s, float* q, float* k, float* v) {
   rotary_split_all(qkv, s, q, k, v, rotary_rows_f32);
+}
+
+void layer_norm_to_bf16(const float* x, const float* weight, const float* bias, float eps,
+                        uint16_t* out, int64_t rows, int64_t cols) {
+  at::parallel_for(0, rows, 64, [&](int64_t r0, int64_t r1) {
+    layer_norm_block(x + r0 * cols, weight, bias, eps, out + r0 * cols, r1 - r0, cols);
+  });
+}
+
+void residual_add_bf16(const float* residual, const uint16_t* y, const float* bias, float* out,
+                       int64_t rows, int64_t cols) {
+  std::vector<float> zeros;
+  if (!bias) {
+    zeros.assign(static_cast<size_t>(cols), 0.0f);
+    bias = zeros.data();
+  }
+  at::parallel_for(0, rows, 64, [&](int64_t r0, int64_t r1) {
+    residual_block(residual + r0 * cols, y + r0 * cols, bias, out + r0 * cols, r1 - r0, cols);
+  });
 }
 
 void gelu_tanh_bias(const uint16_t* in, const float* bias, uint16_t* out, int64_t rows,

@@ -18,6 +18,15 @@ void gelu_tanh_bias(const uint16_t* in, const float* bias, uint16_t* out, int64_
                     int64_t cols);
 void gelu_tanh_bias(const float* in, const float* bias, float* out, int64_t rows, int64_t cols);
 
+/// LayerNorm of float32 rows [rows, cols] (weight and bias [cols]) written as bfloat16: the norm
+/// and the cast before a bf16 product in one pass.
+void layer_norm_to_bf16(const float* x, const float* weight, const float* bias, float eps,
+                        uint16_t* out, int64_t rows, int64_t cols);
+/// out = residual + y + bias for float32 residual rows, bfloat16 y (a bf16 product) and a float32
+/// bias [cols] (may be null): the cast, the bias add and the residual add in one pass.
+void residual_add_bf16(const float* residual, const uint16_t* y, const float* bias, float* out,
+                       int64_t rows, int64_t cols);
+
 /// Softmax over the last dimension of scores [batch, heads, rows, cols], in place, computed in
 /// float32 (bfloat16 scores rounded once at the end). Optional masking as attention needs it:
 /// `key_bias` [batch, cols] (0 or -inf) is added to every row of its batch element; with

@@ -162,14 +162,16 @@ at::Tensor VisionTower::block_forward(const Block& b, const at::Tensor& x, const
 }
 
 at::Tensor VisionTower::mlp_hidden(const Block& b, const at::Tensor& x) const {
-  const bool fused = config_.hidden_act == "gelu_pytorch_tanh" && x.is_cpu() &&
-                     x.scalar_type() == at::kFloat && !b.fc1.weight.requires_grad() &&
-                     (!b.fc1.bias.defined() || b.fc1.bias.scalar_type() == at::kFloat);
+  const bool bf16 = b.fc1.weight.scalar_type() == at::kBFloat16;
+  const bool fused =
+      config_.hidden_act == "gelu_pytorch_tanh" && x.is_cpu() &&
+      (x.scalar_type() == at::kFloat || (bf16 && x.scalar_type() == at::kBFloat16)) &&
+      !b.fc1.weight.requires_grad() &&
+      (!b.fc1.bias.defined() || b.fc1.bias.scalar_type() == at::kFloat);
   if (!fused) return detail::activation(b.fc1(x), config_.hidden_act);
   // One pass adds the bias and applies the activation, reading the product as it comes (bfloat16
   // with bf16 products) and writing what fc2 reads: in place of a cast, a bias add and the
   // activation's five passes.
-  const bool bf16 = b.fc1.weight.scalar_type() == at::kBFloat16;
   const at::Tensor y = at::linear(bf16 ? x.to(at::kBFloat16) : x, b.fc1.weight).contiguous();
   at::Tensor out = at::empty_like(y);
   const float* bias = b.fc1.bias.defined() ? b.fc1.bias.contiguous().data_ptr<float>() : nullptr;
@@ -225,6 +227,31 @@ at::Tensor VisionTower::block_rows(const Block& b, const at::Tensor& x, const at
                                    const std::vector<int64_t>& lengths) const {
   const int64_t S = x.size(0), heads = config_.num_heads, hd = config_.head_dim();
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  // Inference with bf16 products on CPU (float32 rows, bfloat16 weights, float32 norms/biases).
+  const bool bf16_rows =
+      b.qkv.weight.scalar_type() == at::kBFloat16 && b.proj.weight.scalar_type() == at::kBFloat16 &&
+      b.fc2.weight.scalar_type() == at::kBFloat16 && x.is_cpu() && x.scalar_type() == at::kFloat &&
+      b.norm1.weight.scalar_type() == at::kFloat;
+  const auto norm_to_bf16 = [](const detail::LayerNorm& n, const at::Tensor& t) {
+    const at::Tensor src = t.contiguous();
+    at::Tensor out = at::empty(src.sizes(), src.options().dtype(at::kBFloat16));
+    const int64_t cols = src.size(-1);
+    detail::layer_norm_to_bf16(src.data_ptr<float>(), n.weight.contiguous().data_ptr<float>(),
+                               n.bias.contiguous().data_ptr<float>(), static_cast<float>(n.eps),
+                               reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()),
+                               src.numel() / cols, cols);
+    return out;
+  };
+  const auto add_residual = [](const at::Tensor& res, const at::Tensor& y, const at::Tensor& bias) {
+    const at::Tensor r = res.contiguous(), yy = y.contiguous();
+    at::Tensor out = at::empty_like(r);
+    const int64_t cols = r.size(-1);
+    detail::residual_add_bf16(r.data_ptr<float>(),
+                              reinterpret_cast<const uint16_t*>(yy.data_ptr<at::BFloat16>()),
+                              bias.defined() ? bias.contiguous().data_ptr<float>() : nullptr,
+                              out.data_ptr<float>(), r.numel() / cols, cols);
+    return out;
+  };
   // part(offset, n, len): q, k, v of the `n` images of `len` rows from row `offset`, each
   // [n, heads, len, hd]; attention then applies `attn_scale`.
   std::function<std::array<at::Tensor, 3>(int64_t, int64_t, int64_t)> part;
@@ -234,9 +261,8 @@ at::Tensor VisionTower::block_rows(const Block& b, const at::Tensor& x, const at
   if (!b.qkv.weight.requires_grad() && x.is_cpu() && x.scalar_type() == at::kFloat) {
     // Inference: the product without its bias (bfloat16 with bf16 products); one pass adds the
     // bias, rotates, scales the queries and lays q, k, v out as attention reads them.
-    const at::Tensor normed = b.norm1(x);
-    const bool bf16 = b.qkv.weight.scalar_type() == at::kBFloat16;
-    const at::Tensor product = at::linear(bf16 ? normed.to(at::kBFloat16) : normed, b.qkv.weight);
+    const at::Tensor product =
+        at::linear(bf16_rows ? norm_to_bf16(b.norm1, x) : b.norm1(x), b.qkv.weight);
     laid_out = split_rotate(b, product, cos, sin, lengths, scale);
     attn_scale = 1.0;
     part = [&](int64_t offset, int64_t n, int64_t len) {
@@ -275,6 +301,14 @@ at::Tensor VisionTower::block_rows(const Block& b, const at::Tensor& x, const at
     first = last + 1;
   }
   const at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);
+  if (bf16_rows) {
+    // bf16 products: each norm writes the product's bfloat16 input, and each product's bias and
+    // residual add read its bfloat16 output, in one pass each.
+    const at::Tensor h =
+        add_residual(x, at::linear(attn.to(at::kBFloat16), b.proj.weight), b.proj.bias);
+    const at::Tensor hidden = mlp_hidden(b, norm_to_bf16(b.norm2, h));
+    return add_residual(h, at::linear(hidden, b.fc2.weight), b.fc2.bias);
+  }
   const at::Tensor h = x + b.proj(attn);
   return h + b.fc2(mlp_hidden(b, b.norm2(h)));
 }

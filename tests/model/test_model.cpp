@@ -384,6 +384,31 @@ TEST(Model, FusedSoftmaxMasksRowsAndZeroesRowsWithNothingToSee) {
   EXPECT_EQ(x[1].abs().sum().item<float>(), 0.0f) << "nothing to see: zeros, not NaN";
 }
 
+TEST(Model, FusedNormAndResidualKernelsMatchLibtorch) {
+  at::manual_seed(4);
+  const int64_t rows = 9, cols = 37;  // not a multiple of the kernels' 16 lanes
+  const at::Tensor x = at::randn({rows, cols}) * 3 + 1, w = at::randn({cols}),
+                   b = at::randn({cols});
+  const auto bits = [](const at::Tensor& t) {
+    return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>());
+  };
+  at::Tensor normed = at::empty({rows, cols}, at::kBFloat16);
+  ziprerank::detail::layer_norm_to_bf16(x.data_ptr<float>(), w.data_ptr<float>(),
+                                        b.data_ptr<float>(), 1e-6f, bits(normed), rows, cols);
+  const at::Tensor want = at::layer_norm(x, {cols}, w, b, 1e-6);
+  // Rounded once to bfloat16: within half a bfloat16 step (plus float noise) of libtorch's norm.
+  EXPECT_TRUE(at::allclose(normed.to(at::kFloat), want, 1.0 / 256, 1e-5))
+      << (normed.to(at::kFloat) - want).abs().max().item<double>();
+  const at::Tensor y = at::randn({rows, cols}).to(at::kBFloat16);
+  at::Tensor out = at::empty({rows, cols});
+  ziprerank::detail::residual_add_bf16(x.data_ptr<float>(), bits(y), b.data_ptr<float>(),
+                                       out.data_ptr<float>(), rows, cols);
+  EXPECT_TRUE(at::allclose(out, x + y.to(at::kFloat) + b, 1e-6, 1e-6));
+  ziprerank::detail::residual_add_bf16(x.data_ptr<float>(), bits(y), nullptr, out.data_ptr<float>(),
+                                       rows, cols);
+  EXPECT_TRUE(at::allclose(out, x + y.to(at::kFloat), 1e-6, 1e-6));
+}
+
 TEST(Model, LinearTakesBfloat16WeightsWithFloat32Inputs) {
   at::manual_seed(3);
   const at::Tensor x = at::randn({37, 48}), w = at::randn({20, 48}) * 0.1, b = at::randn({20});
