@@ -62,7 +62,7 @@ struct ModelOptions {
   /// with AMX-BF16 this is 2-3x faster than float32 products (see cpu_has_fast_bf16_products).
   /// For training (`trainable`), weights stay float32 (what the optimizer updates) and each
   /// product casts them, gradients flowing back through the casts. Applies only to float32
-  /// compute on CPU (ignored otherwise).
+  /// compute on CPU (ignored otherwise); a loaded model's options() say whether it applied.
   bool bf16_products = false;
 };
 

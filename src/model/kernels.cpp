@@ -98,13 +98,17 @@ ZR_VECTOR_CLONES void gelu_block_f32(const float* in, const float* bias, float* 
   gelu_block(in, bias, out, rows, cols);
 }
 
+// `bias`, or `n` zeros held in `storage` when it is null: the loops then add a bias unbranched.
+const float* bias_or_zeros(const float* bias, int64_t n, std::vector<float>& storage) {
+  if (bias) return bias;
+  storage.assign(static_cast<size_t>(n), 0.0f);
+  return storage.data();
+}
+
 template <typename T, typename Block>
 void gelu_rows(const T* in, const float* bias, T* out, int64_t rows, int64_t cols, Block block) {
   std::vector<float> zeros;
-  if (!bias) {
-    zeros.assign(static_cast<size_t>(cols), 0.0f);
-    bias = zeros.data();
-  }
+  bias = bias_or_zeros(bias, cols, zeros);
   at::parallel_for(0, rows, 64, [&](int64_t r0, int64_t r1) {
     block(in + r0 * cols, bias, out + r0 * cols, r1 - r0, cols);
   });
@@ -192,7 +196,7 @@ template <typename T, typename Block>
 void softmax_all(T* scores, const SoftmaxRows& s, Block block) {
   const int64_t total = s.batch * s.heads * s.rows;
   std::vector<float> zeros;
-  if (!s.key_bias) zeros.assign(static_cast<size_t>(s.cols), 0.0f);
+  const float* no_bias = bias_or_zeros(nullptr, s.key_bias ? 0 : s.cols, zeros);
   at::parallel_for(0, total, 8, [&](int64_t r0, int64_t r1) {
     constexpr int64_t kChunk = 64;
     std::vector<float> tmp(static_cast<size_t>(s.cols));
@@ -203,7 +207,7 @@ void softmax_all(T* scores, const SoftmaxRows& s, Block block) {
       for (int64_t j = 0; j < n; ++j) {
         const int64_t idx = c0 + j, row = idx % s.rows, b = idx / (s.heads * s.rows);
         valid[j] = s.causal_offset >= 0 ? std::min(s.cols, s.causal_offset + row + 1) : s.cols;
-        bias[j] = s.key_bias ? s.key_bias + b * s.key_bias_stride : zeros.data();
+        bias[j] = s.key_bias ? s.key_bias + b * s.key_bias_stride : no_bias;
       }
       block(scores + c0 * s.cols, s.cols, valid, bias, n, tmp.data());
     }
@@ -249,11 +253,7 @@ ZR_VECTOR_CLONES void residual_block(const float* res, const uint16_t* y, const 
 template <typename T, typename Rows>
 void rotary_split_all(const T* qkv, const RotarySplit& s, T* q, T* k, T* v, Rows rows) {
   std::vector<float> zeros;
-  const float* bias = s.bias;
-  if (!bias) {
-    zeros.assign(static_cast<size_t>(3 * s.heads * s.head_dim), 0.0f);
-    bias = zeros.data();
-  }
+  const float* bias = bias_or_zeros(s.bias, 3 * s.heads * s.head_dim, zeros);
   int64_t row0 = 0;
   for (int64_t i = 0; i < s.images; ++i) {
     const int64_t len = s.lengths[i];
@@ -291,10 +291,7 @@ void layer_norm_to_bf16(const float* x, const float* weight, const float* bias, 
 void residual_add_bf16(const float* residual, const uint16_t* y, const float* bias, float* out,
                        int64_t rows, int64_t cols) {
   std::vector<float> zeros;
-  if (!bias) {
-    zeros.assign(static_cast<size_t>(cols), 0.0f);
-    bias = zeros.data();
-  }
+  bias = bias_or_zeros(bias, cols, zeros);
   at::parallel_for(0, rows, 64, [&](int64_t r0, int64_t r1) {
     residual_block(residual + r0 * cols, y + r0 * cols, bias, out + r0 * cols, r1 - r0, cols);
   });

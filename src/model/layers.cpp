@@ -18,6 +18,7 @@ at::Tensor take(StateDict& sd, const std::string& name, const std::vector<int64_
 }
 
 at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  // (Casts of what is already bfloat16 or float32 are no-ops.)
   at::Tensor y = at::linear(x.to(at::kBFloat16), weight.to(at::kBFloat16)).to(at::kFloat);
   return bias.defined() ? y.add_(bias.to(at::kFloat)) : y;
 }
@@ -26,11 +27,9 @@ Linear::Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, 
                ParamList& params) {
   weight = take(sd, name + ".weight", {out, in}, params);
   if (weight.defined() && sd.options().bf16_products && weight.scalar_type() == at::kFloat) {
-    if (sd.options().writable) {
-      cast_products = true;
-    } else {
+    bf16_products = true;
+    if (!sd.options().writable) {
       // Only the bfloat16 copy stays: the parameter list names what the model holds.
-      bf16_products = true;
       weight = weight.to(at::kBFloat16);
       params.back().second = weight;
     }
@@ -39,13 +38,8 @@ Linear::Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, 
 }
 
 at::Tensor Linear::operator()(const at::Tensor& x) const {
-  if (bf16_products) return linear_bf16(x, weight, bias);
-  if (cast_products && x.scalar_type() == at::kFloat) {
-    // The casts are differentiable: gradients reach the float32 weights and inputs.
-    at::Tensor y = at::linear(x.to(at::kBFloat16), weight.to(at::kBFloat16)).to(at::kFloat);
-    return bias.defined() ? y + bias : y;
-  }
-  return at::linear(x, weight, bias);
+  // The casts inside are differentiable: in training, gradients reach the float32 weights.
+  return bf16_products ? linear_bf16(x, weight, bias) : at::linear(x, weight, bias);
 }
 
 LayerNorm::LayerNorm(StateDict& sd, const std::string& name, int64_t dim, double eps_,

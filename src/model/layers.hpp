@@ -18,15 +18,16 @@ at::Tensor take(StateDict& sd, const std::string& name, const std::vector<int64_
                 ParamList& params);
 
 /// A bf16 product at float32 compute (LoadOptions::bf16_products): x (float32 or already
-/// bfloat16) is rounded to bfloat16, multiplied by the bfloat16 `weight` with float32
-/// accumulation, and the result is float32 with the bias (optional) added in float32.
+/// bfloat16) is rounded to bfloat16, multiplied by `weight` in bfloat16 (held so, or a float32
+/// master weight cast) with float32 accumulation, and the result is float32 with the bias
+/// (optional) added in float32.
 at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
 struct Linear {
   at::Tensor weight, bias;  // bias undefined when absent; weight bfloat16 with bf16_products
-  /// bf16 products: for inference `weight` is held in bfloat16 (linear_bf16); for training
-  /// (`cast_products`) it stays the float32 master weight, cast to bfloat16 for each product.
-  bool bf16_products = false, cast_products = false;
+  /// Products through linear_bf16: for inference `weight` is held in bfloat16; for training it
+  /// stays the float32 master weight, cast (differentiably) for each product.
+  bool bf16_products = false;
   Linear() = default;
   Linear(StateDict& sd, const std::string& name, int64_t in, int64_t out, bool has_bias,
          ParamList& params);

@@ -73,6 +73,7 @@ std::unique_ptr<Qwen3VLModel> Qwen3VLModel::load(const std::string& model_dir,
   StateDict sd(store, lo);
   ModelOptions resolved = options;
   if (resolved.vision_tile < 0) resolved.vision_tile = folder.vision_tile;
+  resolved.bf16_products = bf16_products;  // what applies here
   auto model = std::make_unique<Qwen3VLModel>(folder.config, sd, resolved);
   sd.finish(model_dir);
   const auto unused = sd.unused();

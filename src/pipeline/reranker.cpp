@@ -135,10 +135,9 @@ std::unique_ptr<Reranker> Reranker::load(const std::string& model_dir,
   }
   std::shared_ptr<const Tokenizer> tok = load_tokenizer(model_dir);
   std::shared_ptr<const Qwen3VLModel> model = Qwen3VLModel::load(model_dir, options);
-  const bool bf16_products = options.bf16_products && options.dtype == at::kFloat &&
-                             options.device.is_cpu() && !options.trainable;
   spdlog::info("model {} ({}), {}{} on {}, tokenizer {}", folder.name, model_dir,
-               c10::toString(options.dtype), bf16_products ? " with bfloat16 products" : "",
+               c10::toString(options.dtype),
+               model->options().bf16_products ? " with bfloat16 products" : "",
                options.device.str(), tok->kind());
   if (folder.random_init) {
     spdlog::warn("model '{}' is RANDOMLY INITIALISED (untrained): its rankings are meaningless",
