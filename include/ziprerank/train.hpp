@@ -138,6 +138,9 @@ struct TrainOptions {
   uint64_t seed = 42;
   bool shuffle = true;
   bool freeze_vision = false;
+  /// Keep the input token embeddings fixed (the space a trained tower's visual tokens and
+  /// query-aware pruning are aligned to).
+  bool freeze_embeddings = false;
   double keep_ratio = 1.0;  ///< QI-Early pruning during training (selection has no gradient)
   int max_candidates = 10;  ///< stage 2
   bool force_gt_top1 = false;

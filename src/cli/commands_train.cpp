@@ -142,6 +142,9 @@ void register_train_command(CLI::App& app, Handler& handler) {
   cmd->add_flag("!--no-shuffle", o.shuffle, "Keep the file order instead of shuffling every epoch");
   cmd->add_flag("--freeze-vision", o.freeze_vision,
                 "Do not train the vision tower and mergers (as the reference)");
+  cmd->add_flag("--freeze-embeddings", o.freeze_embeddings,
+                "Do not train the input token embeddings (keeps a trained tower's visual tokens, "
+                "and query-aware pruning, aligned to them)");
   cmd->add_option("--keep-ratio", o.keep_ratio,
                   "Train with query-aware visual token pruning: fraction of each image's tokens "
                   "kept (1.0 = off)")

@@ -127,6 +127,7 @@ json trajectory_settings(const TrainOptions& o) {
           {"seed", o.seed},
           {"shuffle", o.shuffle},
           {"freeze_vision", o.freeze_vision},
+          {"freeze_embeddings", o.freeze_embeddings},
           {"keep_ratio", o.keep_ratio},
           {"max_candidates", o.max_candidates},
           {"force_gt_top1", o.force_gt_top1},
@@ -313,7 +314,8 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
   int64_t trainable = 0, total = 0;
   for (const auto& [name, t] : model_->named_parameters()) {
     total += t.numel();
-    if (o.freeze_vision && name.rfind("model.visual.", 0) == 0) {
+    if ((o.freeze_vision && name.rfind("model.visual.", 0) == 0) ||
+        (o.freeze_embeddings && name == "model.language_model.embed_tokens.weight")) {
       t.set_requires_grad(false);
       continue;
     }
@@ -345,8 +347,12 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
       "train stage {}: {} samples from {}, {} x {} samples per step, {} steps ({} per epoch), "
       "lr {:.2e}, warm-up {}, {} of {} parameters trainable{}, {} on {}{}",
       o.stage, n, o.data, o.batch_size, o.grad_accum, total_steps_, steps_per_epoch_, o.lr,
-      o.warmup_steps, trainable, total, o.freeze_vision ? " (vision frozen)" : "", folder_.name,
-      mo.device.str(), o.bf16_products ? " (bfloat16 products)" : "");
+      o.warmup_steps, trainable, total,
+      o.freeze_vision && o.freeze_embeddings ? " (vision and token embeddings frozen)"
+      : o.freeze_vision                      ? " (vision frozen)"
+      : o.freeze_embeddings                  ? " (token embeddings frozen)"
+                                             : "",
+      folder_.name, mo.device.str(), o.bf16_products ? " (bfloat16 products)" : "");
 }
 
 Trainer::~Trainer() = default;

@@ -599,6 +599,7 @@ TEST(Trainer, Stage2TrainsOnPagesWithPruningAndCanFreezeVision) {
   o.lr = 1e-3;
   o.keep_ratio = 0.5;
   o.freeze_vision = true;
+  o.freeze_embeddings = true;
   Trainer t(o);
   const auto before = parameters_of(*t.model());
   const TrainSummary s = t.run();
@@ -607,16 +608,25 @@ TEST(Trainer, Stage2TrainsOnPagesWithPruningAndCanFreezeVision) {
   EXPECT_GT(s.history[0].rank_loss, 0);
   const auto after = parameters_of(*t.model());
   const auto& names = t.model()->named_parameters();
+  int checked = 0;
   for (size_t i = 0; i < names.size(); ++i) {
-    const bool vision = names[i].first.rfind("model.visual.", 0) == 0;
-    if (vision) {
-      EXPECT_TRUE(at::equal(before[i], after[i])) << names[i].first;
+    const std::string& name = names[i].first;
+    const bool vision = name.rfind("model.visual.", 0) == 0;
+    const bool embeddings = name == "model.language_model.embed_tokens.weight";
+    if (vision || embeddings) {
+      EXPECT_TRUE(at::equal(before[i], after[i])) << name;
+    }
+    if (embeddings) ++checked;
+    if (name == "lm_head.weight" || name == "model.language_model.layers.0.mlp.up_proj.weight") {
+      EXPECT_FALSE(at::equal(before[i], after[i])) << name;
+      ++checked;
     }
   }
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i].first == "lm_head.weight") {
-      EXPECT_FALSE(at::equal(before[i], after[i]));
-    }
+  EXPECT_EQ(checked, 3);
+  {
+    std::ifstream in(fs::path(o.output) / "config.json");
+    const json cfg = json::parse(in);
+    EXPECT_EQ(cfg["ziprerank"]["training"]["freeze_embeddings"], true);
   }
   EXPECT_NO_THROW(Reranker::load(o.output, ModelOptions{}));
 
