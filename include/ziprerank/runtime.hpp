@@ -18,8 +18,30 @@ struct BlasInfo {
 
 /// Which BLAS libtorch is calling. On Debian's libtorch this is whatever libblas.so.3 points to.
 BlasInfo detect_blas();
-/// Logs a loud warning when the reference BLAS is active (matrix products ~60x slower).
+/// Logs a loud warning when the reference BLAS is active (matrix products ~60x slower), and at
+/// debug level the BLAS library and OpenBLAS's kernels.
 void warn_if_reference_blas();
+
+/// The kernels OpenBLAS chose at load ("SkylakeX", "Haswell", "Prescott"...); empty when OpenBLAS
+/// is not this process's BLAS.
+std::string openblas_core_name();
+/// The OPENBLAS_CORETYPE to ask for when OpenBLAS chose `current` on a CPU that runs better ones:
+/// OpenBLAS picks its kernels by the CPU's family and model, and on a CPU it does not know (a
+/// virtual machine's generic "Intel(R) Xeon(R) Processor", say) it falls back to its SSE3 kernels
+/// (Prescott), several times slower than the AVX2 or AVX-512 ones the CPU has. "SkylakeX" with
+/// AVX-512 (F, CD, BW, DQ, VL), "Haswell" with AVX2 and FMA, when `current` is such a fallback
+/// (a core without AVX2 kernels); empty otherwise, also when `current` is empty.
+std::string better_openblas_coretype(const std::string& current, bool avx2_fma, bool avx512);
+/// Whether this CPU and its OS run AVX2 with FMA / the AVX-512 subsets OpenBLAS's SkylakeX kernels
+/// use (the OS saving the registers' state).
+bool cpu_has_avx2_fma();
+bool cpu_has_avx512_skylakex();
+/// Call first in main, before any thread starts: when OpenBLAS chose fallback kernels for this CPU
+/// (better_openblas_coretype) and OPENBLAS_CORETYPE is not set, runs this program again in this
+/// process (execv of /proc/self/exe with the same arguments) with OPENBLAS_CORETYPE set, since
+/// OpenBLAS reads it only when it loads. Returns when nothing needed doing or the restart failed.
+/// Setting OPENBLAS_CORETYPE yourself turns it off.
+void restart_with_native_blas_kernels(char** argv);
 
 /// Tunes glibc's allocator for large, short-lived tensors (a 2x speed-up measured on CPU).
 void tune_allocator();

@@ -11,7 +11,11 @@
 #include <cpuid.h>
 #endif
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -53,7 +57,16 @@ BlasInfo detect_blas() {
 
 void warn_if_reference_blas() {
   const BlasInfo info = detect_blas();
-  spdlog::debug("BLAS: {}", info.library);
+  const std::string core = openblas_core_name();
+  spdlog::debug("BLAS: {}{}", info.library,
+                core.empty() ? "" : " (OpenBLAS kernels: " + core + ")");
+  if (const char* was = std::getenv("ZIPRERANK_BLAS_RESTARTED")) {
+    spdlog::debug(
+        "OpenBLAS had chosen its {} kernels for this CPU: restarted with "
+        "OPENBLAS_CORETYPE={} (set OPENBLAS_CORETYPE to choose yourself)",
+        was, core);
+    unsetenv("ZIPRERANK_BLAS_RESTARTED");
+  }
   if (info.reference) {
     spdlog::warn("**************************************************************************");
     spdlog::warn("The reference (netlib) BLAS is active: {}", info.library);
@@ -157,6 +170,89 @@ bool cpu_has_fast_bf16_products() {
 #else
   return false;
 #endif
+}
+
+namespace {
+// XCR0: the register state the OS saves (bit 1 SSE, 2 AVX, 5-7 AVX-512); 0 without OSXSAVE.
+uint64_t os_saved_state() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0;
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (static_cast<uint64_t>(hi) << 32) | lo;
+#else
+  return 0;
+#endif
+}
+
+std::string lower(std::string s) {
+  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+}  // namespace
+
+bool cpu_has_avx2_fma() {
+#if defined(__x86_64__) || defined(__i386__)
+  if ((os_saved_state() & 0x6) != 0x6) return false;
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 12))) return false;  // FMA
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  return (b & (1u << 5)) != 0;  // AVX2
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx512_skylakex() {
+#if defined(__x86_64__) || defined(__i386__)
+  if ((os_saved_state() & 0xE6) != 0xE6 || !cpu_has_avx2_fma()) return false;
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __cpuid_count(7, 0, a, b, c, d);
+  const unsigned need = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);
+  return (b & need) == need;  // F, DQ, CD, BW, VL
+#else
+  return false;
+#endif
+}
+
+std::string openblas_core_name() {
+  using GetCore = char* (*)();
+  const auto get = reinterpret_cast<GetCore>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  const char* name = get ? get() : nullptr;
+  return name ? std::string(name) : std::string();
+}
+
+std::string better_openblas_coretype(const std::string& current, bool avx2_fma, bool avx512) {
+  // OpenBLAS's x86-64 cores without AVX2 kernels: what it falls back to on a CPU it does not
+  // know. A core it recognised (Haswell, Zen, SkylakeX...) is left as chosen.
+  static const char* const fallbacks[] = {"prescott",   "core2",     "penryn",      "dunnington",
+                                          "nehalem",    "atom",      "opteron",     "opteron_sse3",
+                                          "barcelona",  "nano",      "sandybridge", "katmai",
+                                          "coppermine", "northwood", "banias",      "unknown"};
+  const std::string name = lower(current);
+  if (name.empty()) return "";
+  bool fallback = false;
+  for (const char* f : fallbacks) fallback = fallback || name == f;
+  if (!fallback) return "";
+  if (avx512 && avx2_fma) return "SkylakeX";
+  if (avx2_fma) return "Haswell";
+  return "";
+}
+
+void restart_with_native_blas_kernels(char** argv) {
+  if (!argv || !argv[0] || std::getenv("OPENBLAS_CORETYPE")) return;
+  const std::string current = openblas_core_name();
+  const std::string better =
+      better_openblas_coretype(current, cpu_has_avx2_fma(), cpu_has_avx512_skylakex());
+  if (better.empty()) return;
+  setenv("OPENBLAS_CORETYPE", better.c_str(), 1);
+  setenv("ZIPRERANK_BLAS_RESTARTED", current.c_str(), 1);
+  execv("/proc/self/exe", argv);
+  // Still here: the restart failed; go on with the kernels OpenBLAS chose.
+  unsetenv("OPENBLAS_CORETYPE");
+  unsetenv("ZIPRERANK_BLAS_RESTARTED");
 }
 
 bool parse_matmul(const std::string& name, const c10::Device& device, c10::ScalarType dtype) {

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.hpp"
+#include "ziprerank/runtime.hpp"
 #include "ziprerank/safetensors.hpp"
 #include "ziprerank/state_dict.hpp"
 
@@ -210,4 +211,49 @@ TEST(ShippedModel, IsTheDefaultAndRanksTheSampleQueriesRightPageFirst) {
   ASSERT_EQ(pdf.code, 0) << pdf.err;
   EXPECT_NE(pdf.out.find("constitution.pdf#4"), std::string::npos) << pdf.out;
   fs::remove_all(dir);
+}
+
+TEST(CliRuntime, OpenBlasRunsTheKernelsThisCpuHas) {
+  // This test process keeps the kernels OpenBLAS chose at load; the program restarts itself with
+  // better ones when that choice was a fallback (a CPU OpenBLAS does not know).
+  const std::string here = openblas_core_name();
+  if (here.empty()) GTEST_SKIP() << "OpenBLAS is not the BLAS of this build";
+  const char* user = std::getenv("OPENBLAS_CORETYPE");
+  const std::string saved = user ? user : "";
+  const auto kernels = [](const std::string& err) {
+    const std::string key = "(OpenBLAS kernels: ";
+    const auto at = err.find(key);
+    if (at == std::string::npos) return std::string();
+    return err.substr(at + key.size(), err.find(')', at) - at - key.size());
+  };
+  const std::string args = "-v inspect --model " +
+                           shell_quote((fs::temp_directory_path() / "zr_no_such_model").string());
+  const bool avx2 = cpu_has_avx2_fma(), avx512 = cpu_has_avx512_skylakex();
+
+  unsetenv("OPENBLAS_CORETYPE");
+  CliResult r = run_cli(args);
+  const std::string got = kernels(r.err);
+  ASSERT_FALSE(got.empty()) << r.err;
+  EXPECT_EQ(better_openblas_coretype(got, avx2, avx512), "") << r.err;
+  if (user == nullptr) {
+    const std::string wanted = better_openblas_coretype(here, avx2, avx512);
+    if (!wanted.empty()) {
+      EXPECT_EQ(got, wanted) << r.err;
+      EXPECT_NE(r.err.find("had chosen its " + here + " kernels"), std::string::npos) << r.err;
+    } else {
+      EXPECT_EQ(got, here) << r.err;
+      EXPECT_EQ(r.err.find("restarted with"), std::string::npos) << r.err;
+    }
+  }
+
+  // A choice made with OPENBLAS_CORETYPE is kept.
+  setenv("OPENBLAS_CORETYPE", "Prescott", 1);
+  r = run_cli(args);
+  EXPECT_EQ(kernels(r.err), "Prescott") << r.err;
+  EXPECT_EQ(r.err.find("restarted with"), std::string::npos) << r.err;
+  if (user) {
+    setenv("OPENBLAS_CORETYPE", saved.c_str(), 1);
+  } else {
+    unsetenv("OPENBLAS_CORETYPE");
+  }
 }

@@ -16,6 +16,24 @@ TEST(Runtime, OptimisedBlasIsActive) {
   EXPECT_FALSE(info.library.empty());
 }
 
+TEST(Runtime, AsksForBetterOpenBlasKernelsOnlyForAFallbackCore) {
+  // OpenBLAS's fallbacks for a CPU it does not know get the kernels the CPU runs.
+  EXPECT_EQ(better_openblas_coretype("Prescott", true, true), "SkylakeX");
+  EXPECT_EQ(better_openblas_coretype("Prescott", true, false), "Haswell");
+  EXPECT_EQ(better_openblas_coretype("NEHALEM", true, false), "Haswell");
+  EXPECT_EQ(better_openblas_coretype("Sandybridge", true, true), "SkylakeX");
+  EXPECT_EQ(better_openblas_coretype("Core2", false, false), "");    // nothing better to ask for
+  EXPECT_EQ(better_openblas_coretype("Prescott", false, true), "");  // AVX-512 implies AVX2
+  // A core OpenBLAS recognised is left alone, also when the CPU has more.
+  EXPECT_EQ(better_openblas_coretype("Haswell", true, true), "");
+  EXPECT_EQ(better_openblas_coretype("Zen", true, true), "");
+  EXPECT_EQ(better_openblas_coretype("SkylakeX", true, true), "");
+  EXPECT_EQ(better_openblas_coretype("SapphireRapids", true, true), "");
+  EXPECT_EQ(better_openblas_coretype("", true, true), "");  // not OpenBLAS
+  // AVX-512 as SkylakeX's kernels use it needs AVX2 and FMA too.
+  if (cpu_has_avx512_skylakex()) EXPECT_TRUE(cpu_has_avx2_fma());
+}
+
 TEST(Runtime, ThreadsSizeOpenBlasAndLeaveLibtorchAtOneThread) {
   (void)at::mm(at::ones({8, 8}), at::ones({8, 8}));
   const int before = openblas_threads();
