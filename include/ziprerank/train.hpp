@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -151,6 +152,9 @@ struct TrainOptions {
   std::string eval_data;
   int64_t eval_every = 0;    ///< optimizer steps between held-out measurements (0 = start and end)
   int64_t eval_samples = 0;  ///< measure the first N held-out samples (0 = all)
+  /// Show each held-out sample's candidates in a fixed random order (from `seed`); false: in the
+  /// file's order.
+  bool eval_shuffle = true;
 
   int64_t save_every = 0;    ///< optimizer steps between checkpoints (0 = only on interrupt)
   int keep_checkpoints = 0;  ///< keep the newest N checkpoints (0 = all)
@@ -241,7 +245,9 @@ class Trainer {
  private:
   struct SampleResult;
   struct Prepared;
-  Prepared prepare(const train::TrainDataset& data, size_t index);
+  /// With `shuffle_seed`, the candidates are shown in a random order drawn from it.
+  Prepared prepare(const train::TrainDataset& data, size_t index,
+                   std::optional<uint64_t> shuffle_seed = std::nullopt);
   /// Forward pass of one sample; with `backward`, the scaled losses' gradients are accumulated.
   /// Without it (a held-out measurement) --align-crop windows do not depend on the step.
   SampleResult run_sample(const Prepared& p, int64_t batch_tokens, int64_t batch_samples,

@@ -165,7 +165,11 @@ void register_train_command(CLI::App& app, Handler& handler) {
                   "measurements add lines marked \"eval\": true");
   cmd->add_option("--eval-data", o.eval_data,
                   "Held-out JSONL in --data's format: measured without gradient (losses, top-1 "
-                  "agreement) before the first step, every --eval-every steps and after the last");
+                  "agreement) before the first step, every --eval-every steps and after the last; "
+                  "each sample's candidates are shown in a fixed random order (from --seed)");
+  cmd->add_flag("!--eval-in-file-order", o.eval_shuffle,
+                "Show the held-out candidates in the file's order instead (a first stage's order "
+                "often puts the right one first)");
   cmd->add_option("--eval-every", o.eval_every,
                   "Optimizer steps between held-out measurements (0 = first and last only)")
       ->capture_default_str();

@@ -317,6 +317,30 @@ TrainExample parse_our_stage2(const std::string& line, const json& obj, const st
 
 }  // namespace
 
+void reorder_candidates(TrainExample& ex, const std::vector<int64_t>& order) {
+  const size_t n = ex.size();
+  std::vector<int64_t> new_index(n, -1);
+  if (order.size() != n) throw InternalError("reorder_candidates: the order has another length");
+  for (size_t j = 0; j < n; ++j) {
+    const int64_t old = order[j];
+    if (old < 0 || old >= static_cast<int64_t>(n) || new_index[static_cast<size_t>(old)] >= 0)
+      throw InternalError("reorder_candidates: the order is not a permutation");
+    new_index[static_cast<size_t>(old)] = static_cast<int64_t>(j);
+  }
+  if (ex.passages.empty()) {
+    std::vector<PageRef> pages(n);
+    for (size_t j = 0; j < n; ++j) pages[j] = ex.pages[static_cast<size_t>(order[j])];
+    ex.pages = std::move(pages);
+  } else {
+    std::vector<std::string> passages(n);
+    for (size_t j = 0; j < n; ++j) passages[j] = ex.passages[static_cast<size_t>(order[j])];
+    ex.passages = std::move(passages);
+  }
+  for (int64_t& r : ex.ranking) r = new_index[static_cast<size_t>(r)];
+  for (int64_t& g : ex.gt) g = new_index[static_cast<size_t>(g)];
+  ex.target = ranking_string(ex.ranking);
+}
+
 std::vector<int64_t> rank_positions(const std::vector<int64_t>& ranking) {
   std::vector<int64_t> rank_of(ranking.size(), -1);
   for (size_t k = 0; k < ranking.size(); ++k) rank_of[ranking[k]] = static_cast<int64_t>(k);

@@ -41,6 +41,10 @@ struct TrainExample {
   size_t size() const { return passages.empty() ? pages.size() : passages.size(); }
 };
 
+/// Shows the candidates in another order: new candidate j is old candidate order[j] (`order` a
+/// permutation of the candidates). The teacher ranking, ground truth and target follow them.
+void reorder_candidates(TrainExample& ex, const std::vector<int64_t>& order);
+
 /// rank_of[i] = position of candidate i in `ranking` (ranking must be a permutation).
 std::vector<int64_t> rank_positions(const std::vector<int64_t>& ranking);
 

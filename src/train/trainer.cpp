@@ -369,9 +369,17 @@ std::vector<size_t> Trainer::epoch_order(int epoch) const {
   return order;
 }
 
-Trainer::Prepared Trainer::prepare(const train::TrainDataset& data, size_t index) {
+Trainer::Prepared Trainer::prepare(const train::TrainDataset& data, size_t index,
+                                   std::optional<uint64_t> shuffle_seed) {
   Prepared p;
   p.example = data.get(index);
+  if (shuffle_seed) {
+    std::vector<int64_t> order(p.example.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+    SplitMix64 rng{*shuffle_seed};
+    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+    train::reorder_candidates(p.example, order);
+  }
   const std::string& target = p.example.target;
   p.target_ids = tokenizer_->encode(target.substr(1));  // the prompt already ends with "["
   p.target_ids.push_back(folder_.config.eos_token_id);
@@ -787,7 +795,13 @@ EvalMetrics Trainer::evaluate() {
     double get() const { return count > 0 ? sum / static_cast<double>(count) : NAN; }
   } gen, rank, align, candidate, rank_top1, candidate_top1;
   for (size_t i = 0; i < n; ++i) {
-    const Prepared p = prepare(*eval_data_, i);
+    // Held-out files often list candidates in their first stage's order, the right one first;
+    // a model that prefers early identifiers would look good there without reading. Each
+    // sample's candidates get one random order, the same at every measurement.
+    const Prepared p =
+        options_.eval_shuffle
+            ? prepare(*eval_data_, i, options_.seed ^ (0x9E3779B97F4A7C15ull * (i + 1)))
+            : prepare(*eval_data_, i);
     const auto tokens = static_cast<int64_t>(p.target_ids.size());
     const SampleResult r = run_sample(p, tokens, 1, /*backward=*/false);
     // The generation loss is a per-token mean, as in training (not run with --align-only).

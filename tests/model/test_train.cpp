@@ -195,6 +195,33 @@ TEST(TrainSchedule, CosineWithLinearWarmup) {
 // ---------------------------------------------------------------------------------------------
 // Data
 
+TEST(TrainData, ReorderedCandidatesKeepTheirRankingAndGroundTruth) {
+  train::TrainExample ex;
+  for (const char* id : {"a", "b", "c", "d"})
+    ex.pages.push_back(PageRef{id, std::string(id) + ".png"});
+  ex.ranking = {2, 0, 3, 1};
+  ex.gt = {2};
+  ex.target = "[C] > [A] > [D] > [B]";
+  train::reorder_candidates(ex, {3, 2, 1, 0});
+  ASSERT_EQ(ex.pages.size(), 4u);
+  EXPECT_EQ(ex.pages[0].id, "d");
+  EXPECT_EQ(ex.pages[3].path, "a.png");
+  EXPECT_EQ(ex.ranking, (std::vector<int64_t>{1, 3, 0, 2}));
+  EXPECT_EQ(ex.gt, (std::vector<int64_t>{1}));
+  EXPECT_EQ(ex.target, "[B] > [D] > [A] > [C]");
+  EXPECT_EQ(ex.pages[static_cast<size_t>(ex.gt[0])].id, "c");  // the same page is relevant
+
+  train::TrainExample passages;
+  passages.passages = {"first", "second", "third"};
+  passages.ranking = {0, 1, 2};
+  train::reorder_candidates(passages, {1, 2, 0});
+  EXPECT_EQ(passages.passages, (std::vector<std::string>{"second", "third", "first"}));
+  EXPECT_EQ(passages.ranking, (std::vector<int64_t>{2, 0, 1}));
+  EXPECT_EQ(passages.target, "[C] > [A] > [B]");
+  EXPECT_THROW(train::reorder_candidates(passages, {0, 0, 1}), InternalError);
+  EXPECT_THROW(train::reorder_candidates(passages, {0, 1}), InternalError);
+}
+
 TEST(TrainData, RankZephyrRegexesMatchPython) {
   std::ifstream in(kFixtures / "rank_zephyr_regex_cases.json");
   const json cases = json::parse(in);
@@ -453,6 +480,7 @@ TEST(Trainer, HeldOutMeasurementsDoNotChangeTraining) {
   o.output = (dir / "measured").string();
   o.eval_data = held.string();
   o.eval_every = 5;
+  o.eval_shuffle = false;  // the sample as trained on, candidates in the same order
   o.metrics_file = (dir / "metrics.jsonl").string();
   Trainer b(o);
   const TrainSummary sb = b.run();
