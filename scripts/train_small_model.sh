@@ -261,6 +261,9 @@ config["qi_early_text_mode"] = "query_only"
 note = config.setdefault("ziprerank", {})
 note["name"] = "ziprerank-small"
 note["scoring"] = "similarity"
+# Only the tower is trained: `rank --scoring logits` with this model warns that its rankings are
+# not meaningful.
+note["trained_scorings"] = ["similarity"]
 note["keep_ratio"] = 1.0  # scoring costs nothing next to reading; every kept token helps it
 # The tower learned to read on crop-sized windows: it reads pages as tiles of that size, which
 # costs far less than attention across a whole page.

@@ -32,6 +32,9 @@ struct ModelFolder {
   /// How this model ranks when the command does not say (`ziprerank.scoring` in config.json):
   /// logits (the default), generate or similarity.
   std::string scoring = "logits";
+  /// The scorings this model was trained for (`ziprerank.trained_scorings` in config.json); empty:
+  /// not stated (any). A model whose language model is untrained lists only "similarity".
+  std::vector<std::string> trained_scorings;
   /// The keep ratio of query-aware pruning when the command does not say
   /// (`ziprerank.keep_ratio` in config.json, in (0, 1]).
   double keep_ratio = 0.5;
@@ -41,6 +44,10 @@ struct ModelFolder {
   /// 0 (the default, as Qwen3-VL) reads every image whole. A multiple of patch x merge size.
   int vision_tile = 0;
 };
+
+/// A warning for ranking with `scoring` when the folder lists the scorings it was trained for
+/// and `scoring` is not one of them; empty otherwise.
+std::string untrained_scoring_warning(const ModelFolder& folder, const std::string& scoring);
 
 /// Reads config.json and preprocessor_config.json and finds the tokenizer. Weights are not opened.
 ModelFolder open_model_folder(const std::string& dir);

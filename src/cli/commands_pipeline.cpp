@@ -48,7 +48,10 @@ struct PipelineArgs {
 
 // The scoring asked for, else the one the model folder names.
 std::string scoring_for(const PipelineArgs& a, const Reranker& reranker) {
-  return a.scoring.empty() ? reranker.folder().scoring : a.scoring;
+  const std::string scoring = a.scoring.empty() ? reranker.folder().scoring : a.scoring;
+  if (const std::string w = untrained_scoring_warning(reranker.folder(), scoring); !w.empty())
+    spdlog::warn("{}", w);
+  return scoring;
 }
 
 // The keep ratio asked for, else the one the model folder names.

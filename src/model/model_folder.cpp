@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -171,6 +172,16 @@ ModelFolder open_model_folder(const std::string& dir) {
       throw InputError(cfg.string() + ": ziprerank.scoring '" + m.scoring +
                        "' is not one of logits, generate, similarity");
     }
+    if (auto t = it->find("trained_scorings"); t != it->end()) {
+      const std::string what = cfg.string() + ": ziprerank.trained_scorings";
+      if (!t->is_array()) throw InputError(what + " must be an array of scoring names");
+      for (const json& v : *t) {
+        const std::string name = v.is_string() ? v.get<std::string>() : v.dump();
+        if (!v.is_string() || (name != "logits" && name != "generate" && name != "similarity"))
+          throw InputError(what + ": '" + name + "' is not one of logits, generate, similarity");
+        m.trained_scorings.push_back(name);
+      }
+    }
     detail::read_opt(*it, "keep_ratio", m.keep_ratio, cfg.string(), "ziprerank.");
     if (!(m.keep_ratio > 0.0 && m.keep_ratio <= 1.0)) {
       throw InputError(cfg.string() + ": ziprerank.keep_ratio " + std::to_string(m.keep_ratio) +
@@ -193,6 +204,16 @@ ModelFolder open_model_folder(const std::string& dir) {
   if (m.tokenizer_file.empty())
     throw InputError("'" + dir + "' has no tokenizer.json or tokenizer.model");
   return m;
+}
+
+std::string untrained_scoring_warning(const ModelFolder& folder, const std::string& scoring) {
+  const auto& t = folder.trained_scorings;
+  if (t.empty() || std::find(t.begin(), t.end(), scoring) != t.end()) return "";
+  std::string list;
+  for (const std::string& s : t) list += (list.empty() ? "" : ", ") + s;
+  return "model '" + folder.name + "' was trained for " + list + " scoring only (" +
+         "ziprerank.trained_scorings in its config.json): its " + scoring +
+         " rankings are not meaningful; drop --scoring to use its own";
 }
 
 std::string default_model_dir() {

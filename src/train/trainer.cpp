@@ -928,6 +928,9 @@ void Trainer::save_model(const std::string& dir) const {
                    {"final_loss", last_loss_}});
   note["training"] = training;
   note.erase("seed");  // the init's random seed does not describe trained weights
+  // Training the language model (any ranking loss) makes the init's list of the scorings it was
+  // trained for out of date; training the tower alone leaves it as it was.
+  if (!o.align_only) note.erase("trained_scorings");
   cfg["ziprerank"] = note;
   write_text_atomic(out / "config.json", cfg.dump(2) + "\n");
 }

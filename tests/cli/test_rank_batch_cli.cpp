@@ -163,6 +163,32 @@ TEST_F(RankBatch, ScoringDefaultsToTheOneTheModelFolderNames) {
   EXPECT_NE(by_model.err.find("similarity scoring"), std::string::npos) << by_model.err;
   EXPECT_EQ(by_model.out, asked.out);
   EXPECT_NE(by_model.out, logits.out);  // --scoring still wins over the model's choice
+  EXPECT_EQ(logits.err.find("not meaningful"), std::string::npos) << logits.err;
+
+  // A folder that lists the scorings it was trained for warns when asked for another.
+  set_model_key(own, "trained_scorings", json::array({"similarity"}));
+  const CliResult warned =
+      run_cli("rank --model " + shell_quote(own.string()) + " --scoring logits" + pages);
+  const CliResult quiet = run_cli("rank --model " + shell_quote(own.string()) + pages);
+  ASSERT_EQ(warned.code, 0) << warned.err;
+  ASSERT_EQ(quiet.code, 0) << quiet.err;
+  EXPECT_NE(warned.err.find("was trained for similarity scoring only"), std::string::npos)
+      << warned.err;
+  EXPECT_NE(warned.err.find("its logits rankings are not meaningful"), std::string::npos)
+      << warned.err;
+  EXPECT_EQ(warned.out, logits.out);  // a warning, not a refusal
+  EXPECT_EQ(quiet.err.find("not meaningful"), std::string::npos) << quiet.err;
+  set_model_key(own, "trained_scorings", json::array({"logits", "fast"}));
+  const CliResult bad_list = run_cli("rank --model " + shell_quote(own.string()) + pages);
+  EXPECT_NE(bad_list.code, 0);
+  EXPECT_NE(bad_list.err.find("ziprerank.trained_scorings: 'fast' is not one of"),
+            std::string::npos)
+      << bad_list.err;
+  set_model_key(own, "trained_scorings", "similarity");
+  EXPECT_NE(
+      run_cli("rank --model " + shell_quote(own.string()) + pages).err.find("must be an array"),
+      std::string::npos);
+  set_model_key(own, "trained_scorings", json::array());
 
   set_model_key(own, "scoring", "fastest");
   const CliResult bad = run_cli("rank --model " + shell_quote(own.string()) + pages);
