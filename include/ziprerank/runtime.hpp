@@ -36,12 +36,12 @@ std::string better_openblas_coretype(const std::string& current, bool avx2_fma, 
 /// use (the OS saving the registers' state).
 bool cpu_has_avx2_fma();
 bool cpu_has_avx512_skylakex();
-/// Call first in main, before any thread starts: when OpenBLAS chose fallback kernels for this CPU
-/// (better_openblas_coretype) and OPENBLAS_CORETYPE is not set, runs this program again in this
-/// process (execv of /proc/self/exe with the same arguments) with OPENBLAS_CORETYPE set, since
-/// OpenBLAS reads it only when it loads. Returns when nothing needed doing or the restart failed.
-/// Setting OPENBLAS_CORETYPE yourself turns it off.
-void restart_with_native_blas_kernels(char** argv);
+/// Call first in main, before any BLAS call: when OpenBLAS chose fallback kernels for this CPU
+/// (better_openblas_coretype) and OPENBLAS_CORETYPE is not set, sets it (child processes inherit
+/// it) and has OpenBLAS pick its kernels again in this process; where that is not possible, runs
+/// this program again (execv of /proc/self/exe with the same arguments), since OpenBLAS reads the
+/// variable when it loads. Setting OPENBLAS_CORETYPE yourself turns it off.
+void use_native_blas_kernels(char** argv);
 
 /// Tunes glibc's allocator for large, short-lived tensors (a 2x speed-up measured on CPU).
 void tune_allocator();

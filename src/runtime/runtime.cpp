@@ -60,12 +60,12 @@ void warn_if_reference_blas() {
   const std::string core = openblas_core_name();
   spdlog::debug("BLAS: {}{}", info.library,
                 core.empty() ? "" : " (OpenBLAS kernels: " + core + ")");
-  if (const char* was = std::getenv("ZIPRERANK_BLAS_RESTARTED")) {
+  if (const char* was = std::getenv("ZIPRERANK_BLAS_CHOSEN")) {
     spdlog::debug(
-        "OpenBLAS had chosen its {} kernels for this CPU: restarted with "
-        "OPENBLAS_CORETYPE={} (set OPENBLAS_CORETYPE to choose yourself)",
+        "OpenBLAS had chosen its {} kernels for this CPU: switched to {} "
+        "(OPENBLAS_CORETYPE; set it yourself to choose)",
         was, core);
-    unsetenv("ZIPRERANK_BLAS_RESTARTED");
+    unsetenv("ZIPRERANK_BLAS_CHOSEN");
   }
   if (info.reference) {
     spdlog::warn("**************************************************************************");
@@ -241,18 +241,30 @@ std::string better_openblas_coretype(const std::string& current, bool avx2_fma, 
   return "";
 }
 
-void restart_with_native_blas_kernels(char** argv) {
-  if (!argv || !argv[0] || std::getenv("OPENBLAS_CORETYPE")) return;
+void use_native_blas_kernels(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE")) return;
   const std::string current = openblas_core_name();
   const std::string better =
       better_openblas_coretype(current, cpu_has_avx2_fma(), cpu_has_avx512_skylakex());
   if (better.empty()) return;
-  setenv("OPENBLAS_CORETYPE", better.c_str(), 1);
-  setenv("ZIPRERANK_BLAS_RESTARTED", current.c_str(), 1);
-  execv("/proc/self/exe", argv);
-  // Still here: the restart failed; go on with the kernels OpenBLAS chose.
+  setenv("OPENBLAS_CORETYPE", better.c_str(), 1);  // child processes start with it too
+  setenv("ZIPRERANK_BLAS_CHOSEN", current.c_str(), 1);
+  // OpenBLAS built for several CPUs (Debian's is) picks its kernel table in
+  // gotoblas_dynamic_init(), which reads OPENBLAS_CORETYPE; dropping the table and picking again
+  // switches kernels in this process. Safe here, before the first BLAS call.
+  using Step = void (*)();
+  const auto quit = reinterpret_cast<Step>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
+  const auto init = reinterpret_cast<Step>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init"));
+  if (quit && init) {
+    quit();
+    init();
+    if (lower(openblas_core_name()) == lower(better)) return;
+  }
+  // Otherwise run this program again: OpenBLAS reads the variable when it loads.
+  if (argv && argv[0]) execv("/proc/self/exe", argv);
+  // Still here: go on with the kernels OpenBLAS has.
   unsetenv("OPENBLAS_CORETYPE");
-  unsetenv("ZIPRERANK_BLAS_RESTARTED");
+  unsetenv("ZIPRERANK_BLAS_CHOSEN");
 }
 
 bool parse_matmul(const std::string& name, const c10::Device& device, c10::ScalarType dtype) {
