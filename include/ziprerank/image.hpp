@@ -101,6 +101,10 @@ at::Tensor normalize_image(const Image& image, const PreprocessorConfig& config)
 /// H and W must be multiples of patch_size * merge_size.
 at::Tensor patchify(const at::Tensor& chw, const PreprocessorConfig& config);
 
+/// patchify(normalize_image(image, config), config) in one pass over the 8-bit pixels (each
+/// channel's 256 values normalised once), bit for bit.
+at::Tensor normalize_patchify(const Image& image, const PreprocessorConfig& config);
+
 struct PreprocessedImage {
   at::Tensor pixel_values;            ///< float32 [gt*gh*gw, C*T*P*P]
   std::array<int64_t, 3> grid_thw{};  ///< {gt, gh, gw}, in patches

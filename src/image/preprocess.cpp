@@ -7,6 +7,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <string>
 
@@ -194,8 +195,9 @@ Image resize_antialiased(const Image& image, int64_t height, int64_t width, int 
                        need_vertical ? &vertical : nullptr);
 }
 
-at::Tensor normalize_image(const Image& image, const PreprocessorConfig& config) {
-  check_image(image, "normalize_image");
+namespace {
+// The float32 value normalize_image gives each 8-bit value of each channel.
+std::array<std::array<float, 256>, 3> normalize_table(const PreprocessorConfig& config) {
   if (config.image_mean.size() != 3 || config.image_std.size() != 3) {
     throw InputError("normalize_image: image_mean and image_std need 3 entries");
   }
@@ -214,23 +216,74 @@ at::Tensor normalize_image(const Image& image, const PreprocessorConfig& config)
     }
   }
   const float rescale = static_cast<float>(config.rescale_factor);
+  std::array<std::array<float, 256>, 3> table{};
+  for (int c = 0; c < 3; ++c) {
+    for (int v = 0; v < 256; ++v) {
+      const float x = static_cast<float>(v);
+      table[c][v] = config.do_normalize ? (x - mean[c]) / stdev[c]
+                    : config.do_rescale ? x * rescale
+                                        : x;
+    }
+  }
+  return table;
+}
 
+void check_patch_multiple(int64_t h, int64_t w, const PreprocessorConfig& config) {
+  const int64_t pm = int64_t{config.patch_size} * config.merge_size;
+  if (h % pm != 0 || w % pm != 0) {
+    throw InputError("patchify: image of " + dims(w, h) + " is not a multiple of patch_size * " +
+                     "merge_size = " + std::to_string(pm) + " (is do_resize off?)");
+  }
+}
+}  // namespace
+
+at::Tensor normalize_patchify(const Image& image, const PreprocessorConfig& config) {
+  check_image(image, "normalize_patchify");
+  const auto table = normalize_table(config);
+  const int64_t p = config.patch_size, m = config.merge_size, t = config.temporal_patch_size;
+  const int64_t h = image.height, w = image.width;
+  check_patch_multiple(h, w, config);
+  const int64_t gh = h / p, gw = w / p, frame = p * p, row_len = 3 * t * frame;
+  at::Tensor out = at::empty({gh * gw, row_len}, at::kFloat);
+  float* dst = out.data_ptr<float>();
+  const uint8_t* rgb = image.rgb.data();
+  // The rows and their layout of patchify(normalize_image(image)); the frame's later copies
+  // are copied from the first.
+  int64_t row = 0;
+  for (int64_t by = 0; by < gh / m; ++by) {
+    for (int64_t bx = 0; bx < gw / m; ++bx) {
+      for (int64_t iy = 0; iy < m; ++iy) {
+        for (int64_t ix = 0; ix < m; ++ix, ++row) {
+          const int64_t y0 = (by * m + iy) * p, x0 = (bx * m + ix) * p;
+          float* o = dst + row * row_len;
+          for (int64_t c = 0; c < 3; ++c) {
+            const float* lut = table[static_cast<size_t>(c)].data();
+            float* first = o + c * t * frame;
+            for (int64_t y = 0; y < p; ++y) {
+              const uint8_t* s = rgb + ((y0 + y) * w + x0) * 3 + c;
+              float* d = first + y * p;
+              for (int64_t x = 0; x < p; ++x) d[x] = lut[s[x * 3]];
+            }
+            for (int64_t f = 1; f < t; ++f) std::copy(first, first + frame, first + f * frame);
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+at::Tensor normalize_image(const Image& image, const PreprocessorConfig& config) {
+  check_image(image, "normalize_image");
+  const auto table = normalize_table(config);
   const int64_t h = image.height;
   const int64_t w = image.width;
   at::Tensor out = at::empty({3, h, w}, at::kFloat);
   float* dst = out.data_ptr<float>();
   for (int64_t c = 0; c < 3; ++c) {
+    const float* lut = table[static_cast<size_t>(c)].data();
     float* plane = dst + c * h * w;
-    for (int64_t i = 0; i < h * w; ++i) {
-      const float x = image.rgb[i * 3 + c];
-      if (config.do_normalize) {
-        plane[i] = (x - mean[c]) / stdev[c];
-      } else if (config.do_rescale) {
-        plane[i] = x * rescale;
-      } else {
-        plane[i] = x;
-      }
-    }
+    for (int64_t i = 0; i < h * w; ++i) plane[i] = lut[image.rgb[i * 3 + c]];
   }
   return out;
 }
@@ -244,10 +297,7 @@ at::Tensor patchify(const at::Tensor& chw, const PreprocessorConfig& config) {
   const int64_t t = config.temporal_patch_size;
   const int64_t h = chw.size(1);
   const int64_t w = chw.size(2);
-  if (h % (p * m) != 0 || w % (p * m) != 0) {
-    throw InputError("patchify: image of " + dims(w, h) + " is not a multiple of patch_size * " +
-                     "merge_size = " + std::to_string(p * m) + " (is do_resize off?)");
-  }
+  check_patch_multiple(h, w, config);
   const at::Tensor src_t = chw.contiguous();
   const float* src = src_t.data_ptr<float>();
   const int64_t gh = h / p;
@@ -298,7 +348,7 @@ PreprocessedImage preprocess_image(const Image& image, const PreprocessorConfig&
     current = &resized;
   }
   PreprocessedImage result;
-  result.pixel_values = patchify(normalize_image(*current, config), config);
+  result.pixel_values = normalize_patchify(*current, config);
   result.grid_thw = {1, current->height / config.patch_size, current->width / config.patch_size};
   result.merge_size = config.merge_size;
   return result;

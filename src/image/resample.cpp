@@ -127,9 +127,73 @@ inline uint8_t clip_shift(int32_t acc, int precision) {
   return static_cast<uint8_t>(std::clamp(acc >> precision, 0, 255));
 }
 
+// The horizontal pass with every output reading exactly S source pixels: windows shorter than S
+// get zero weights (moved back from the row's end where they would run past it), which leaves
+// the integer sums, and so the result, unchanged; the fixed trip count lets the compiler unroll.
+template <int C, int S>
+void horizontal_pass_fixed(const uint8_t* src, int src_width, int row_begin, int rows,
+                           const AxisTaps& taps, int out_width, uint8_t* dst) {
+  std::vector<int> first(static_cast<size_t>(out_width));
+  std::vector<int32_t> weights(static_cast<size_t>(out_width) * S, 0);
+  for (int x = 0; x < out_width; ++x) {
+    const int f = std::min(taps.first[x], src_width - S);
+    first[x] = f;
+    const int32_t* k = &taps.coeffs[static_cast<size_t>(x) * taps.stride];
+    for (int j = 0; j < taps.count[x]; ++j)
+      weights[static_cast<size_t>(x) * S + taps.first[x] - f + j] = k[j];
+  }
+  const int32_t rounding = 1 << (taps.precision - 1);
+  for (int y = 0; y < rows; ++y) {
+    const uint8_t* in_row = src + static_cast<size_t>(row_begin + y) * src_width * C;
+    uint8_t* out_row = dst + static_cast<size_t>(y) * out_width * C;
+    for (int x = 0; x < out_width; ++x) {
+      const int32_t* k = &weights[static_cast<size_t>(x) * S];
+      const uint8_t* p = in_row + static_cast<size_t>(first[x]) * C;
+      int32_t acc[C];
+      for (int c = 0; c < C; ++c) acc[c] = rounding;
+      for (int j = 0; j < S; ++j) {
+        for (int c = 0; c < C; ++c) acc[c] += p[j * C + c] * k[j];
+      }
+      for (int c = 0; c < C; ++c) out_row[x * C + c] = clip_shift(acc[c], taps.precision);
+    }
+  }
+}
+
 template <int C>
 void horizontal_pass(const uint8_t* src, int src_width, int row_begin, int rows,
                      const AxisTaps& taps, int out_width, uint8_t* dst) {
+  if (taps.stride <= src_width) {
+    switch (taps.stride) {
+      case 4:
+        return horizontal_pass_fixed<C, 4>(src, src_width, row_begin, rows, taps, out_width, dst);
+      case 5:
+        return horizontal_pass_fixed<C, 5>(src, src_width, row_begin, rows, taps, out_width, dst);
+      case 6:
+        return horizontal_pass_fixed<C, 6>(src, src_width, row_begin, rows, taps, out_width, dst);
+      case 7:
+        return horizontal_pass_fixed<C, 7>(src, src_width, row_begin, rows, taps, out_width, dst);
+      case 8:
+        return horizontal_pass_fixed<C, 8>(src, src_width, row_begin, rows, taps, out_width, dst);
+      case 9:
+        return horizontal_pass_fixed<C, 9>(src, src_width, row_begin, rows, taps, out_width, dst);
+      case 10:
+        return horizontal_pass_fixed<C, 10>(src, src_width, row_begin, rows, taps, out_width, dst);
+      case 11:
+        return horizontal_pass_fixed<C, 11>(src, src_width, row_begin, rows, taps, out_width, dst);
+      case 12:
+        return horizontal_pass_fixed<C, 12>(src, src_width, row_begin, rows, taps, out_width, dst);
+      case 13:
+        return horizontal_pass_fixed<C, 13>(src, src_width, row_begin, rows, taps, out_width, dst);
+      case 14:
+        return horizontal_pass_fixed<C, 14>(src, src_width, row_begin, rows, taps, out_width, dst);
+      case 15:
+        return horizontal_pass_fixed<C, 15>(src, src_width, row_begin, rows, taps, out_width, dst);
+      case 16:
+        return horizontal_pass_fixed<C, 16>(src, src_width, row_begin, rows, taps, out_width, dst);
+      default:
+        break;
+    }
+  }
   const int32_t rounding = 1 << (taps.precision - 1);
   for (int y = 0; y < rows; ++y) {
     const uint8_t* in_row = src + static_cast<size_t>(row_begin + y) * src_width * C;

@@ -485,6 +485,24 @@ TEST(Patchify, RowOrderMatchesTransformersPermute) {
   EXPECT_EQ(got[row][col].item<float>(), expected);
 }
 
+TEST(Patchify, OnePassFromPixelsEqualsNormalizeThenPatchify) {
+  PreprocessorConfig cfg = qwen3_config();
+  const Image img = synthetic_image(96, 64, 11);
+  for (int variant = 0; variant < 4; ++variant) {
+    PreprocessorConfig c = cfg;
+    c.do_normalize = variant != 1 && variant != 3;
+    c.do_rescale = variant != 2 && variant != 3;
+    c.image_mean = {0.48, 0.46, 0.41};
+    c.image_std = {0.27, 0.26, 0.28};
+    if (variant == 0) c.temporal_patch_size = 3;
+    const at::Tensor want = patchify(normalize_image(img, c), c);
+    const at::Tensor got = normalize_patchify(img, c);
+    ASSERT_EQ(got.sizes(), want.sizes()) << variant;
+    EXPECT_TRUE(at::equal(got, want)) << variant;  // bit for bit
+  }
+  EXPECT_THROW(normalize_patchify(synthetic_image(48, 64, 1), cfg), InputError);
+}
+
 TEST(Patchify, RejectsSizesThatAreNotMultiples) {
   const PreprocessorConfig cfg = qwen3_config();
   EXPECT_THROW(patchify(at::zeros({3, 48, 64}), cfg), InputError);
