@@ -305,9 +305,11 @@ void encode_range(const Qwen3VLModel& model, const std::vector<PreprocessedImage
                   size_t begin, size_t end, int vision_tile, bool deepstack,
                   std::vector<std::shared_ptr<const EncodedPage>>& out) {
   c10::InferenceMode guard;
-  // Pages are encoded a few at a time: bigger matrix products, bounded memory. Attention never
-  // crosses pages, so this equals encoding each page alone.
-  const size_t chunk = 8;
+  // On an accelerator pages are encoded a few at a time: bigger kernels, bounded memory. On CPU
+  // one at a time: the tower works through about 2048 rows at once anyway, and joining pages
+  // would copy their patch rows (20 MB a page) into fresh memory first. Attention never crosses
+  // pages, so this equals encoding each page alone.
+  const size_t chunk = model.options().device.is_cpu() ? 1 : 8;
   for (size_t b = begin; b < end; b += chunk) {
     const size_t e = std::min(end, b + chunk);
     std::vector<at::Tensor> px;
@@ -317,7 +319,8 @@ void encode_range(const Qwen3VLModel& model, const std::vector<PreprocessedImage
       grids.push_back(ImageGrid{thw[0], thw[1], thw[2]});
       px.push_back(pages[i].pixel_values);
     }
-    const VisionFeatures vf = model.encode_images(at::cat(px, 0), grids, vision_tile, deepstack);
+    const VisionFeatures vf =
+        model.encode_images(px.size() == 1 ? px[0] : at::cat(px, 0), grids, vision_tile, deepstack);
     int64_t off = 0;
     for (size_t i = b; i < e; ++i) {
       auto page = std::make_shared<EncodedPage>();
