@@ -465,6 +465,41 @@ TEST(Trainer, OverfitsATinyBatchAndSavesAFolderThatScoresTheSame) {
   EXPECT_EQ(lines, 25);
 }
 
+TEST(Trainer, TrainingTheLanguageModelDropsTheInitsListOfTrainedScorings) {
+  const ScratchDir dir("scorings");
+  const fs::path data = write_lines(dir, "train.jsonl", kOverfitData);
+  // An init whose config.json says it was trained for similarity scoring only.
+  const fs::path init = dir / "init";
+  fs::copy(test::tiny_model_dir(), init, fs::copy_options::recursive);
+  json cfg;
+  {
+    std::ifstream in(init / "config.json");
+    cfg = json::parse(in);
+  }
+  cfg["ziprerank"]["trained_scorings"] = json::array({"similarity"});
+  std::ofstream(init / "config.json") << cfg.dump(2);
+  const auto saved_list = [](const std::string& out) {
+    std::ifstream in(fs::path(out) / "config.json");
+    return json::parse(in)["ziprerank"].value("trained_scorings", json::array());
+  };
+
+  TrainOptions tower = tiny_options(dir, data);
+  tower.init = init.string();
+  tower.output = (dir / "tower").string();
+  tower.max_steps = 1;
+  tower.align_weight = 1.0;
+  tower.align_only = true;  // the tower alone: the list still holds
+  Trainer(tower).run();
+  EXPECT_EQ(saved_list(tower.output), json::array({"similarity"}));
+
+  TrainOptions ranking = tiny_options(dir, data);
+  ranking.init = init.string();
+  ranking.output = (dir / "ranking").string();
+  ranking.max_steps = 1;
+  Trainer(ranking).run();
+  EXPECT_EQ(saved_list(ranking.output), json::array());  // the language model trained: dropped
+}
+
 TEST(Trainer, HeldOutMeasurementsDoNotChangeTraining) {
   const ScratchDir dir("heldout");
   const fs::path data = write_lines(dir, "train.jsonl", kOverfitData);
