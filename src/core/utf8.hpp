@@ -1,6 +1,7 @@
 // Decoding one UTF-8 sequence: the single primitive behind the tokenizer, the renderer and the
 // training-data parser, which differ only in what they do with a malformed byte; and whole-string
-// conversion to and from code points (the renderer, similarity scoring's word lengths).
+// conversion to and from code points (the renderer, similarity scoring's word lengths); and
+// ASCII case folding that leaves every other byte (UTF-8 sequences included) as it is.
 #pragma once
 
 #include <cstddef>
@@ -77,6 +78,14 @@ inline std::string u32_to_utf8(std::u32string_view text) {
     }
   }
   return out;
+}
+
+/// `text` with ASCII letters in lower case; every other byte kept.
+inline std::string ascii_lower(std::string text) {
+  for (char& ch : text) {
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  }
+  return text;
 }
 
 }  // namespace ziprerank::detail

@@ -228,42 +228,28 @@ std::array<std::array<float, 256>, 3> normalize_table(const PreprocessorConfig& 
   return table;
 }
 
-void check_patch_multiple(int64_t h, int64_t w, const PreprocessorConfig& config) {
-  const int64_t pm = int64_t{config.patch_size} * config.merge_size;
-  if (h % pm != 0 || w % pm != 0) {
-    throw InputError("patchify: image of " + dims(w, h) + " is not a multiple of patch_size * " +
-                     "merge_size = " + std::to_string(pm) + " (is do_resize off?)");
-  }
-}
-}  // namespace
-
-at::Tensor normalize_patchify(const Image& image, const PreprocessorConfig& config) {
-  check_image(image, "normalize_patchify");
-  const auto table = normalize_table(config);
+// pixel_values rows of an h x w frame: rows in merge-window order (block row, block column, row
+// in block, column in block), each laid out as (c, t, y, x) with the frame repeated over t.
+// fill(c, y, x0, out) writes the p values of channel c, image row y, columns [x0, x0 + p).
+template <typename Fill>
+at::Tensor patch_rows(int64_t h, int64_t w, const PreprocessorConfig& config, Fill fill) {
   const int64_t p = config.patch_size, m = config.merge_size, t = config.temporal_patch_size;
-  const int64_t h = image.height, w = image.width;
-  check_patch_multiple(h, w, config);
+  if (h % (p * m) != 0 || w % (p * m) != 0) {
+    throw InputError("patchify: image of " + dims(w, h) + " is not a multiple of patch_size * " +
+                     "merge_size = " + std::to_string(p * m) + " (is do_resize off?)");
+  }
   const int64_t gh = h / p, gw = w / p, frame = p * p, row_len = 3 * t * frame;
   at::Tensor out = at::empty({gh * gw, row_len}, at::kFloat);
   float* dst = out.data_ptr<float>();
-  const uint8_t* rgb = image.rgb.data();
-  // The rows and their layout of patchify(normalize_image(image)); the frame's later copies
-  // are copied from the first.
   int64_t row = 0;
   for (int64_t by = 0; by < gh / m; ++by) {
     for (int64_t bx = 0; bx < gw / m; ++bx) {
       for (int64_t iy = 0; iy < m; ++iy) {
         for (int64_t ix = 0; ix < m; ++ix, ++row) {
           const int64_t y0 = (by * m + iy) * p, x0 = (bx * m + ix) * p;
-          float* o = dst + row * row_len;
           for (int64_t c = 0; c < 3; ++c) {
-            const float* lut = table[static_cast<size_t>(c)].data();
-            float* first = o + c * t * frame;
-            for (int64_t y = 0; y < p; ++y) {
-              const uint8_t* s = rgb + ((y0 + y) * w + x0) * 3 + c;
-              float* d = first + y * p;
-              for (int64_t x = 0; x < p; ++x) d[x] = lut[s[x * 3]];
-            }
+            float* first = dst + row * row_len + c * t * frame;
+            for (int64_t y = 0; y < p; ++y) fill(c, y0 + y, x0, first + y * p);
             for (int64_t f = 1; f < t; ++f) std::copy(first, first + frame, first + f * frame);
           }
         }
@@ -271,6 +257,19 @@ at::Tensor normalize_patchify(const Image& image, const PreprocessorConfig& conf
     }
   }
   return out;
+}
+}  // namespace
+
+at::Tensor normalize_patchify(const Image& image, const PreprocessorConfig& config) {
+  check_image(image, "normalize_patchify");
+  const auto table = normalize_table(config);
+  const int64_t p = config.patch_size, w = image.width;
+  const uint8_t* rgb = image.rgb.data();
+  return patch_rows(image.height, w, config, [&](int64_t c, int64_t y, int64_t x0, float* out) {
+    const float* lut = table[static_cast<size_t>(c)].data();
+    const uint8_t* s = rgb + (y * w + x0) * 3 + c;
+    for (int64_t x = 0; x < p; ++x) out[x] = lut[s[x * 3]];
+  });
 }
 
 at::Tensor normalize_image(const Image& image, const PreprocessorConfig& config) {
@@ -292,42 +291,13 @@ at::Tensor patchify(const at::Tensor& chw, const PreprocessorConfig& config) {
   if (chw.dim() != 3 || chw.size(0) != 3 || chw.scalar_type() != at::kFloat) {
     throw InputError("patchify: expected a float32 [3, H, W] tensor");
   }
-  const int64_t p = config.patch_size;
-  const int64_t m = config.merge_size;
-  const int64_t t = config.temporal_patch_size;
-  const int64_t h = chw.size(1);
-  const int64_t w = chw.size(2);
-  check_patch_multiple(h, w, config);
+  const int64_t p = config.patch_size, h = chw.size(1), w = chw.size(2);
   const at::Tensor src_t = chw.contiguous();
   const float* src = src_t.data_ptr<float>();
-  const int64_t gh = h / p;
-  const int64_t gw = w / p;
-  const int64_t row_len = 3 * t * p * p;
-  at::Tensor out = at::empty({gh * gw, row_len}, at::kFloat);
-  float* dst = out.data_ptr<float>();
-  // Row order (block row, block column, row in block, column in block); row layout (c, t, y, x).
-  int64_t row = 0;
-  for (int64_t by = 0; by < gh / m; ++by) {
-    for (int64_t bx = 0; bx < gw / m; ++bx) {
-      for (int64_t iy = 0; iy < m; ++iy) {
-        for (int64_t ix = 0; ix < m; ++ix, ++row) {
-          const int64_t y0 = (by * m + iy) * p;
-          const int64_t x0 = (bx * m + ix) * p;
-          float* o = dst + row * row_len;
-          for (int64_t c = 0; c < 3; ++c) {
-            for (int64_t f = 0; f < t; ++f) {  // the single frame, repeated
-              for (int64_t y = 0; y < p; ++y) {
-                const float* s = src + (c * h + y0 + y) * w + x0;
-                std::copy(s, s + p, o);
-                o += p;
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-  return out;
+  return patch_rows(h, w, config, [&](int64_t c, int64_t y, int64_t x0, float* out) {
+    const float* s = src + (c * h + y) * w + x0;
+    std::copy(s, s + p, out);
+  });
 }
 
 PreprocessedImage preprocess_image(const Image& image, const PreprocessorConfig& config,

@@ -159,41 +159,29 @@ void horizontal_pass_fixed(const uint8_t* src, int src_width, int row_begin, int
   }
 }
 
+// Runs horizontal_pass_fixed<C, S> for the taps' stride when it is in [S, 16] and fits the row;
+// false otherwise.
+template <int C, int S = 4>
+bool horizontal_pass_fixed_for_stride(const uint8_t* src, int src_width, int row_begin, int rows,
+                                      const AxisTaps& taps, int out_width, uint8_t* dst) {
+  if (taps.stride > src_width) return false;
+  if (taps.stride == S) {
+    horizontal_pass_fixed<C, S>(src, src_width, row_begin, rows, taps, out_width, dst);
+    return true;
+  }
+  if constexpr (S < 16) {
+    return horizontal_pass_fixed_for_stride<C, S + 1>(src, src_width, row_begin, rows, taps,
+                                                      out_width, dst);
+  } else {
+    return false;
+  }
+}
+
 template <int C>
 void horizontal_pass(const uint8_t* src, int src_width, int row_begin, int rows,
                      const AxisTaps& taps, int out_width, uint8_t* dst) {
-  if (taps.stride <= src_width) {
-    switch (taps.stride) {
-      case 4:
-        return horizontal_pass_fixed<C, 4>(src, src_width, row_begin, rows, taps, out_width, dst);
-      case 5:
-        return horizontal_pass_fixed<C, 5>(src, src_width, row_begin, rows, taps, out_width, dst);
-      case 6:
-        return horizontal_pass_fixed<C, 6>(src, src_width, row_begin, rows, taps, out_width, dst);
-      case 7:
-        return horizontal_pass_fixed<C, 7>(src, src_width, row_begin, rows, taps, out_width, dst);
-      case 8:
-        return horizontal_pass_fixed<C, 8>(src, src_width, row_begin, rows, taps, out_width, dst);
-      case 9:
-        return horizontal_pass_fixed<C, 9>(src, src_width, row_begin, rows, taps, out_width, dst);
-      case 10:
-        return horizontal_pass_fixed<C, 10>(src, src_width, row_begin, rows, taps, out_width, dst);
-      case 11:
-        return horizontal_pass_fixed<C, 11>(src, src_width, row_begin, rows, taps, out_width, dst);
-      case 12:
-        return horizontal_pass_fixed<C, 12>(src, src_width, row_begin, rows, taps, out_width, dst);
-      case 13:
-        return horizontal_pass_fixed<C, 13>(src, src_width, row_begin, rows, taps, out_width, dst);
-      case 14:
-        return horizontal_pass_fixed<C, 14>(src, src_width, row_begin, rows, taps, out_width, dst);
-      case 15:
-        return horizontal_pass_fixed<C, 15>(src, src_width, row_begin, rows, taps, out_width, dst);
-      case 16:
-        return horizontal_pass_fixed<C, 16>(src, src_width, row_begin, rows, taps, out_width, dst);
-      default:
-        break;
-    }
-  }
+  if (horizontal_pass_fixed_for_stride<C>(src, src_width, row_begin, rows, taps, out_width, dst))
+    return;
   const int32_t rounding = 1 << (taps.precision - 1);
   for (int y = 0; y < rows; ++y) {
     const uint8_t* in_row = src + static_cast<size_t>(row_begin + y) * src_width * C;

@@ -168,7 +168,10 @@ ModelFolder open_model_folder(const std::string& dir) {
     detail::read_opt(*it, "name", m.name, cfg.string(), "ziprerank.");
     detail::read_opt(*it, "random_init", m.random_init, cfg.string(), "ziprerank.");
     detail::read_opt(*it, "scoring", m.scoring, cfg.string(), "ziprerank.");
-    if (m.scoring != "logits" && m.scoring != "generate" && m.scoring != "similarity") {
+    const auto is_scoring = [](const std::string& name) {
+      return name == "logits" || name == "generate" || name == "similarity";
+    };
+    if (!is_scoring(m.scoring)) {
       throw InputError(cfg.string() + ": ziprerank.scoring '" + m.scoring +
                        "' is not one of logits, generate, similarity");
     }
@@ -177,7 +180,7 @@ ModelFolder open_model_folder(const std::string& dir) {
       if (!t->is_array()) throw InputError(what + " must be an array of scoring names");
       for (const json& v : *t) {
         const std::string name = v.is_string() ? v.get<std::string>() : v.dump();
-        if (!v.is_string() || (name != "logits" && name != "generate" && name != "similarity"))
+        if (!v.is_string() || !is_scoring(name))
           throw InputError(what + ": '" + name + "' is not one of logits, generate, similarity");
         m.trained_scorings.push_back(name);
       }

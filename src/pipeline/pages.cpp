@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "core/utf8.hpp"
 #include "ziprerank/errors.hpp"
 
 namespace ziprerank {
@@ -19,9 +20,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string lower_ext(const std::string& path) {
-  std::string e = fs::path(path).extension().string();
-  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
-  return e;
+  return detail::ascii_lower(fs::path(path).extension().string());
 }
 
 bool is_pdf(const std::string& path) { return lower_ext(path) == ".pdf"; }

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "../train/grounding.hpp"
+#include "core/utf8.hpp"
 #include "ziprerank/batch.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/image.hpp"
@@ -24,9 +25,7 @@ std::string fold_word(const std::string& w) {
   size_t b = 0, e = w.size();
   while (b < e && !std::isalnum(static_cast<unsigned char>(w[b]))) ++b;
   while (e > b && !std::isalnum(static_cast<unsigned char>(w[e - 1]))) --e;
-  std::string out = w.substr(b, e - b);
-  for (char& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return out;
+  return detail::ascii_lower(w.substr(b, e - b));
 }
 
 }  // namespace

@@ -25,8 +25,7 @@ std::vector<int64_t> word_pieces(const Tokenizer& tokenizer, const std::string& 
   std::vector<int64_t> ids;
   if (core.empty()) return ids;
   ids = tokenizer.encode(" " + core);
-  std::string lower = core;
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string lower = detail::ascii_lower(core);
   if (lower != core) {
     for (int64_t id : tokenizer.encode(" " + lower)) ids.push_back(id);
   }

@@ -21,6 +21,7 @@
 #include <sstream>
 #include <string>
 
+#include "core/utf8.hpp"
 #include "ziprerank/errors.hpp"
 
 #ifndef ZIPRERANK_VERSION
@@ -155,25 +156,9 @@ c10::ScalarType parse_dtype(const std::string& name, const c10::Device& device) 
   throw UsageError("unknown dtype '" + name + "' (use auto, float32, bfloat16 or float16)");
 }
 
-bool cpu_has_fast_bf16_products() {
-#if defined(__x86_64__) || defined(__i386__)
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;  // OSXSAVE
-  if (__get_cpuid_max(0, nullptr) < 7) return false;
-  __cpuid_count(7, 0, a, b, c, d);
-  const bool amx_bf16 = (d & (1u << 22)) != 0, amx_tile = (d & (1u << 24)) != 0;
-  if (!amx_bf16 || !amx_tile) return false;
-  // The OS must save the tile state (XCR0 bits 17 and 18).
-  unsigned lo = 0, hi = 0;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  return (lo & (3u << 17)) == (3u << 17);
-#else
-  return false;
-#endif
-}
-
 namespace {
-// XCR0: the register state the OS saves (bit 1 SSE, 2 AVX, 5-7 AVX-512); 0 without OSXSAVE.
+// XCR0: the register state the OS saves (bit 1 SSE, 2 AVX, 5-7 AVX-512, 17-18 AMX tiles); 0
+// without OSXSAVE.
 uint64_t os_saved_state() {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned a = 0, b = 0, c = 0, d = 0;
@@ -186,11 +171,21 @@ uint64_t os_saved_state() {
 #endif
 }
 
-std::string lower(std::string s) {
-  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return s;
-}
 }  // namespace
+
+bool cpu_has_fast_bf16_products() {
+#if defined(__x86_64__) || defined(__i386__)
+  // The OS must save the tile state (XCR0 bits 17 and 18).
+  if ((os_saved_state() & (3u << 17)) != (3u << 17)) return false;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool amx_bf16 = (d & (1u << 22)) != 0, amx_tile = (d & (1u << 24)) != 0;
+  return amx_bf16 && amx_tile;
+#else
+  return false;
+#endif
+}
 
 bool cpu_has_avx2_fma() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -231,7 +226,7 @@ std::string better_openblas_coretype(const std::string& current, bool avx2_fma, 
                                           "nehalem",    "atom",      "opteron",     "opteron_sse3",
                                           "barcelona",  "nano",      "sandybridge", "katmai",
                                           "coppermine", "northwood", "banias",      "unknown"};
-  const std::string name = lower(current);
+  const std::string name = detail::ascii_lower(current);
   if (name.empty()) return "";
   bool fallback = false;
   for (const char* f : fallbacks) fallback = fallback || name == f;
@@ -258,7 +253,7 @@ void use_native_blas_kernels(char** argv) {
   if (quit && init) {
     quit();
     init();
-    if (lower(openblas_core_name()) == lower(better)) return;
+    if (detail::ascii_lower(openblas_core_name()) == detail::ascii_lower(better)) return;
   }
   // Otherwise run this program again: OpenBLAS reads the variable when it loads.
   if (argv && argv[0]) execv("/proc/self/exe", argv);

@@ -64,6 +64,16 @@ struct SplitMix64 {
   }
 };
 
+// 0..n-1 in the order a Fisher-Yates shuffle drawn from `seed` gives.
+template <typename Index>
+std::vector<Index> random_order(size_t n, uint64_t seed) {
+  std::vector<Index> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = static_cast<Index>(i);
+  SplitMix64 rng{seed};
+  for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+  return order;
+}
+
 // The reference's optimizer groups: no weight decay for biases and for nn.LayerNorm weights,
 // which in Qwen3-VL are the vision tower's norm1/norm2 and the mergers' norm (the text model's
 // RMSNorm is not an nn.LayerNorm, so it decays).
@@ -360,26 +370,22 @@ Trainer::~Trainer() = default;
 size_t Trainer::num_samples() const { return data_->size(); }
 
 std::vector<size_t> Trainer::epoch_order(int epoch) const {
-  std::vector<size_t> order(data_->size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  if (!options_.shuffle) return order;
+  if (!options_.shuffle) {
+    std::vector<size_t> order(data_->size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    return order;
+  }
   // Each epoch's order depends on (seed, epoch) only, so a resumed run needs no RNG state.
-  SplitMix64 rng{options_.seed ^ (0xD1B54A32D192ED03ull * static_cast<uint64_t>(epoch + 1))};
-  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-  return order;
+  return random_order<size_t>(
+      data_->size(), options_.seed ^ (0xD1B54A32D192ED03ull * static_cast<uint64_t>(epoch + 1)));
 }
 
 Trainer::Prepared Trainer::prepare(const train::TrainDataset& data, size_t index,
                                    std::optional<uint64_t> shuffle_seed) {
   Prepared p;
   p.example = data.get(index);
-  if (shuffle_seed) {
-    std::vector<int64_t> order(p.example.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
-    SplitMix64 rng{*shuffle_seed};
-    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-    train::reorder_candidates(p.example, order);
-  }
+  if (shuffle_seed)
+    train::reorder_candidates(p.example, random_order<int64_t>(p.example.size(), *shuffle_seed));
   const std::string& target = p.example.target;
   p.target_ids = tokenizer_->encode(target.substr(1));  // the prompt already ends with "["
   p.target_ids.push_back(folder_.config.eos_token_id);
