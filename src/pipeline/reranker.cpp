@@ -305,36 +305,20 @@ void encode_range(const Qwen3VLModel& model, const std::vector<PreprocessedImage
                   size_t begin, size_t end, int vision_tile, bool deepstack,
                   std::vector<std::shared_ptr<const EncodedPage>>& out) {
   c10::InferenceMode guard;
-  // On an accelerator pages are encoded a few at a time: bigger kernels, bounded memory. On CPU
-  // one at a time: the tower works through about 2048 rows at once anyway, and joining pages
-  // would copy their patch rows (20 MB a page) into fresh memory first. Attention never crosses
-  // pages, so this equals encoding each page alone.
-  const size_t chunk = model.options().device.is_cpu() ? 1 : 8;
-  for (size_t b = begin; b < end; b += chunk) {
-    const size_t e = std::min(end, b + chunk);
-    std::vector<at::Tensor> px;
-    std::vector<ImageGrid> grids;
-    for (size_t i = b; i < e; ++i) {
-      const auto& thw = pages[i].grid_thw;
-      grids.push_back(ImageGrid{thw[0], thw[1], thw[2]});
-      px.push_back(pages[i].pixel_values);
-    }
-    const VisionFeatures vf =
-        model.encode_images(px.size() == 1 ? px[0] : at::cat(px, 0), grids, vision_tile, deepstack);
-    int64_t off = 0;
-    for (size_t i = b; i < e; ++i) {
-      auto page = std::make_shared<EncodedPage>();
-      const int64_t n = vf.tokens_per_image[i - b];
-      page->grid = grids[i - b];
-      // clone(): a cached page must not keep the whole chunk's tensors alive.
-      page->features.embeds = vf.embeds.narrow(0, off, n).clone();
-      for (const auto& d : vf.deepstack)
-        page->features.deepstack.push_back(d.narrow(0, off, n).clone());
-      page->features.tokens_per_image = {n};
-      off += n;
-      out[i] = std::move(page);
-    }
+  // One page at a time, on every device. A page's features must not depend on which other pages
+  // were encoded with it (the vision cache, resumed and sharded runs change that grouping): the
+  // products' row counts would differ, and BLAS libraries pick kernels and blockings by shape, so
+  // a joined batch is not bit-identical to the pages alone. On CPU the tower works through about
+  // 2048 rows a page anyway.
+  for (size_t i = begin; i < end; ++i) {
+    const auto& thw = pages[i].grid_thw;
+    const ImageGrid grid{thw[0], thw[1], thw[2]};
+    VisionFeatures vf = model.encode_images(pages[i].pixel_values, {grid}, vision_tile, deepstack);
     wait_for(vf.embeds);
+    auto page = std::make_shared<EncodedPage>();
+    page->grid = grid;
+    page->features = std::move(vf);
+    out[i] = std::move(page);
   }
 }
 
@@ -378,11 +362,15 @@ std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
     bool deepstack) const {
   std::vector<std::shared_ptr<const EncodedPage>> out(pages.size());
   const auto t0 = Clock::now();
-  const size_t workers = std::min(pages.size(), page_workers());
-  if (workers <= 1) {
+  if (!model_->options().device.is_cpu()) {
     encode_range(*model_, pages, 0, pages.size(), vision_tile, deepstack, out);
   } else {
-    // Each worker takes a contiguous share of the pages and runs single-threaded.
+    // Each worker takes a contiguous share of the pages and runs single-threaded (libtorch and
+    // OpenBLAS), and so does a lone page: BLAS results can depend on the thread count (OpenBLAS's
+    // Haswell and Zen kernels split rows into differently handled tails), and a page must get
+    // the same features whether it is encoded with others (a cold run) or alone (one page not
+    // yet in the vision cache). A lone page leaves the other cores idle; that is the price.
+    const size_t workers = std::max<size_t>(1, std::min(pages.size(), page_workers()));
     const OpenBlasThreads single(1);
     run_workers(workers, [&](size_t w) {
       encode_range(*model_, pages, pages.size() * w / workers, pages.size() * (w + 1) / workers,

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <thread>
 
@@ -330,94 +331,150 @@ TEST_F(RankBatch, BadRankInputIsOneClearError) {
   EXPECT_NE(r.err.find("broken.png"), std::string::npos) << r.err;
 }
 
-TEST_F(RankBatch, BatchThenEvalRoundTrip) {
-  const std::string out = (dir_ / "run_full.jsonl").string();
-  fs::remove(out);
-  const CliResult r =
-      run_cli("batch " + model_flag() + " --input " +
-              shell_quote((dir_ / "queries.jsonl").string()) + " --output " + shell_quote(out));
-  ASSERT_EQ(r.code, 0) << r.err;
-  const auto lines = read_jsonl(slurp(out));
-  ASSERT_EQ(lines.size(), 6u);
-  for (size_t i = 0; i < lines.size(); ++i) {
-    EXPECT_EQ(lines[i]["query_id"], "q" + std::to_string(i));
-    EXPECT_TRUE(lines[i].contains("timing_ms"));
-    EXPECT_GT(lines[i]["tokens"]["visual_before"].get<int>(),
-              lines[i]["tokens"]["visual_after"].get<int>());
-  }
-  EXPECT_EQ(lines[0]["ranking"].size(), 24u);
-  EXPECT_EQ(lines[0]["windows"].get<int>(), 2);  // 24 candidates, window 20, stride 10
-  EXPECT_EQ(lines[1]["ranking"].size(), 5u);
-  EXPECT_NE(r.err.find("page(s) reused"), std::string::npos) << r.err;
+// The product paths CPU hosts differ in, so that the cross-run tests below cover each on any
+// host: bfloat16 products (libtorch), float32 ones (OpenBLAS, with the kernels it picked for this
+// CPU), and float32 ones on OpenBLAS's Haswell kernels, which AMD EPYC hosts run and whose
+// results depend on the thread count.
+struct ProductPath {
+  std::string name, matmul, coretype;
+};
+const ProductPath kProductPaths[] = {{"float32", "float32", ""},
+                                     {"bfloat16", "bfloat16", ""},
+                                     {"float32-haswell", "float32", "Haswell"}};
 
-  // Reusing vision features across queries is exact: the same run without the cache.
-  const std::string nocache = (dir_ / "run_nocache.jsonl").string();
-  fs::remove(nocache);
-  const CliResult r2 =
-      run_cli("batch " + model_flag() + " --vision-cache-mb 0 --input " +
-              shell_quote((dir_ / "queries.jsonl").string()) + " --output " + shell_quote(nocache));
-  ASSERT_EQ(r2.code, 0) << r2.err;
-  const auto plain = read_jsonl(slurp(nocache));
-  ASSERT_EQ(plain.size(), lines.size());
-  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(plain[i]["ranking"], lines[i]["ranking"]);
+// Sets OPENBLAS_CORETYPE for the child processes while in scope (empty: leaves it as it was).
+class CoreType {
+ public:
+  explicit CoreType(const std::string& core) : set_(!core.empty()) {
+    if (!set_) return;
+    if (const char* was = std::getenv("OPENBLAS_CORETYPE")) saved_ = was;
+    ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+  }
+  ~CoreType() {
+    if (!set_) return;
+    if (saved_) {
+      ::setenv("OPENBLAS_CORETYPE", saved_->c_str(), 1);
+    } else {
+      ::unsetenv("OPENBLAS_CORETYPE");
+    }
+  }
+  CoreType(const CoreType&) = delete;
+  CoreType& operator=(const CoreType&) = delete;
+
+ private:
+  bool set_;
+  std::optional<std::string> saved_;
+};
+
+TEST_F(RankBatch, BatchThenEvalRoundTrip) {
+  for (const ProductPath& path : kProductPaths) {
+    SCOPED_TRACE(path.name);
+    const CoreType core(path.coretype);
+    const std::string& mm = path.name;
+    const std::string flags = model_flag() + " --matmul " + path.matmul;
+    const std::string out = (dir_ / ("run_full_" + mm + ".jsonl")).string();
+    fs::remove(out);
+    const CliResult r =
+        run_cli("batch " + flags + " --input " + shell_quote((dir_ / "queries.jsonl").string()) +
+                " --output " + shell_quote(out));
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto lines = read_jsonl(slurp(out));
+    ASSERT_EQ(lines.size(), 6u);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      EXPECT_EQ(lines[i]["query_id"], "q" + std::to_string(i));
+      EXPECT_TRUE(lines[i].contains("timing_ms"));
+      EXPECT_GT(lines[i]["tokens"]["visual_before"].get<int>(),
+                lines[i]["tokens"]["visual_after"].get<int>());
+    }
+    EXPECT_EQ(lines[0]["ranking"].size(), 24u);
+    EXPECT_EQ(lines[0]["windows"].get<int>(), 2);  // 24 candidates, window 20, stride 10
+    EXPECT_EQ(lines[1]["ranking"].size(), 5u);
+    EXPECT_NE(r.err.find("page(s) reused"), std::string::npos) << r.err;
+
+    // Reusing vision features across queries is exact: the same run without the cache.
+    const std::string nocache = (dir_ / ("run_nocache_" + mm + ".jsonl")).string();
+    fs::remove(nocache);
+    const CliResult r2 = run_cli("batch " + flags + " --vision-cache-mb 0 --input " +
+                                 shell_quote((dir_ / "queries.jsonl").string()) + " --output " +
+                                 shell_quote(nocache));
+    ASSERT_EQ(r2.code, 0) << r2.err;
+    const auto plain = read_jsonl(slurp(nocache));
+    ASSERT_EQ(plain.size(), lines.size());
+    for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(plain[i]["ranking"], lines[i]["ranking"]);
+  }
 }
 
 TEST_F(RankBatch, ResumeAfterSigkillGivesTheSameRun) {
-  const std::string q = shell_quote((dir_ / "queries.jsonl").string());
-  const std::string full = (dir_ / "run_ref.jsonl").string(),
-                    part = (dir_ / "run_killed.jsonl").string();
-  fs::remove(full);
-  fs::remove(part);
-  ASSERT_EQ(run_cli("batch " + model_flag() + " -i " + q + " -o " + shell_quote(full)).code, 0);
+  for (const ProductPath& path : kProductPaths) {
+    SCOPED_TRACE(path.name);
+    const CoreType core(path.coretype);
+    const std::string& mm = path.name;
+    const std::string flags = model_flag() + " --matmul " + path.matmul;
+    const std::string q = shell_quote((dir_ / "queries.jsonl").string());
+    const std::string full = (dir_ / ("run_ref_" + mm + ".jsonl")).string(),
+                      part = (dir_ / ("run_killed_" + mm + ".jsonl")).string();
+    fs::remove(full);
+    fs::remove(part);
+    ASSERT_EQ(run_cli("batch " + flags + " -i " + q + " -o " + shell_quote(full)).code, 0);
 
-  // Start a run, kill it with SIGKILL once at least one query is on disk, then resume.
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " --log-level error batch " +
-                            model_flag() + " -i " + q + " -o " + shell_quote(part);
-    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  for (int i = 0; i < 600 && (!fs::exists(part) || fs::file_size(part) == 0); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ::kill(pid, SIGKILL);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  // Simulate a torn write on top: half a line at the end.
-  std::ofstream(part, std::ios::app) << "{\"query_id\": \"q5\", \"rank";
-  const CliResult r =
-      run_cli("batch " + model_flag() + " --resume -i " + q + " -o " + shell_quote(part));
-  ASSERT_EQ(r.code, 0) << r.err;
-  const auto a = read_jsonl(slurp(full)), b = read_jsonl(slurp(part));
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i]["query_id"], b[i]["query_id"]);
-    EXPECT_EQ(a[i]["ranking"], b[i]["ranking"]) << "query " << a[i]["query_id"];
+    // Start a run, kill it with SIGKILL once at least one query is on disk, then resume.
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " --log-level error batch " + flags +
+                              " -i " + q + " -o " + shell_quote(part);
+      ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    for (int i = 0; i < 600 && (!fs::exists(part) || fs::file_size(part) == 0); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    // Simulate a torn write on top: half a line at the end.
+    std::ofstream(part, std::ios::app) << "{\"query_id\": \"q5\", \"rank";
+    const CliResult r =
+        run_cli("batch " + flags + " --resume -i " + q + " -o " + shell_quote(part));
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto a = read_jsonl(slurp(full)), b = read_jsonl(slurp(part));
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i]["query_id"], b[i]["query_id"]);
+      EXPECT_EQ(a[i]["ranking"], b[i]["ranking"]) << "query " << a[i]["query_id"];
+    }
   }
 }
 
 TEST_F(RankBatch, ShardsConcatenateToTheFullRun) {
-  const std::string q = shell_quote((dir_ / "queries.jsonl").string());
-  const std::string full = (dir_ / "run_unsharded.jsonl").string();
-  fs::remove(full);
-  ASSERT_EQ(run_cli("batch " + model_flag() + " -i " + q + " -o " + shell_quote(full)).code, 0);
-  std::vector<json> joined;
-  for (int k = 1; k <= 4; ++k) {
-    const std::string out = (dir_ / ("shard" + std::to_string(k) + ".jsonl")).string();
-    fs::remove(out);
-    const CliResult r = run_cli("batch " + model_flag() + " --shard " + std::to_string(k) +
-                                "/4 -i " + q + " -o " + shell_quote(out));
-    ASSERT_EQ(r.code, 0) << r.err;
-    for (auto& l : read_jsonl(slurp(out))) joined.push_back(l);
+  for (const ProductPath& path : kProductPaths) {
+    SCOPED_TRACE(path.name);
+    const CoreType core(path.coretype);
+    const std::string& mm = path.name;
+    const std::string flags = model_flag() + " --matmul " + path.matmul;
+    const std::string q = shell_quote((dir_ / "queries.jsonl").string());
+    const std::string full = (dir_ / ("run_unsharded_" + mm + ".jsonl")).string();
+    fs::remove(full);
+    ASSERT_EQ(run_cli("batch " + flags + " -i " + q + " -o " + shell_quote(full)).code, 0);
+    std::vector<json> joined;
+    for (int k = 1; k <= 4; ++k) {
+      const std::string out = (dir_ / ("shard" + std::to_string(k) + "_" + mm + ".jsonl")).string();
+      fs::remove(out);
+      const CliResult r = run_cli("batch " + flags + " --shard " + std::to_string(k) + "/4 -i " +
+                                  q + " -o " + shell_quote(out));
+      ASSERT_EQ(r.code, 0) << r.err;
+      for (auto& l : read_jsonl(slurp(out))) joined.push_back(l);
+    }
+    const auto ref = read_jsonl(slurp(full));
+    ASSERT_EQ(joined.size(), ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) {
+      EXPECT_EQ(joined[i]["query_id"], ref[i]["query_id"]);
+      EXPECT_EQ(joined[i]["ranking"], ref[i]["ranking"]);
+    }
   }
-  const auto ref = read_jsonl(slurp(full));
-  ASSERT_EQ(joined.size(), ref.size());
-  for (size_t i = 0; i < ref.size(); ++i) {
-    EXPECT_EQ(joined[i]["query_id"], ref[i]["query_id"]);
-    EXPECT_EQ(joined[i]["ranking"], ref[i]["ranking"]);
-  }
-  EXPECT_EQ(run_cli("batch " + model_flag() + " --shard 5/4 -i " + q + " -o x.jsonl").code, 2);
+  EXPECT_EQ(run_cli("batch " + model_flag() + " --shard 5/4 -i " +
+                    shell_quote((dir_ / "queries.jsonl").string()) + " -o x.jsonl")
+                .code,
+            2);
 }
 
 TEST_F(RankBatch, BadQueriesBecomeErrorRecordsAndTheRunGoesOn) {
