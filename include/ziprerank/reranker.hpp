@@ -62,7 +62,9 @@ struct TokenCounts {
 
 struct RankedPage {
   std::string id;
-  double score = 0;  ///< single window: the identifier logit; otherwise n - rank (as the reference)
+  /// similarity scoring: the page's own score; logits scoring with one window: the identifier
+  /// logit; otherwise n - rank (as the reference)
+  double score = 0;
   double logit = NAN;  ///< the identifier logit from the last window that scored this page
 };
 
@@ -182,9 +184,10 @@ class Reranker {
   int encode_workers_ = 1;
 };
 
-/// Reference sliding window: windows of `window` from the back to the front, moving by `stride`;
-/// `rank_window(begin, end)` returns the best-first order of positions [begin, end) of the current
-/// list. Returns the final order of the original indices.
+/// Reference sliding window: up to `window` candidates are one window; more are ranked in windows
+/// of `window` from the back to the front, moving by `stride` (< window); `rank_window(begin, end)`
+/// returns the best-first order of positions [begin, end) of the current list. Returns the final
+/// order of the original indices.
 std::vector<int> sliding_window_order(
     int n, int window, int stride,
     const std::function<std::vector<int>(int, int, const std::vector<int>&)>& rank_window);

@@ -85,10 +85,11 @@ void RerankOptions::validate() const {
   if (stride < 1) throw UsageError("--stride must be positive");
   if (vision_tile < -1) throw UsageError("--vision-tile must not be negative");
   if (window > 1 && stride >= window) {
-    // The reference's loop never terminates early for stride >= window; windows would not overlap.
-    spdlog::warn(
-        "--stride {} >= --window {}: windows do not overlap, pages cannot move between them",
-        stride, window);
+    // Windows that do not overlap leave pages between them unscored, and none could move up past
+    // a window's edge.
+    throw UsageError("--stride " + std::to_string(stride) + " must be smaller than --window " +
+                     std::to_string(window) + " (windows must overlap; the default is --window " +
+                     "20 --stride 10)");
   }
 }
 
@@ -107,6 +108,15 @@ std::vector<int> sliding_window_order(
     const std::function<std::vector<int>(int, int, const std::vector<int>&)>& rank_window) {
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
+  if (n <= 0) return order;
+  if (n <= window) {
+    // As the reference: up to a window's worth of candidates is one window (its loop alone
+    // would skip n = window - stride entirely).
+    const std::vector<int> ranked = rank_window(0, n, order);
+    std::vector<int> reordered;
+    for (int pos : ranked) reordered.push_back(order[pos]);
+    return reordered;
+  }
   int end = n, start = n - window;
   // As the reference: back to front, until the window has covered the first position.
   while (end > 0 && start + stride != 0) {
@@ -394,6 +404,32 @@ RerankResult Reranker::rank_encoded(const std::string& query, const std::vector<
   const auto t_start = Clock::now();
   const int n = static_cast<int>(pages.size());
   std::vector<double> last_logit(pages.size(), NAN);
+  if (options.scoring == Scoring::kSimilarity) {
+    // Each page scores on its own: no sliding window, the pages are sorted by their scores
+    // (scored a window's worth at a time, in input order).
+    std::vector<const VisionFeatures*> win;
+    std::vector<ImageGrid> win_grids;
+    for (int begin = 0; begin < n; begin += options.window) {
+      win.clear();
+      win_grids.clear();
+      for (int p = begin; p < std::min(n, begin + options.window); ++p) {
+        win.push_back(&pages[p]->features);
+        win_grids.push_back(pages[p]->grid);
+      }
+      const WindowScores ws =
+          score_window(query, win, win_grids, options, result.timing, result.tokens);
+      std::copy(ws.logits.begin(), ws.logits.end(), last_logit.begin() + begin);
+      ++result.windows;
+    }
+    for (const int idx : stable_order_desc(last_logit)) {
+      RankedPage page;
+      page.id = ids[idx];
+      page.logit = page.score = last_logit[idx];
+      result.ranking.push_back(page);
+    }
+    result.timing.total = ms_since(t_start);
+    return result;
+  }
   const std::vector<int> order = sliding_window_order(
       n, options.window, options.stride, [&](int begin, int end, const std::vector<int>& current) {
         std::vector<const VisionFeatures*> win;

@@ -317,6 +317,52 @@ TEST_F(RankBatch, PruningRecallCountsKeptQueryWordTokens) {
   EXPECT_NE(none.err.find("no relevant page with word boxes"), std::string::npos) << none.err;
 }
 
+TEST_F(RankBatch, SimilarityScoringSortsEveryPageByItsOwnScore) {
+  // More pages than a window: a per-page scoring needs no sliding window. The order is the
+  // scores' order, and each score is the page's own (the same as when it is ranked alone).
+  const std::string pages = shell_quote((dir_ / "pages").string());
+  const CliResult r = run_cli("rank " + model_flag() +
+                              " --scoring similarity --keep-ratio 1 --window 4 --stride 2 "
+                              "--query 'net revenue' --pages " +
+                              pages);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto lines = read_jsonl(r.out);
+  ASSERT_EQ(lines.size(), 24u);
+  for (size_t i = 1; i < lines.size(); ++i)
+    EXPECT_GE(lines[i - 1]["score"].get<double>(), lines[i]["score"].get<double>()) << i;
+  for (const size_t i : {size_t{0}, size_t{11}, size_t{23}}) {
+    const std::string id = lines[i]["id"].get<std::string>();
+    const CliResult one =
+        run_cli("rank " + model_flag() +
+                " --scoring similarity --keep-ratio 1 --query 'net revenue' --pages " +
+                shell_quote((dir_ / "pages" / id).string()));
+    ASSERT_EQ(one.code, 0) << one.err;
+    EXPECT_EQ(read_jsonl(one.out).at(0)["score"], lines[i]["score"]) << id;
+  }
+}
+
+TEST_F(RankBatch, WindowsThatCannotOverlapAreRefusedBeforeTheModelLoads) {
+  for (const std::string ws : {"--window 5", "--window 10", "--window 9 --stride 9"}) {
+    const CliResult r = run_cli("rank " + model_flag() + " " + ws + " -q x -p " +
+                                shell_quote((dir_ / "pages").string()));
+    EXPECT_EQ(r.code, 2) << ws << ": " << r.err;
+    EXPECT_NE(r.err.find("must be smaller than --window"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+  // Exactly window - stride candidates are one window (the model runs, nothing comes back
+  // unscored).
+  std::string ten;
+  for (int p = 1; p <= 10; ++p) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "page%02d.png", p);
+    ten += " " + shell_quote((dir_ / "pages" / name).string());
+  }
+  const CliResult r = run_cli("rank " + model_flag() + " -q 'net revenue' -p" + ten);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("1 window(s)"), std::string::npos) << r.err;
+  for (const auto& l : read_jsonl(r.out)) EXPECT_FALSE(l["score"].is_null()) << l.dump();
+}
+
 TEST_F(RankBatch, BadRankInputIsOneClearError) {
   CliResult r = run_cli("rank " + model_flag() + " -q 'x' -p /nonexistent/page.png");
   EXPECT_EQ(r.code, 3);

@@ -1,9 +1,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <numeric>
 
 #include "model_fixture.hpp"
 #include "ziprerank/errors.hpp"
@@ -124,6 +126,51 @@ TEST(SlidingWindow, FollowsTheReferenceLoop) {
     return std::vector<int>{0, 1, 2, 3, 4, 5, 6};
   });
   EXPECT_EQ(windows, (std::vector<std::pair<int, int>>{{0, 7}}));
+}
+
+TEST(SlidingWindow, ScoresEveryCandidateForEveryCount) {
+  // The reference: up to a window's worth is one window; more slide from the back by the stride
+  // until a window has started at position 0. Every candidate is in at least one window.
+  for (int n = 1; n <= 45; ++n) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    std::vector<std::pair<int, int>> windows;
+    std::vector<int> seen(n, 0);
+    const auto order = sliding_window_order(n, 20, 10, [&](int b, int e, const std::vector<int>&) {
+      windows.emplace_back(b, e);
+      for (int p = b; p < e; ++p) ++seen[p];
+      std::vector<int> r(e - b);
+      std::iota(r.begin(), r.end(), 0);
+      return r;
+    });
+    std::vector<std::pair<int, int>> expected;
+    if (n <= 20) {
+      expected.emplace_back(0, n);
+    } else {
+      for (int end = n;; end -= 10) {
+        expected.emplace_back(std::max(0, end - 20), end);
+        if (end - 20 <= 0) break;
+      }
+    }
+    EXPECT_EQ(windows, expected);
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), 0), 0);
+    std::vector<int> identity(n);
+    std::iota(identity.begin(), identity.end(), 0);
+    EXPECT_EQ(order, identity);  // every window kept its order
+  }
+}
+
+TEST(SlidingWindow, WindowsThatCannotOverlapAreAUsageError) {
+  RerankOptions o;
+  o.window = 10;
+  o.stride = 10;
+  EXPECT_THROW(o.validate(), UsageError);
+  o.window = 5;
+  EXPECT_THROW(o.validate(), UsageError);
+  o.window = 11;
+  EXPECT_NO_THROW(o.validate());
+  o.window = 1;  // one page a window never compares pages; allowed (a single page)
+  o.stride = 1;
+  EXPECT_NO_THROW(o.validate());
 }
 
 TEST(Pruning, KeptCountRoundsHalfToEven) {
