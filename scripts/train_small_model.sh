@@ -127,7 +127,7 @@ if len(ids) != 6 or not all(i.isdigit() for i in ids):
 endoftext, im_end, vstart, vend, image_pad, video_pad = map(int, ids)
 config = {
     "architectures": ["Qwen3VLForConditionalGeneration"],
-    "qi_early_text_mode": "query_only",
+    "ziprerank": {"pruning_text": "query"},
     "model_type": "qwen3_vl",
     "image_token_id": image_pad, "video_token_id": video_pad,
     "vision_start_token_id": vstart, "vision_end_token_id": vend,
@@ -257,8 +257,9 @@ python3 - "$cand/config.json" "$CROP" <<'PY'
 import json, sys
 path, crop = sys.argv[1], int(sys.argv[2])
 config = json.load(open(path))
-config["qi_early_text_mode"] = "query_only"
+config.pop("qi_early_text_mode", None)
 note = config.setdefault("ziprerank", {})
+note["pruning_text"] = "query"
 note["name"] = "ziprerank-small"
 note["scoring"] = "similarity"
 # Only the tower is trained: `rank --scoring logits` with this model warns that its rankings are

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,11 +69,17 @@ struct ModelConfig {
   int64_t pad_token_id = 151643;
   bool tie_word_embeddings = false;
   std::string torch_dtype = "bfloat16";  ///< dtype the weights were saved in (informational)
-  /// Which text tokens query-aware pruning compares the visual tokens with (config.json key
-  /// `qi_early_text_mode`, as the reference reads it): "all_before_image" (the default: every
+  /// Which text tokens query-aware pruning compares the visual tokens with. The reference's key
+  /// `qi_early_text_mode`, with the reference's meanings: "all_before_image" (the default: every
   /// text token before the first image: chat tokens, instruction and query) or "query_only"
-  /// (the query's own tokens).
+  /// (the reference's heuristic: the tokens after the last newline before the first image).
+  /// ziprerank's own variant, `ziprerank.pruning_text: "query"` in config.json (which wins over
+  /// `qi_early_text_mode`), is held here as "query": the query's own tokens.
   std::string qi_early_text_mode = "all_before_image";
+  /// The reference's QI-Early keys as config.json states them (read by the model folder to
+  /// choose the default keep ratio): `qi_early_enabled` and `qi_early_keep_ratio`; unset: absent.
+  std::optional<bool> qi_early_enabled;
+  std::optional<double> qi_early_keep_ratio;
   VisionConfig vision;
   TextConfig text;
 

@@ -35,9 +35,10 @@ struct ModelFolder {
   /// The scorings this model was trained for (`ziprerank.trained_scorings` in config.json); empty:
   /// not stated (any). A model whose language model is untrained lists only "similarity".
   std::vector<std::string> trained_scorings;
-  /// The keep ratio of query-aware pruning when the command does not say
-  /// (`ziprerank.keep_ratio` in config.json, in (0, 1]).
-  double keep_ratio = 0.5;
+  /// The keep ratio of query-aware pruning when the command does not say: `ziprerank.keep_ratio`
+  /// in config.json (in (0, 1]); else the reference's keys, `qi_early_keep_ratio` (0.25 when
+  /// absent) where `qi_early_enabled` is true; else 1.0 (no pruning, as the reference).
+  double keep_ratio = 1.0;
   /// Windowed vision attention (`ziprerank.vision_tile` in config.json): the vision tower reads
   /// each image as tiles of at most this many pixels a side, cut evenly on the merged-token grid,
   /// each attending only within itself, and the tiles' tokens are put back in the image's order.

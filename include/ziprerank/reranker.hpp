@@ -34,7 +34,7 @@ const std::string& scoring_name(Scoring scoring);
 Scoring parse_scoring(const std::string& name);
 
 struct RerankOptions {
-  double keep_ratio = 0.5;  ///< fraction of visual tokens kept per page; >= 1 disables pruning
+  double keep_ratio = 1.0;  ///< fraction of visual tokens kept per page; >= 1 disables pruning
   Scoring scoring = Scoring::kLogits;
   int window = 20;
   int stride = 10;

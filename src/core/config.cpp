@@ -115,9 +115,14 @@ void require_positive(T value, const char* key, const std::string& origin) {
 }  // namespace
 
 void ModelConfig::validate(const std::string& origin) const {
-  if (qi_early_text_mode != "all_before_image" && qi_early_text_mode != "query_only") {
+  if (qi_early_text_mode != "all_before_image" && qi_early_text_mode != "query_only" &&
+      qi_early_text_mode != "query") {
     throw InputError(origin + ": qi_early_text_mode '" + qi_early_text_mode +
                      "' is not one of all_before_image, query_only");
+  }
+  if (qi_early_keep_ratio && !(*qi_early_keep_ratio > 0.0 && *qi_early_keep_ratio <= 1.0)) {
+    throw InputError(origin + ": qi_early_keep_ratio " + std::to_string(*qi_early_keep_ratio) +
+                     " is not in (0, 1]");
   }
   const auto& v = vision;
   require_positive(v.depth, "vision_config.depth", origin);
@@ -234,6 +239,30 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   read_opt(root, "torch_dtype", c.torch_dtype, origin);
   read_opt(root, "dtype", c.torch_dtype, origin);
   read_opt(root, "qi_early_text_mode", c.qi_early_text_mode, origin);
+  if (c.qi_early_text_mode != "all_before_image" && c.qi_early_text_mode != "query_only") {
+    throw InputError(origin + ": qi_early_text_mode '" + c.qi_early_text_mode +
+                     "' is not one of all_before_image, query_only");
+  }
+  if (auto it = root.find("qi_early_enabled"); it != root.end() && !it->is_null()) {
+    bool enabled = false;
+    read_opt(root, "qi_early_enabled", enabled, origin);
+    c.qi_early_enabled = enabled;
+  }
+  if (auto it = root.find("qi_early_keep_ratio"); it != root.end() && !it->is_null()) {
+    double ratio = 0;
+    read_opt(root, "qi_early_keep_ratio", ratio, origin);
+    c.qi_early_keep_ratio = ratio;
+  }
+  if (auto z = root.find("ziprerank"); z != root.end() && z->is_object()) {
+    if (auto it = z->find("pruning_text"); it != z->end()) {
+      const std::string mode = it->is_string() ? it->get<std::string>() : it->dump();
+      if (mode != "all_before_image" && mode != "query_only" && mode != "query") {
+        throw InputError(origin + ": ziprerank.pruning_text '" + mode +
+                         "' is not one of query, all_before_image, query_only");
+      }
+      c.qi_early_text_mode = mode;
+    }
+  }
 
   const json& text = sub_object(root, "text_config", origin);
   const json& vision = sub_object(root, "vision_config", origin);
@@ -307,8 +336,13 @@ std::string model_config_to_json(const ModelConfig& c, int indent) {
                {"torch_dtype", c.torch_dtype},
                {"text_config", text},
                {"vision_config", vision}};
-  if (c.qi_early_text_mode != ModelConfig{}.qi_early_text_mode)
+  if (c.qi_early_text_mode == "query") {
+    root["ziprerank"] = {{"pruning_text", "query"}};
+  } else if (c.qi_early_text_mode != ModelConfig{}.qi_early_text_mode) {
     root["qi_early_text_mode"] = c.qi_early_text_mode;
+  }
+  if (c.qi_early_enabled) root["qi_early_enabled"] = *c.qi_early_enabled;
+  if (c.qi_early_keep_ratio) root["qi_early_keep_ratio"] = *c.qi_early_keep_ratio;
   return root.dump(indent);
 }
 

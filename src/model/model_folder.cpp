@@ -164,6 +164,12 @@ ModelFolder open_model_folder(const std::string& dir) {
   const json root = json::parse(text);
   m.name = fs::path(dir).lexically_normal().filename().string();
   if (m.name.empty()) m.name = fs::path(dir).lexically_normal().parent_path().filename().string();
+  // The keep ratio when the command does not say: the checkpoint's own QI-Early keys as the
+  // reference reads them (pruning on only where qi_early_enabled is true, then at
+  // qi_early_keep_ratio, 0.25 when absent), else no pruning, as the reference's evaluation
+  // without --use_qi_early; ziprerank.keep_ratio below wins over both.
+  m.keep_ratio =
+      m.config.qi_early_enabled.value_or(false) ? m.config.qi_early_keep_ratio.value_or(0.25) : 1.0;
   if (auto it = root.find("ziprerank"); it != root.end() && it->is_object()) {
     detail::read_opt(*it, "name", m.name, cfg.string(), "ziprerank.");
     detail::read_opt(*it, "random_init", m.random_init, cfg.string(), "ziprerank.");
@@ -333,9 +339,10 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
     throw UsageError("--match-heads must be between 0 and the " +
                      std::to_string(tc.num_attention_heads) + " attention heads");
   }
-  cfg["ziprerank"] = {{"name", options.name.empty() ? out.filename().string() : options.name},
-                      {"random_init", true},
-                      {"seed", options.seed}};
+  if (!cfg["ziprerank"].is_object()) cfg["ziprerank"] = json::object();
+  cfg["ziprerank"]["name"] = options.name.empty() ? out.filename().string() : options.name;
+  cfg["ziprerank"]["random_init"] = true;
+  cfg["ziprerank"]["seed"] = options.seed;
   if (options.match_heads > 0) cfg["ziprerank"]["match_heads"] = options.match_heads;
   if (options.spelling_embeddings > 0)
     cfg["ziprerank"]["spelling_embeddings"] = options.spelling_embeddings;

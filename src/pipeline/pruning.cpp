@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include <cmath>
+#include <set>
 
 #include "ziprerank/errors.hpp"
 
@@ -59,8 +60,23 @@ std::vector<int64_t> pruning_text_rows(const ModelConfig& c, const std::vector<i
 }
 
 PruningText pruning_text(const ModelConfig& config, const PromptTokens& prompt) {
-  if (config.qi_early_text_mode == "query_only") return {prompt.query_begin, prompt.query_end};
-  return {};
+  if (config.qi_early_text_mode == "query") return {prompt.query_begin, prompt.query_end};
+  if (config.qi_early_text_mode != "query_only") return {};
+  // The reference's query_only: from just after the last newline token (Qwen's ids for "\n",
+  // "\n\n", ...) before the first image up to that image; it refuses a prompt where that
+  // newline is missing or within the first 10 tokens.
+  static const std::set<int64_t> newlines{198, 271, 628, 1432, 720};
+  const auto& ids = prompt.ids;
+  size_t first_image = 0;
+  while (first_image < ids.size() && ids[first_image] != config.image_token_id) ++first_image;
+  for (size_t pos = first_image; pos-- > 0;) {
+    if (!newlines.count(ids[pos])) continue;
+    if (pos + 1 > 10) return {static_cast<int64_t>(pos + 1), -1};
+    break;
+  }
+  throw InputError(
+      "qi_early_text_mode query_only: no newline token after the first 10 tokens before the "
+      "first image (the reference's marker); use all_before_image");
 }
 
 at::Tensor pruning_text_embeds(const Qwen3VLModel& model, const PromptTokens& prompt) {

@@ -38,6 +38,8 @@ class RankBatch : public ::testing::Test {
     const CliResult r =
         run_cli("--log-level warn init --seed 5 --out " + shell_quote(model().string()));
     ASSERT_EQ(r.code, 0) << r.err;
+    // The tests below rank with pruning unless they say otherwise.
+    set_model_key(model(), "keep_ratio", 0.5);
     write_pages(dir_ / "pages", 24);
     write_pdf(dir_ / "doc.pdf", {"Annual report 2021", "Net revenue by year", "Safety warnings"});
     // 6 queries: 24-page windows (sliding), PDF pages, and mixed.
@@ -215,7 +217,31 @@ TEST_F(RankBatch, KeepRatioDefaultsToTheOneTheModelFolderNames) {
   EXPECT_NE(by_model.err.find("keep ratio 1,"), std::string::npos) << by_model.err;
   EXPECT_EQ(by_model.out, full.out);
   EXPECT_NE(by_model.out, half.out);  // --keep-ratio still wins over the model's choice
-  EXPECT_EQ(plain.out, half.out);     // a folder that names none keeps 0.5
+  EXPECT_EQ(plain.out, half.out);     // the fixture model names 0.5
+
+  // The reference's keys: pruning only where qi_early_enabled is true, at qi_early_keep_ratio
+  // (0.25 when absent); a folder with neither prunes nothing, as the reference's evaluation.
+  const auto reference_copy = [&](const std::string& name, const json& keys) {
+    const fs::path dir = dir_ / name;
+    fs::remove_all(dir);
+    fs::copy(model(), dir, fs::copy_options::recursive);
+    json cfg = json::parse(std::ifstream(dir / "config.json"));
+    cfg["ziprerank"].erase("keep_ratio");
+    for (const auto& [k, v] : keys.items()) cfg[k] = v;
+    std::ofstream(dir / "config.json") << cfg.dump(2);
+    return run_cli("rank --model " + shell_quote(dir.string()) + pages);
+  };
+  const CliResult none = reference_copy("tiny-ref-none", json::object());
+  const CliResult off =
+      reference_copy("tiny-ref-off", {{"qi_early_enabled", false}, {"qi_early_keep_ratio", 0.5}});
+  const CliResult on =
+      reference_copy("tiny-ref-on", {{"qi_early_enabled", true}, {"qi_early_keep_ratio", 0.5}});
+  const CliResult quarter = reference_copy("tiny-ref-quarter", {{"qi_early_enabled", true}});
+  for (const CliResult* r : {&none, &off, &on, &quarter}) ASSERT_EQ(r->code, 0) << r->err;
+  EXPECT_EQ(none.out, full.out);
+  EXPECT_EQ(off.out, full.out);
+  EXPECT_EQ(on.out, half.out);
+  EXPECT_NE(quarter.err.find("keep ratio 0.25,"), std::string::npos) << quarter.err;
 
   set_model_key(own, "keep_ratio", 0.0);
   const CliResult bad = run_cli("rank --model " + shell_quote(own.string()) + pages);

@@ -191,7 +191,7 @@ TEST(Pruning, SelectsTheTokensClosestToTheTextInSpatialOrder) {
   EXPECT_TRUE(at::equal(kept[0], at::tensor(std::vector<int64_t>{1, 3}, at::kLong)));
 }
 
-TEST(Pruning, QueryOnlyModeComparesWithTheQueryTokensAlone) {
+TEST(Pruning, TextModesCompareWithTheSpanTheyName) {
   auto rr = tiny_reranker();
   const Qwen3VLModel& m = rr->model();
   const std::string query = "net revenue by region";
@@ -206,7 +206,8 @@ TEST(Pruning, QueryOnlyModeComparesWithTheQueryTokensAlone) {
 
   // One page of four tokens: an instruction word that is not in the query, a query word, and two
   // blends (mostly the query word; mostly the instruction word). Keeping two: the reference mode
-  // keeps both exact words, query_only keeps the query word and the blend that leans to it.
+  // keeps both exact words, ziprerank's "query" keeps the query word and the blend that leans
+  // to it.
   int64_t instruction = -1;
   for (int64_t i = prompt.query_begin - 1; i > 0 && instruction < 0; --i) {
     const int64_t id = prompt.ids[static_cast<size_t>(i)];
@@ -222,11 +223,22 @@ TEST(Pruning, QueryOnlyModeComparesWithTheQueryTokensAlone) {
     vf.deepstack.push_back(at::zeros_like(vf.embeds));
   const std::vector<ImageGrid> grids = {{1, 4, 4}};
   ModelConfig query_only = m.config();
-  query_only.qi_early_text_mode = "query_only";
+  query_only.qi_early_text_mode = "query";
   const PruningText all_text = pruning_text(m.config(), prompt);
   const PruningText query_text = pruning_text(query_only, prompt);
   EXPECT_EQ(query_text.begin, prompt.query_begin);
   EXPECT_EQ(query_text.end, prompt.query_end);
+  // The reference's query_only: after the last newline before the first image, which in the
+  // ranking prompt is the instruction's last line, not the query.
+  ModelConfig reference_only = m.config();
+  reference_only.qi_early_text_mode = "query_only";
+  const PruningText line = pruning_text(reference_only, prompt);
+  EXPECT_EQ(line.end, -1);
+  std::vector<int64_t> line_ids;
+  for (int64_t r : pruning_text_rows(reference_only, prompt.ids, line))
+    line_ids.push_back(prompt.ids[static_cast<size_t>(r)]);
+  EXPECT_EQ(rr->tokenizer().decode(line_ids),
+            "Only output the ranking results, do not say anything else.");
   auto kept_rows = [&](const PruningText& t) {
     const AssembledSequence seq = assemble_sequence(m, prompt.ids, grids, vf, 0.5, t);
     const at::Tensor vis = seq.input.embeds.squeeze(0).index({seq.input.visual_mask.squeeze(0)});

@@ -162,6 +162,36 @@ TEST(Config, PruningTextModeDefaultsToTheReferenceAndRoundTrips) {
             "query_only");
   expect_input_error(config_with([](nlohmann::json& j) { j["qi_early_text_mode"] = "query"; }),
                      "qi_early_text_mode 'query' is not one of all_before_image, query_only");
+  // ziprerank's own variant (the query's tokens) has its own key, which wins and round-trips.
+  const ModelConfig own = parse_model_config(config_with([](nlohmann::json& j) {
+                                               j["qi_early_text_mode"] = "all_before_image";
+                                               j["ziprerank"]["pruning_text"] = "query";
+                                             }),
+                                             "c.json");
+  EXPECT_EQ(own.qi_early_text_mode, "query");
+  const std::string written = model_config_to_json(own);
+  EXPECT_EQ(written.find("qi_early_text_mode"), std::string::npos) << written;
+  EXPECT_EQ(parse_model_config(written, "roundtrip").qi_early_text_mode, "query");
+  expect_input_error(config_with([](nlohmann::json& j) { j["ziprerank"]["pruning_text"] = "x"; }),
+                     "ziprerank.pruning_text 'x'");
+}
+
+TEST(Config, ReadsTheReferencesQiEarlyKeys) {
+  const ModelConfig none = parse_model_config(config_with([](nlohmann::json&) {}), "c.json");
+  EXPECT_FALSE(none.qi_early_enabled.has_value());
+  EXPECT_FALSE(none.qi_early_keep_ratio.has_value());
+  const ModelConfig on = parse_model_config(config_with([](nlohmann::json& j) {
+                                              j["qi_early_enabled"] = true;
+                                              j["qi_early_keep_ratio"] = 0.5;
+                                            }),
+                                            "c.json");
+  EXPECT_EQ(on.qi_early_enabled, std::optional<bool>(true));
+  EXPECT_EQ(on.qi_early_keep_ratio, std::optional<double>(0.5));
+  const ModelConfig back = parse_model_config(model_config_to_json(on), "roundtrip");
+  EXPECT_EQ(back.qi_early_enabled, on.qi_early_enabled);
+  EXPECT_EQ(back.qi_early_keep_ratio, on.qi_early_keep_ratio);
+  expect_input_error(config_with([](nlohmann::json& j) { j["qi_early_keep_ratio"] = 1.5; }),
+                     "qi_early_keep_ratio");
 }
 
 TEST(Config, RoundTripsThroughJson) {
