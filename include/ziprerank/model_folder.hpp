@@ -22,13 +22,33 @@ struct WeightSpec {
 /// Every tensor a Qwen3-VL checkpoint of this config holds, with its shape (Hugging Face names).
 std::vector<WeightSpec> expected_weights(const ModelConfig& config);
 
+/// What `generation_config.json` says that changes greedy decoding (generate scoring), as
+/// transformers' generate() applies it with do_sample=False (the reference's call). Sampling
+/// settings (temperature, top_k, top_p) do not apply to greedy decoding and are ignored.
+struct GenerationSettings {
+  /// > 1 lowers the logits of every token already in the sequence (prompt included): a positive
+  /// logit is divided by it, a negative one multiplied. 1.0: off.
+  double repetition_penalty = 1.0;
+  /// Tokens that end decoding besides config.json's eos/pad (`eos_token_id`, one id or a list).
+  std::vector<int64_t> eos_token_ids;
+  /// End-of-sequence tokens are suppressed until this many tokens are generated
+  /// (`min_new_tokens`).
+  int64_t min_new_tokens = 0;
+  bool from_file = false;  ///< generation_config.json was present
+};
+
+/// Reads `dir`/generation_config.json where present (defaults otherwise); keys ziprerank cannot
+/// apply to greedy decoding (no_repeat_ngram_size, bad_words_ids, ...) are logged as warnings.
+GenerationSettings load_generation_settings(const std::string& dir);
+
 struct ModelFolder {
   std::string dir;
   ModelConfig config;
   PreprocessorConfig preprocessor;
-  std::string tokenizer_file;  ///< tokenizer.json or tokenizer.model (full path)
-  std::string name;            ///< the "ziprerank.name" note in config.json, else the folder name
-  bool random_init = false;    ///< config.json says the weights are untrained
+  GenerationSettings generation;  ///< generation_config.json, for generate scoring
+  std::string tokenizer_file;     ///< tokenizer.json or tokenizer.model (full path)
+  std::string name;          ///< the "ziprerank.name" note in config.json, else the folder name
+  bool random_init = false;  ///< config.json says the weights are untrained
   /// How this model ranks when the command does not say (`ziprerank.scoring` in config.json):
   /// logits (the default), generate or similarity.
   std::string scoring = "logits";

@@ -204,6 +204,7 @@ ModelFolder open_model_folder(const std::string& dir) {
     throw InputError("'" + dir + "' has no preprocessor_config.json (the image settings)");
   }
   m.preprocessor = load_preprocessor_config(pre.string());
+  m.generation = load_generation_settings(dir);
   for (const char* f : {"tokenizer.json", "tokenizer.model"}) {
     if (fs::exists(fs::path(dir) / f)) {
       m.tokenizer_file = (fs::path(dir) / f).string();
@@ -213,6 +214,54 @@ ModelFolder open_model_folder(const std::string& dir) {
   if (m.tokenizer_file.empty())
     throw InputError("'" + dir + "' has no tokenizer.json or tokenizer.model");
   return m;
+}
+
+GenerationSettings load_generation_settings(const std::string& dir) {
+  GenerationSettings g;
+  const fs::path path = fs::path(dir) / "generation_config.json";
+  if (!fs::exists(path)) return g;
+  const std::string origin = path.string();
+  json root;
+  try {
+    root = json::parse(detail::read_text_file(origin));
+  } catch (const json::parse_error& e) {
+    throw InputError(origin + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!root.is_object()) throw InputError(origin + ": must be a JSON object");
+  g.from_file = true;
+  detail::read_opt(root, "repetition_penalty", g.repetition_penalty, origin);
+  if (!(g.repetition_penalty > 0.0) || !std::isfinite(g.repetition_penalty))
+    throw InputError(origin + ": repetition_penalty must be a positive number");
+  detail::read_opt(root, "min_new_tokens", g.min_new_tokens, origin);
+  if (g.min_new_tokens < 0) throw InputError(origin + ": min_new_tokens must not be negative");
+  if (auto it = root.find("eos_token_id"); it != root.end() && !it->is_null()) {
+    const auto add = [&](const json& v) {
+      if (!v.is_number_integer()) throw InputError(origin + ": eos_token_id must be token ids");
+      g.eos_token_ids.push_back(v.get<int64_t>());
+    };
+    if (it->is_array()) {
+      for (const json& v : *it) add(v);
+    } else {
+      add(*it);
+    }
+  }
+  // Settings transformers' greedy decoding would apply that ziprerank does not: say so.
+  for (const char* key :
+       {"no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids", "sequence_bias",
+        "forced_bos_token_id", "forced_eos_token_id", "suppress_tokens", "begin_suppress_tokens",
+        "min_length", "exponential_decay_length_penalty", "num_beams"}) {
+    auto it = root.find(key);
+    if (it == root.end() || it->is_null()) continue;
+    const bool neutral =
+        (it->is_number() && (it->get<double>() == 0.0 ||
+                             (std::string(key) == "num_beams" && it->get<double>() == 1.0))) ||
+        (it->is_array() && it->empty());
+    if (!neutral) {
+      spdlog::warn("{}: '{}' is not applied by ziprerank's greedy decoding (generate scoring)",
+                   origin, key);
+    }
+  }
+  return g;
 }
 
 std::string untrained_scoring_warning(const ModelFolder& folder, const std::string& scoring) {

@@ -235,17 +235,41 @@ WindowScores Reranker::score_window(const std::string& query,
     out.logits.assign(logits.data_ptr<double>(), logits.data_ptr<double>() + logits.numel());
     out.order = stable_order_desc(out.logits);
   } else {
-    // Greedy decoding of "A] > [C] > ...", at most 5 tokens per candidate, as the reference.
+    // Greedy decoding of "A] > [C] > ...", at most 5 tokens per candidate, as the reference,
+    // with what the model's generation_config.json asks of greedy decoding.
+    const GenerationSettings& gen = folder_.generation;
+    std::vector<int64_t> stops = gen.eos_token_ids;
+    stops.push_back(c.eos_token_id);
+    stops.push_back(c.pad_token_id);
+    const auto is_stop = [&](int64_t t) {
+      return std::find(stops.begin(), stops.end(), t) != stops.end();
+    };
+    std::vector<int64_t> in_sequence = prompt.ids;  // every token so far, for the penalty
     KVCache cache;
     at::Tensor hidden = model_->forward(seq.input, &cache);
     int64_t next_pos = seq.input.position_ids.max().item<int64_t>() + 1;
     std::vector<int64_t> generated;
     const auto dev = hidden.device();
     for (int step = 0; step < 5 * n; ++step) {
-      const at::Tensor logits = model_->logits(hidden.select(1, hidden.size(1) - 1));
+      at::Tensor logits =
+          model_->logits(hidden.select(1, hidden.size(1) - 1)).to(at::kFloat).reshape({-1});
+      if (gen.repetition_penalty != 1.0) {
+        std::sort(in_sequence.begin(), in_sequence.end());
+        in_sequence.erase(std::unique(in_sequence.begin(), in_sequence.end()), in_sequence.end());
+        const at::Tensor idx = at::tensor(in_sequence, at::kLong).to(logits.device());
+        const at::Tensor seen = logits.index_select(0, idx);
+        logits.index_copy_(
+            0, idx,
+            at::where(seen < 0, seen * gen.repetition_penalty, seen / gen.repetition_penalty));
+      }
+      if (step < gen.min_new_tokens) {
+        for (int64_t t : stops)
+          if (t >= 0 && t < logits.size(0)) logits[t] = -INFINITY;
+      }
       const int64_t tok = logits.argmax(-1).item<int64_t>();
-      if (tok == c.eos_token_id || tok == c.pad_token_id) break;
+      if (is_stop(tok)) break;
       generated.push_back(tok);
+      in_sequence.push_back(tok);
       TextInput step_in;
       step_in.embeds =
           model_->embed(at::full({1, 1}, tok, at::TensorOptions().dtype(at::kLong).device(dev)));

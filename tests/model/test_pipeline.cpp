@@ -1,11 +1,14 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <numeric>
+#include <set>
 
 #include "model_fixture.hpp"
 #include "ziprerank/errors.hpp"
@@ -317,6 +320,92 @@ TEST(Reranker, ScoresEveryCandidateAndOrdersByLogit) {
   EXPECT_EQ(g.ranking.size(), 5u);
   EXPECT_LE(g.tokens.generated, 25);
   EXPECT_DOUBLE_EQ(g.ranking[0].score, 5.0);  // n - rank
+}
+
+TEST(Reranker, ReadsGenerationConfig) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("zr_gen_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  EXPECT_FALSE(load_generation_settings(dir.string()).from_file);
+  std::ofstream(dir / "generation_config.json")
+      << R"({"do_sample": true, "temperature": 0.7, "top_k": 20, "repetition_penalty": 1.05,
+             "eos_token_id": [151645, 151643], "min_new_tokens": 2})";
+  const GenerationSettings g = load_generation_settings(dir.string());
+  EXPECT_TRUE(g.from_file);
+  EXPECT_DOUBLE_EQ(g.repetition_penalty, 1.05);
+  EXPECT_EQ(g.eos_token_ids, (std::vector<int64_t>{151645, 151643}));
+  EXPECT_EQ(g.min_new_tokens, 2);
+  std::ofstream(dir / "generation_config.json") << R"({"repetition_penalty": -1})";
+  EXPECT_THROW(load_generation_settings(dir.string()), InputError);
+  std::ofstream(dir / "generation_config.json") << R"({"eos_token_id": "x"})";
+  EXPECT_THROW(load_generation_settings(dir.string()), InputError);
+  std::ofstream(dir / "generation_config.json") << "{not json";
+  EXPECT_THROW(load_generation_settings(dir.string()), InputError);
+  fs::remove_all(dir);
+}
+
+TEST(Reranker, GenerateFollowsTheModelsGenerationConfig) {
+  // generation_config.json's repetition_penalty applies to greedy decoding as in transformers:
+  // every token already in the sequence, prompt included, has its logit divided (positive) or
+  // multiplied (negative) by it. The first generated token, worked out by hand from the logits
+  // at the "[" position, must lead the decoded text with and without a penalty.
+  const std::string dir = test::tiny_model_dir();
+  std::shared_ptr<const Qwen3VLModel> model = Qwen3VLModel::load(dir, ModelOptions{});
+  std::shared_ptr<const Tokenizer> tok = load_tokenizer(dir);
+  const auto pages = random_pages(3, 21);
+  const std::string query = "which page shows revenue";
+  RerankOptions o;
+  o.scoring = Scoring::kGenerate;
+  // A penalty below 1 favours tokens already seen: with 1e-4 one of the prompt's wins, which
+  // the plain argmax here is not, so the case tells a penalised decoder from a plain one.
+  for (const double penalty : {1.0, 1e-4}) {
+    SCOPED_TRACE("repetition_penalty " + std::to_string(penalty));
+    ModelFolder folder = open_model_folder(dir);
+    EXPECT_FALSE(folder.generation.from_file);
+    folder.generation.repetition_penalty = penalty;
+    folder.generation.min_new_tokens = 1;
+    const Reranker rr(folder, model, tok);
+    StageTiming t;
+    const auto encoded = rr.encode(pages, t);
+    std::vector<const VisionFeatures*> feats;
+    std::vector<ImageGrid> grids;
+    std::vector<int64_t> counts;
+    for (const auto& p : encoded) {
+      feats.push_back(&p->features);
+      grids.push_back(p->grid);
+      counts.push_back(p->features.embeds.size(0));
+    }
+    TokenCounts tc;
+    const WindowScores ws = rr.score_window(query, feats, grids, o, t, tc);
+    const PromptTokens prompt = build_ranking_prompt(*tok, model->config(), query, counts);
+    VisionFeatures joined;
+    std::vector<at::Tensor> embeds;
+    for (const auto* f : feats) embeds.push_back(f->embeds);
+    joined.embeds = at::cat(embeds);
+    for (size_t l = 0; l < feats[0]->deepstack.size(); ++l) {
+      std::vector<at::Tensor> level;
+      for (const auto* f : feats) level.push_back(f->deepstack[l]);
+      joined.deepstack.push_back(at::cat(level));
+    }
+    joined.tokens_per_image = counts;
+    const AssembledSequence seq = assemble_sequence(*model, prompt.ids, grids, joined, 1.0);
+    at::Tensor logits = model->logits(model->forward(seq.input).select(1, -1)).reshape({-1});
+    const int64_t unpenalised = logits.argmax().item<int64_t>();
+    for (const int64_t id : std::set<int64_t>(prompt.ids.begin(), prompt.ids.end())) {
+      const float v = logits[id].item<float>();
+      logits[id] = v < 0 ? v * penalty : v / penalty;
+    }
+    logits[model->config().eos_token_id] = -INFINITY;  // min_new_tokens = 1
+    logits[model->config().pad_token_id] = -INFINITY;
+    const int64_t first = logits.argmax().item<int64_t>();
+    const std::string lead = tok->decode({first});
+    ASSERT_FALSE(lead.empty());
+    EXPECT_EQ(ws.generated.substr(0, lead.size()), lead) << ws.generated;
+    if (penalty != 1.0) {
+      EXPECT_GT(std::count(prompt.ids.begin(), prompt.ids.end(), first), 0);
+      EXPECT_NE(first, unpenalised);
+    }
+  }
 }
 
 TEST(Reranker, SimilarityScoringSumsEachQueryWordsBestMatchWeightedByLength) {
