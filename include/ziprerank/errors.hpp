@@ -39,6 +39,12 @@ class InputError : public Error {
   explicit InputError(const std::string& message) : Error(ExitCode::kBadInput, message) {}
 };
 
+/// The user stopped the work (SIGINT/SIGTERM) before it finished.
+class Interrupted : public Error {
+ public:
+  explicit Interrupted(const std::string& message) : Error(ExitCode::kInterrupted, message) {}
+};
+
 /// An invariant inside ziprerank failed.
 class InternalError : public Error {
  public:

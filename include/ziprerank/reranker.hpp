@@ -33,6 +33,13 @@ const std::vector<std::string>& scoring_names();
 const std::string& scoring_name(Scoring scoring);
 Scoring parse_scoring(const std::string& name);
 
+/// Where a ranking is: pages encoded (read, preprocessed and through the vision tower, or found
+/// in the vision cache) and windows scored, each out of its total.
+struct RankProgress {
+  int pages_encoded = 0, pages_total = 0;
+  int windows_done = 0, windows_total = 0;
+};
+
 struct RerankOptions {
   double keep_ratio = 1.0;  ///< fraction of visual tokens kept per page; >= 1 disables pruning
   Scoring scoring = Scoring::kLogits;
@@ -42,6 +49,10 @@ struct RerankOptions {
   /// Windowed vision attention: tile side in pixels (0 = whole pages; -1 = the model's own, from
   /// ziprerank.vision_tile in its config.json). See ModelFolder::vision_tile.
   int vision_tile = -1;
+  /// Called after each group of pages is encoded and after each window is scored (optional).
+  std::function<void(const RankProgress&)> progress;
+  /// Asked between page groups and windows; true stops the ranking with Interrupted (optional).
+  std::function<bool()> should_stop;
   void validate() const;
 };
 
@@ -172,6 +183,15 @@ class Reranker {
                             StageTiming& timing, TokenCounts& tokens) const;
 
  private:
+  /// Encoded pages for the given candidate indices (decoding, preprocessing and encoding them as
+  /// needed), in that order; stage times go into the StageTiming.
+  using PageFetch = std::function<std::vector<std::shared_ptr<const EncodedPage>>(
+      const std::vector<size_t>&, StageTiming&)>;
+  /// Ranks n = ids.size() candidates, fetching each page when the first window that shows it
+  /// comes and dropping it once no later window can: memory follows the window, not the
+  /// number of pages.
+  RerankResult rank_lazily(const std::string& query, const std::vector<std::string>& ids,
+                           const PageFetch& fetch, const RerankOptions& options) const;
   /// Runs fn(k, timing) for k in [0, n) on the page workers (inline with one); the decode and
   /// preprocess times the calls add up go into `timing` scaled to the wall-clock time taken.
   void for_each_page(size_t n, const std::function<void(size_t, StageTiming&)>& fn,

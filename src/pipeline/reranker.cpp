@@ -415,57 +415,105 @@ std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
   return out;
 }
 
-RerankResult Reranker::rank_encoded(const std::string& query, const std::vector<std::string>& ids,
-                                    const std::vector<std::shared_ptr<const EncodedPage>>& pages,
-                                    const RerankOptions& options) const {
-  c10::InferenceMode guard;
+namespace {
+
+void check_request(const std::string& query, size_t pages, const RerankOptions& options) {
   options.validate();
-  if (ids.size() != pages.size()) throw InternalError("rerank: ids and pages differ in length");
-  if (pages.empty()) throw InputError("no candidate pages to rank");
+  if (pages == 0) throw InputError("no candidate pages to rank");
   if (query.find_first_not_of(" \t\r\n") == std::string::npos)
     throw InputError("the query is empty");
+}
+
+// How many windows ranking n candidates takes (the reference's loop; similarity scoring goes
+// through the pages a window's worth at a time).
+int window_count(int n, const RerankOptions& o) {
+  if (o.scoring == Scoring::kSimilarity) return (n + o.window - 1) / o.window;
+  if (n <= o.window) return 1;
+  int count = 0;
+  for (int end = n, start = n - o.window; end > 0 && start + o.stride != 0;
+       end -= o.stride, start = std::max(start, 0) - o.stride) {
+    ++count;
+  }
+  return count;
+}
+
+}  // namespace
+
+RerankResult Reranker::rank_lazily(const std::string& query, const std::vector<std::string>& ids,
+                                   const PageFetch& fetch, const RerankOptions& options) const {
+  c10::InferenceMode guard;
+  check_request(query, ids.size(), options);
   RerankResult result;
   const auto t_start = Clock::now();
-  const int n = static_cast<int>(pages.size());
-  std::vector<double> last_logit(pages.size(), NAN);
+  const int n = static_cast<int>(ids.size());
+  RankProgress progress;
+  progress.pages_total = n;
+  progress.windows_total = window_count(n, options);
+  const auto check_stop = [&] {
+    if (options.should_stop && options.should_stop()) throw Interrupted("ranking interrupted");
+  };
+  // Pages are encoded when a window first needs them and dropped once no later window can see
+  // them, so memory follows the window, not the document.
+  std::vector<std::shared_ptr<const EncodedPage>> held(ids.size());
+  const auto need = [&](const std::vector<int>& idx) {
+    std::vector<size_t> missing;
+    for (int i : idx)
+      if (!held[static_cast<size_t>(i)]) missing.push_back(static_cast<size_t>(i));
+    if (missing.empty()) return;
+    check_stop();
+    const auto got = fetch(missing, result.timing);
+    if (got.size() != missing.size()) throw InternalError("rerank: pages fetched out of step");
+    for (size_t k = 0; k < missing.size(); ++k) held[missing[k]] = got[k];
+    progress.pages_encoded += static_cast<int>(missing.size());
+    if (options.progress) options.progress(progress);
+  };
+  const auto score = [&](const std::vector<int>& idx) {
+    need(idx);
+    check_stop();
+    std::vector<const VisionFeatures*> win;
+    std::vector<ImageGrid> grids;
+    for (int i : idx) {
+      win.push_back(&held[static_cast<size_t>(i)]->features);
+      grids.push_back(held[static_cast<size_t>(i)]->grid);
+    }
+    WindowScores ws = score_window(query, win, grids, options, result.timing, result.tokens);
+    ++result.windows;
+    progress.windows_done = result.windows;
+    if (options.progress) options.progress(progress);
+    return ws;
+  };
+  std::vector<double> last_logit(ids.size(), NAN);
+
   if (options.scoring == Scoring::kSimilarity) {
     // Each page scores on its own: no sliding window, the pages are sorted by their scores
     // (scored a window's worth at a time, in input order).
-    std::vector<const VisionFeatures*> win;
-    std::vector<ImageGrid> win_grids;
     for (int begin = 0; begin < n; begin += options.window) {
-      win.clear();
-      win_grids.clear();
-      for (int p = begin; p < std::min(n, begin + options.window); ++p) {
-        win.push_back(&pages[p]->features);
-        win_grids.push_back(pages[p]->grid);
+      std::vector<int> idx(static_cast<size_t>(std::min(n, begin + options.window) - begin));
+      std::iota(idx.begin(), idx.end(), begin);
+      const WindowScores ws = score(idx);
+      for (size_t k = 0; k < idx.size(); ++k) {
+        last_logit[static_cast<size_t>(idx[k])] = ws.logits[k];
+        held[static_cast<size_t>(idx[k])].reset();
       }
-      const WindowScores ws =
-          score_window(query, win, win_grids, options, result.timing, result.tokens);
-      std::copy(ws.logits.begin(), ws.logits.end(), last_logit.begin() + begin);
-      ++result.windows;
     }
     for (const int idx : stable_order_desc(last_logit)) {
       RankedPage page;
-      page.id = ids[idx];
-      page.logit = page.score = last_logit[idx];
+      page.id = ids[static_cast<size_t>(idx)];
+      page.logit = page.score = last_logit[static_cast<size_t>(idx)];
       result.ranking.push_back(page);
     }
     result.timing.total = ms_since(t_start);
     return result;
   }
+
   const std::vector<int> order = sliding_window_order(
       n, options.window, options.stride, [&](int begin, int end, const std::vector<int>& current) {
-        std::vector<const VisionFeatures*> win;
-        std::vector<ImageGrid> win_grids;
-        for (int p = begin; p < end; ++p) {
-          win.push_back(&pages[current[p]]->features);
-          win_grids.push_back(pages[current[p]]->grid);
-        }
-        const WindowScores ws =
-            score_window(query, win, win_grids, options, result.timing, result.tokens);
-        for (size_t k = 0; k < ws.logits.size(); ++k) last_logit[current[begin + k]] = ws.logits[k];
-        ++result.windows;
+        // Positions from `end` on are final: no later window reaches them.
+        for (int p = end; p < n; ++p) held[static_cast<size_t>(current[p])].reset();
+        const std::vector<int> idx(current.begin() + begin, current.begin() + end);
+        const WindowScores ws = score(idx);
+        for (size_t k = 0; k < ws.logits.size(); ++k)
+          last_logit[static_cast<size_t>(idx[k])] = ws.logits[k];
         return ws.order;
       });
 
@@ -482,22 +530,33 @@ RerankResult Reranker::rank_encoded(const std::string& query, const std::vector<
   return result;
 }
 
+RerankResult Reranker::rank_encoded(const std::string& query, const std::vector<std::string>& ids,
+                                    const std::vector<std::shared_ptr<const EncodedPage>>& pages,
+                                    const RerankOptions& options) const {
+  if (ids.size() != pages.size()) throw InternalError("rerank: ids and pages differ in length");
+  return rank_lazily(
+      query, ids,
+      [&](const std::vector<size_t>& idx, StageTiming&) {
+        std::vector<std::shared_ptr<const EncodedPage>> out;
+        for (size_t i : idx) out.push_back(pages[i]);
+        return out;
+      },
+      options);
+}
+
 RerankResult Reranker::rerank(const std::string& query, const std::vector<std::string>& ids,
                               const std::vector<PreprocessedImage>& pages,
                               const RerankOptions& options) const {
-  options.validate();
-  if (pages.empty()) throw InputError("no candidate pages to rank");
-  if (query.find_first_not_of(" \t\r\n") == std::string::npos)
-    throw InputError("the query is empty");
-  StageTiming vision;
-  const auto t0 = Clock::now();
-  const auto encoded =
-      encode(pages, vision, options.vision_tile, options.scoring != Scoring::kSimilarity);
-  const double encode_ms = ms_since(t0);
-  RerankResult r = rank_encoded(query, ids, encoded, options);
-  r.timing.vision += vision.vision;
-  r.timing.total += encode_ms;
-  return r;
+  if (ids.size() != pages.size()) throw InternalError("rerank: ids and pages differ in length");
+  const bool deepstack = options.scoring != Scoring::kSimilarity;
+  return rank_lazily(
+      query, ids,
+      [&](const std::vector<size_t>& idx, StageTiming& timing) {
+        std::vector<PreprocessedImage> some;
+        for (size_t i : idx) some.push_back(pages[i]);
+        return encode(some, timing, options.vision_tile, deepstack);
+      },
+      options);
 }
 
 namespace {
@@ -546,58 +605,49 @@ std::vector<PreprocessedImage> Reranker::prepare_all(const std::vector<Image>& i
 
 RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
                                     const RerankOptions& options) const {
-  options.validate();
-  if (pages.empty()) throw InputError("no candidate pages to rank");
-  if (query.find_first_not_of(" \t\r\n") == std::string::npos)
-    throw InputError("the query is empty");
-  StageTiming pre;
-  const auto t0 = Clock::now();
-  std::vector<std::shared_ptr<const EncodedPage>> encoded(pages.size());
-  std::vector<std::string> ids, keys(pages.size());
-  std::vector<size_t> missing;
-  std::vector<PreprocessedImage> prepared;
+  check_request(query, pages.size(), options);
+  std::vector<std::string> ids;
+  for (const PageRef& p : pages) ids.push_back(p.id);
   // Pages read with another tile have other features: the tile is part of the cache key.
   const int tile = options.vision_tile < 0 ? model_->options().vision_tile : options.vision_tile;
   // Similarity scoring reads the merged tokens alone: the DeepStack mergers are skipped.
   const bool deepstack = options.scoring != Scoring::kSimilarity;
-  for (size_t i = 0; i < pages.size(); ++i) {
-    ids.push_back(pages[i].id);
-    if (cache_) {
-      keys[i] = cache_key(pages[i], options, tile, deepstack);
-      encoded[i] = cache_->get(keys[i]);
-      if (encoded[i]) continue;
+  std::mutex pdf;  // PDF pages are drawn one at a time (the PDF library keeps shared state)
+  const auto fetch = [&](const std::vector<size_t>& idx, StageTiming& timing) {
+    std::vector<std::shared_ptr<const EncodedPage>> out(idx.size());
+    std::vector<std::string> keys(idx.size());
+    std::vector<size_t> missing;  // positions in idx
+    for (size_t k = 0; k < idx.size(); ++k) {
+      if (cache_) {
+        keys[k] = cache_key(pages[idx[k]], options, tile, deepstack);
+        out[k] = cache_->get(keys[k]);
+        if (out[k]) continue;
+      }
+      missing.push_back(k);
     }
-    missing.push_back(i);
-  }
-  prepared.resize(missing.size());
-  // Decodes and preprocesses missing page k. PDF pages are drawn one at a time (the PDF library
-  // keeps shared state).
-  std::mutex pdf;
-  const auto prepare_missing = [&](size_t k, StageTiming& timing) {
-    const PageRef& ref = pages[missing[k]];
-    const auto td = Clock::now();
-    std::unique_lock<std::mutex> lock(pdf, std::defer_lock);
-    if (ref.pdf_page > 0) lock.lock();
-    const Image img = load_page(ref);
-    if (lock.owns_lock()) lock.unlock();
-    timing.decode += ms_since(td);
-    prepared[k] = prepare(img, options, &timing);
+    if (missing.empty()) return out;
+    std::vector<PreprocessedImage> prepared(missing.size());
+    for_each_page(
+        missing.size(),
+        [&](size_t m, StageTiming& part) {
+          const PageRef& ref = pages[idx[missing[m]]];
+          const auto td = Clock::now();
+          std::unique_lock<std::mutex> lock(pdf, std::defer_lock);
+          if (ref.pdf_page > 0) lock.lock();
+          const Image img = load_page(ref);
+          if (lock.owns_lock()) lock.unlock();
+          part.decode += ms_since(td);
+          prepared[m] = prepare(img, options, &part);
+        },
+        timing);
+    const auto fresh = encode(prepared, timing, options.vision_tile, deepstack);
+    for (size_t m = 0; m < missing.size(); ++m) {
+      out[missing[m]] = fresh[m];
+      if (cache_) cache_->put(keys[missing[m]], fresh[m]);
+    }
+    return out;
   };
-  for_each_page(missing.size(), prepare_missing, pre);
-  if (!prepared.empty()) {
-    const auto fresh = encode(prepared, pre, options.vision_tile, deepstack);
-    for (size_t k = 0; k < missing.size(); ++k) {
-      encoded[missing[k]] = fresh[k];
-      if (cache_) cache_->put(keys[missing[k]], fresh[k]);
-    }
-  }
-  const double prep_total = ms_since(t0);
-  RerankResult r = rank_encoded(query, ids, encoded, options);
-  r.timing.decode += pre.decode;
-  r.timing.preprocess += pre.preprocess;
-  r.timing.vision += pre.vision;
-  r.timing.total += prep_total;
-  return r;
+  return rank_lazily(query, ids, fetch, options);
 }
 
 }  // namespace ziprerank

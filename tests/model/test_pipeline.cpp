@@ -580,6 +580,50 @@ TEST(Reranker, SimilarityScoringSkipsTheDeepStackMergersWhichLogitsScoringNeeds)
   EXPECT_NO_THROW(rr->rank_encoded("whale oil", ids, full, o));
 }
 
+TEST(Reranker, PagesAreEncodedAsTheWindowReachesThemAndTheRankingCanBeStopped) {
+  // 25 candidates, window 8, stride 4: the first window encodes 8 pages, each later one the 4
+  // it newly shows; the ranking equals the one from pages encoded up front.
+  auto rr = tiny_reranker();
+  const auto pages = random_pages(25, 31);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 25; ++i) ids.push_back("p" + std::to_string(i));
+  RerankOptions o;
+  o.window = 8;
+  o.stride = 4;
+  std::vector<RankProgress> seen;
+  o.progress = [&](const RankProgress& p) { seen.push_back(p); };
+  const RerankResult lazy = rr->rerank("a query", ids, pages, o);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().pages_encoded, 25);
+  EXPECT_EQ(seen.back().windows_done, lazy.windows);
+  EXPECT_EQ(seen.back().windows_total, lazy.windows);
+  EXPECT_EQ(lazy.windows, 6);  // [17,25) [13,21) [9,17) [5,13) [1,9) [0,5)
+  std::vector<int> encoded_before_window;
+  int encoded = 0;
+  for (const RankProgress& p : seen) {
+    if (p.pages_encoded != encoded) {
+      encoded = p.pages_encoded;
+    } else {
+      encoded_before_window.push_back(encoded);
+    }
+  }
+  EXPECT_EQ(encoded_before_window, (std::vector<int>{8, 12, 16, 20, 24, 25}));
+  StageTiming t;
+  o.progress = nullptr;
+  const RerankResult upfront = rr->rank_encoded("a query", ids, rr->encode(pages, t), o);
+  ASSERT_EQ(upfront.ranking.size(), lazy.ranking.size());
+  for (size_t i = 0; i < lazy.ranking.size(); ++i) {
+    EXPECT_EQ(upfront.ranking[i].id, lazy.ranking[i].id);
+    EXPECT_EQ(upfront.ranking[i].logit, lazy.ranking[i].logit);
+  }
+  // A stop request ends the ranking between windows with Interrupted.
+  int windows = 0;
+  o.progress = [&](const RankProgress& p) { windows = p.windows_done; };
+  o.should_stop = [&] { return windows >= 2; };
+  EXPECT_THROW(rr->rerank("a query", ids, pages, o), Interrupted);
+  EXPECT_EQ(windows, 2);
+}
+
 TEST(Similarity, QueryWordsDropPunctuationAndWeighByCharacters) {
   auto rr = tiny_reranker();
   const Tokenizer& tok = rr->tokenizer();
