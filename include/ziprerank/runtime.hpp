@@ -67,9 +67,22 @@ c10::ScalarType parse_dtype(const std::string& name, const c10::Device& device);
 /// Whether this CPU multiplies bfloat16 matrices in hardware (AMX-BF16, enabled by the OS): there
 /// bfloat16 products run 2-3x faster than float32 ones; elsewhere they are emulated and slower.
 bool cpu_has_fast_bf16_products();
-/// --matmul: "auto" -> bfloat16 products when computing in float32 on a CPU with
-/// cpu_has_fast_bf16_products(), else float32; "float32"/"fp32" -> never; "bfloat16"/"bf16" ->
-/// always for float32 compute on CPU. Returns ModelOptions::bf16_products.
+/// What a short measurement on this host says of bfloat16 against float32 matrix products.
+struct MatmulCalibration {
+  double float32_gflops = 0;   ///< through the BLAS libtorch calls (OpenBLAS's threads)
+  double bfloat16_gflops = 0;  ///< through libtorch, on one thread (as inference runs them)
+  int threads = 1;             ///< the cores ziprerank was given (OpenBLAS's thread count)
+  bool bf16_products = false;  ///< bfloat16 at least 1.25x faster
+  bool from_cache = false;
+  std::string cache_file;
+};
+/// Measures both products once per host, CPU, OpenBLAS kernel, thread count and ziprerank
+/// version, and keeps the answer in ~/.cache/ziprerank (XDG_CACHE_HOME), so every later run on
+/// the host takes the same path; processes started together wait for one measurement.
+MatmulCalibration calibrate_matmul();
+/// --matmul: "auto" -> bfloat16 products when computing in float32 on a CPU where
+/// calibrate_matmul() measured them clearly faster, else float32; "float32"/"fp32" -> never;
+/// "bfloat16"/"bf16" -> always for float32 compute on CPU. Returns ModelOptions::bf16_products.
 bool parse_matmul(const std::string& name, const c10::Device& device, c10::ScalarType dtype);
 
 /// Memory the kernel reports as available (MemAvailable), 0 when unknown.

@@ -4,8 +4,12 @@
 #include <ATen/Parallel.h>
 #include <c10/core/Device.h>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
+
+#include <nlohmann/json.hpp>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -15,12 +19,16 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 
+#include "core/json_util.hpp"
 #include "core/utf8.hpp"
 #include "ziprerank/errors.hpp"
 
@@ -262,9 +270,109 @@ void use_native_blas_kernels(char** argv) {
   unsetenv("ZIPRERANK_BLAS_CHOSEN");
 }
 
+namespace {
+
+std::string cpu_brand() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      return colon == std::string::npos ? line : line.substr(colon + 2);
+    }
+  }
+  return "unknown CPU";
+}
+
+// GFLOP/s of the best of a few [m, k] x [k, n] products, `threads` libtorch threads for them.
+double product_rate(at::ScalarType dtype, int threads) {
+  const int64_t m = 384, k = 1024, n = 2816;  // a window's rows against an MLP-sized matrix
+  const int saved = at::get_num_threads();
+  at::set_num_threads(threads);
+  // As the linear layers multiply: activations by a [out, in] weight, transposed.
+  const at::Tensor a = at::randn({m, k}).to(dtype), w = at::randn({n, k}).to(dtype);
+  double best = 0;
+  for (int rep = 0; rep < 8; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const at::Tensor c = at::linear(a, w);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (rep > 0 && s > 0) best = std::max(best, 2.0 * m * k * n / s / 1e9);
+  }
+  at::set_num_threads(saved);
+  return best;
+}
+
+}  // namespace
+
+MatmulCalibration calibrate_matmul() {
+  static MatmulCalibration cached = [] {
+    MatmulCalibration c;
+    c.threads = std::max(1, openblas_threads() > 0 ? openblas_threads() : at::get_num_threads());
+    const std::string key = cpu_brand() + "|" + openblas_core_name() + "|threads " +
+                            std::to_string(c.threads) + "|" + version_string();
+    const char* xdg = std::getenv("XDG_CACHE_HOME");
+    const char* home = std::getenv("HOME");
+    const std::filesystem::path dir =
+        xdg && *xdg ? std::filesystem::path(xdg) / "ziprerank"
+                    : std::filesystem::path(home && *home ? home : "/tmp") / ".cache" / "ziprerank";
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    c.cache_file =
+        (dir / ("matmul-" + std::to_string(std::hash<std::string>{}(key)) + ".json")).string();
+    // One process measures; others started meanwhile wait for its answer, so that every run on
+    // a host takes the same product path.
+    const int fd = ::open(c.cache_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) ::flock(fd, LOCK_EX);
+    try {
+      const nlohmann::json j = nlohmann::json::parse(detail::read_text_file(c.cache_file));
+      if (j.at("key").get<std::string>() == key) {
+        c.float32_gflops = j.at("float32_gflops").get<double>();
+        c.bfloat16_gflops = j.at("bfloat16_gflops").get<double>();
+        c.bf16_products = j.at("bf16_products").get<bool>();
+        c.from_cache = true;
+      }
+    } catch (const std::exception&) {
+    }
+    if (!c.from_cache) {
+      c.float32_gflops = product_rate(at::kFloat, 1);  // float32: OpenBLAS's own threads
+      // bfloat16 on the one libtorch thread they get beside OpenBLAS's (giving libtorch every
+      // core and OpenBLAS one made the products 1.7x faster but the embedded model's
+      // language-model pass 1.3x slower: its float32 attention products lost a thread).
+      c.bfloat16_gflops = product_rate(at::kBFloat16, 1);
+      // bfloat16 products round their inputs: worth it only for a clear gain.
+      c.bf16_products = c.bfloat16_gflops >= 1.25 * c.float32_gflops;
+      const nlohmann::json j = {{"key", key},
+                                {"float32_gflops", c.float32_gflops},
+                                {"bfloat16_gflops", c.bfloat16_gflops},
+                                {"bf16_products", c.bf16_products}};
+      const std::string text = j.dump(2) + "\n";
+      if (fd >= 0 && ::ftruncate(fd, 0) == 0) {
+        ssize_t off = 0;
+        while (off < static_cast<ssize_t>(text.size())) {
+          const ssize_t w = ::pwrite(fd, text.data() + off, text.size() - off, off);
+          if (w <= 0) break;
+          off += w;
+        }
+      }
+    }
+    if (fd >= 0) ::close(fd);  // releases the lock
+    return c;
+  }();
+  return cached;
+}
+
 bool parse_matmul(const std::string& name, const c10::Device& device, c10::ScalarType dtype) {
   const bool applies = device.is_cpu() && dtype == c10::kFloat;
-  if (name == "auto") return applies && cpu_has_fast_bf16_products();
+  if (name == "auto") {
+    if (!applies) return false;
+    const MatmulCalibration c = calibrate_matmul();
+    spdlog::debug(
+        "--matmul auto: {} products ({:.0f} GFLOP/s in bfloat16 on one libtorch thread against "
+        "{:.0f} in float32 on {} OpenBLAS thread(s), measured {}{})",
+        c.bf16_products ? "bfloat16" : "float32", c.bfloat16_gflops, c.float32_gflops, c.threads,
+        c.from_cache ? "earlier, " : "now, ", c.cache_file);
+    return c.bf16_products;
+  }
   if (name == "float32" || name == "fp32") return false;
   if (name == "bfloat16" || name == "bf16") return applies;
   throw UsageError("unknown --matmul '" + name + "' (use auto, float32 or bfloat16)");

@@ -1,6 +1,12 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "ziprerank/errors.hpp"
 #include "ziprerank/runtime.hpp"
@@ -81,8 +87,28 @@ TEST(Runtime, MatmulChoiceAppliesToFloat32ComputeOnCpuOnly) {
   EXPECT_FALSE(parse_matmul("bfloat16", cpu, at::kBFloat16));
   EXPECT_FALSE(parse_matmul("bfloat16", cuda, at::kFloat));
   EXPECT_FALSE(parse_matmul("auto", cuda, at::kFloat));
-  EXPECT_EQ(parse_matmul("auto", cpu, at::kFloat), cpu_has_fast_bf16_products());
   EXPECT_THROW(parse_matmul("int8", cpu, at::kFloat), UsageError);
+}
+
+TEST(Runtime, MatmulAutoFollowsOneMeasurementKeptPerHost) {
+  // The first calibration in this process measures (or reads the host's earlier answer); the
+  // answer is written down and auto follows it.
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("zr_cal_" + std::to_string(::getpid()));
+  ::setenv("XDG_CACHE_HOME", dir.c_str(), 1);
+  const MatmulCalibration c = calibrate_matmul();
+  ::unsetenv("XDG_CACHE_HOME");
+  EXPECT_GT(c.float32_gflops, 0);
+  EXPECT_GT(c.bfloat16_gflops, 0);
+  EXPECT_EQ(c.bf16_products, c.bfloat16_gflops >= 1.25 * c.float32_gflops);
+  ASSERT_FALSE(c.cache_file.empty());
+  const auto saved = nlohmann::json::parse(std::ifstream(c.cache_file));
+  EXPECT_EQ(saved.at("bf16_products").get<bool>(), c.bf16_products);
+  EXPECT_DOUBLE_EQ(saved.at("float32_gflops").get<double>(), c.float32_gflops);
+  EXPECT_EQ(parse_matmul("auto", c10::Device(c10::kCPU), at::kFloat), c.bf16_products);
+  // Later calls in the process give the same answer without measuring again.
+  EXPECT_EQ(calibrate_matmul().bfloat16_gflops, c.bfloat16_gflops);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Runtime, FormatsBytesAndReportsPeakRss) {
