@@ -66,6 +66,17 @@ struct ModelFolder {
   int vision_tile = 0;
 };
 
+/// The model's own chat template, where the folder has one: `chat_template.jinja`, else
+/// `chat_template.json`'s or `tokenizer_config.json`'s "chat_template" (the "default" one of a
+/// list); empty when none.
+std::string read_chat_template(const std::string& dir);
+/// How `template_text` would format the ranking prompt differently from ziprerank's built-in
+/// Qwen3-VL chat format (`<|im_start|>user\n` + text + images + `<|im_end|>\n<|im_start|>
+/// assistant\n`, images as `<|vision_start|><|image_pad|><|vision_end|>`, no system message):
+/// one line per difference found; empty when it matches as far as can be told without running
+/// the template.
+std::vector<std::string> chat_template_differences(const std::string& template_text);
+
 /// A warning for ranking with `scoring` when the folder lists the scorings it was trained for
 /// and `scoring` is not one of them; empty otherwise.
 std::string untrained_scoring_warning(const ModelFolder& folder, const std::string& scoring);

@@ -216,6 +216,51 @@ ModelFolder open_model_folder(const std::string& dir) {
   return m;
 }
 
+std::string read_chat_template(const std::string& dir) {
+  const fs::path jinja = fs::path(dir) / "chat_template.jinja";
+  if (fs::is_regular_file(jinja)) return detail::read_text_file(jinja.string());
+  for (const char* name : {"chat_template.json", "tokenizer_config.json"}) {
+    const fs::path path = fs::path(dir) / name;
+    if (!fs::is_regular_file(path)) continue;
+    json root;
+    try {
+      root = json::parse(detail::read_text_file(path.string()));
+    } catch (const json::parse_error& e) {
+      throw InputError(path.string() + ": not valid JSON (" + e.what() + ")");
+    }
+    const auto it = root.is_object() ? root.find("chat_template") : root.end();
+    if (root.is_object() && it != root.end()) {
+      if (it->is_string()) return it->get<std::string>();
+      if (it->is_array()) {  // [{"name": "default", "template": "..."}, ...]
+        for (const json& t : *it) {
+          if (t.is_object() && t.value("name", "") == "default" && t.contains("template") &&
+              t["template"].is_string())
+            return t["template"].get<std::string>();
+        }
+      }
+    }
+  }
+  return "";
+}
+
+std::vector<std::string> chat_template_differences(const std::string& t) {
+  std::vector<std::string> out;
+  if (t.empty()) return out;
+  const auto has = [&](const std::string& s) { return t.find(s) != std::string::npos; };
+  if (!has("<|im_start|>") || !has("<|im_end|>"))
+    out.push_back("it does not use Qwen's <|im_start|>/<|im_end|> turns");
+  if (!has("<|vision_start|><|image_pad|><|vision_end|>"))
+    out.push_back("it does not write an image as <|vision_start|><|image_pad|><|vision_end|>");
+  // In the template's source the generation prompt is a string literal: "\n" as two characters.
+  if (!has("<|im_start|>assistant\\n") && !has("<|im_start|>assistant\n"))
+    out.push_back("its generation prompt is not <|im_start|>assistant followed by a newline");
+  if (has("<think>"))
+    out.push_back("it adds a <think> block (a thinking model): the ranking prompt has none");
+  if (has("You are a helpful assistant"))
+    out.push_back("it adds a default system message: the ranking prompt has none");
+  return out;
+}
+
 GenerationSettings load_generation_settings(const std::string& dir) {
   GenerationSettings g;
   const fs::path path = fs::path(dir) / "generation_config.json";

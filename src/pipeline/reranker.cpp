@@ -144,6 +144,12 @@ std::unique_ptr<Reranker> Reranker::load(const std::string& model_dir,
                      ", merge " + std::to_string(vc.spatial_merge_size) + ")");
   }
   std::shared_ptr<const Tokenizer> tok = load_tokenizer(model_dir);
+  for (const std::string& d : chat_template_differences(read_chat_template(model_dir))) {
+    spdlog::warn(
+        "{}: the model's chat template differs from the built-in Qwen3-VL format ziprerank "
+        "ranks with: {}",
+        model_dir, d);
+  }
   std::shared_ptr<const Qwen3VLModel> model = Qwen3VLModel::load(model_dir, options);
   spdlog::info("model {} ({}), {}{} on {}, tokenizer {}", folder.name, model_dir,
                c10::toString(options.dtype),

@@ -1,11 +1,15 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 
 #include "core/json_util.hpp"
 #include "ziprerank/config.hpp"
 #include "ziprerank/errors.hpp"
+#include "ziprerank/model_folder.hpp"
 
 using namespace ziprerank;
 
@@ -229,4 +233,39 @@ TEST(PreprocessorConfig, RejectsBadValues) {
   EXPECT_THROW(parse_preprocessor_config(R"({"image_std": [0.5, 0, 0.5]})", "p.json"), InputError);
   EXPECT_THROW(parse_preprocessor_config(R"({"image_mean": [0.5]})", "p.json"), InputError);
   EXPECT_THROW(parse_preprocessor_config(R"({"patch_size": "16"})", "p.json"), InputError);
+}
+
+TEST(ChatTemplate, ReadsTheModelsOwnAndNamesWhereItDiffersFromTheBuiltIn) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("zr_tpl_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  EXPECT_EQ(read_chat_template(dir.string()), "");
+  // Qwen3-VL's format, as its template source writes it (string literals, "\n" escaped).
+  const std::string qwen =
+      "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' }}"
+      "{%- if item.type == 'image' %}{{- '<|vision_start|><|image_pad|><|vision_end|>' }}"
+      "{%- endif %}{{- '<|im_end|>\\n' }}{%- endfor %}"
+      "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+  std::ofstream(dir / "tokenizer_config.json") << nlohmann::json{{"chat_template", qwen}}.dump();
+  EXPECT_EQ(read_chat_template(dir.string()), qwen);
+  EXPECT_TRUE(chat_template_differences(qwen).empty());
+  // chat_template.json wins over tokenizer_config.json, a .jinja file over both.
+  std::ofstream(dir / "chat_template.json")
+      << nlohmann::json{{"chat_template", qwen + "<think>"}}.dump();
+  EXPECT_EQ(read_chat_template(dir.string()), qwen + "<think>");
+  std::ofstream(dir / "chat_template.jinja") << "{{ 'You are a helpful assistant.' }}" + qwen;
+  const auto diffs = chat_template_differences(read_chat_template(dir.string()));
+  ASSERT_EQ(diffs.size(), 1u);
+  EXPECT_NE(diffs[0].find("default system message"), std::string::npos);
+  EXPECT_EQ(chat_template_differences("{{ messages }}").size(), 3u);
+  fs::remove(dir / "chat_template.jinja");
+  fs::remove(dir / "chat_template.json");
+  std::ofstream(dir / "tokenizer_config.json") << nlohmann::json{
+      {"chat_template",
+       {{{"name", "tool_use"}, {"template", "x"}},
+        {{"name", "default"}, {"template", qwen}}}}}.dump();
+  EXPECT_EQ(read_chat_template(dir.string()), qwen);
+  std::ofstream(dir / "tokenizer_config.json") << "{broken";
+  EXPECT_THROW(read_chat_template(dir.string()), InputError);
+  fs::remove_all(dir);
 }
