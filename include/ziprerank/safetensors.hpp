@@ -119,4 +119,36 @@ class SafetensorsWriter {
   std::map<std::string, std::string> metadata_;
 };
 
+/// Writes a .safetensors file one tensor at a time, for models too large to hold twice: the
+/// layout (names, dtypes, shapes) is fixed first and the header written, then each tensor's
+/// bytes go to their place as they are made, in any order. The file is byte for byte what
+/// SafetensorsWriter writes for the same tensors. It appears under `path` only when finish()
+/// has checked that every tensor was written; until then it is `path`.tmp, removed on failure.
+class SafetensorsStreamWriter {
+ public:
+  struct Layout {
+    std::string name;
+    DType dtype = DType::kF32;
+    std::vector<int64_t> shape;
+  };
+  SafetensorsStreamWriter(const std::string& path, const std::vector<Layout>& tensors,
+                          const std::map<std::string, std::string>& metadata = {});
+  ~SafetensorsStreamWriter();
+  SafetensorsStreamWriter(const SafetensorsStreamWriter&) = delete;
+  SafetensorsStreamWriter& operator=(const SafetensorsStreamWriter&) = delete;
+  /// Writes one tensor's bytes; nbytes must match its layout.
+  void put(const std::string& name, const void* data, size_t nbytes);
+  void finish();
+
+ private:
+  struct Slot {
+    uint64_t offset = 0, nbytes = 0;
+    bool written = false;
+  };
+  std::string path_, tmp_;
+  int fd_ = -1;
+  uint64_t data_start_ = 0;
+  std::map<std::string, Slot> slots_;
+};
+
 }  // namespace ziprerank

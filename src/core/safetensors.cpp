@@ -319,4 +319,95 @@ void SafetensorsWriter::write(const std::string& path) const {
   }
 }
 
+SafetensorsStreamWriter::SafetensorsStreamWriter(const std::string& path,
+                                                 const std::vector<Layout>& tensors,
+                                                 const std::map<std::string, std::string>& metadata)
+    : path_(path), tmp_(path + ".tmp") {
+  // The same header SafetensorsWriter writes: tensors in name order, packed.
+  std::vector<const Layout*> order;
+  for (const auto& t : tensors) order.push_back(&t);
+  std::sort(order.begin(), order.end(),
+            [](const Layout* a, const Layout* b) { return a->name < b->name; });
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const Layout* t : order) {
+    uint64_t n = dtype_size(t->dtype);
+    for (int64_t d : t->shape) n *= static_cast<uint64_t>(d);
+    if (slots_.count(t->name)) throw InternalError("safetensors: tensor '" + t->name + "' twice");
+    slots_[t->name] = Slot{offset, n, false};
+    header[t->name] = {{"dtype", dtype_name(t->dtype)},
+                       {"shape", t->shape},
+                       {"data_offsets", {offset, offset + n}}};
+    offset += n;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw InputError("cannot write '" + tmp_ + "': " + std::strerror(errno));
+  std::string head(8, '\0');
+  const uint64_t len = text.size();
+  for (int i = 0; i < 8; ++i) head[static_cast<size_t>(i)] = static_cast<char>(len >> (8 * i));
+  head += text;
+  data_start_ = head.size();
+  for (size_t done = 0; done < head.size();) {
+    const ssize_t w =
+        ::pwrite(fd_, head.data() + done, head.size() - done, static_cast<off_t>(done));
+    if (w <= 0) {
+      if (w < 0 && errno == EINTR) continue;
+      const std::string why = std::strerror(errno);
+      ::close(fd_);
+      fd_ = -1;
+      std::remove(tmp_.c_str());
+      throw InputError("error while writing '" + tmp_ + "': " + why);
+    }
+    done += static_cast<size_t>(w);
+  }
+}
+
+SafetensorsStreamWriter::~SafetensorsStreamWriter() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    std::remove(tmp_.c_str());
+  }
+}
+
+void SafetensorsStreamWriter::put(const std::string& name, const void* data, size_t nbytes) {
+  auto it = slots_.find(name);
+  if (it == slots_.end()) throw InternalError("safetensors: no tensor '" + name + "' laid out");
+  if (fd_ < 0) throw InternalError("safetensors: writer already finished");
+  Slot& s = it->second;
+  if (nbytes != s.nbytes) {
+    throw InternalError("safetensors: '" + name + "' has " + std::to_string(nbytes) +
+                        " bytes, its layout " + std::to_string(s.nbytes));
+  }
+  const auto* bytes = static_cast<const char*>(data);
+  for (size_t done = 0; done < nbytes;) {
+    const ssize_t w = ::pwrite(fd_, bytes + done, nbytes - done,
+                               static_cast<off_t>(data_start_ + s.offset + done));
+    if (w <= 0) {
+      if (w < 0 && errno == EINTR) continue;
+      throw InputError("error while writing '" + tmp_ + "' (disk full?): " + std::strerror(errno));
+    }
+    done += static_cast<size_t>(w);
+  }
+  s.written = true;
+}
+
+void SafetensorsStreamWriter::finish() {
+  for (const auto& [name, s] : slots_) {
+    if (!s.written) throw InternalError("safetensors: tensor '" + name + "' was never written");
+  }
+  if (::fsync(fd_) != 0 || ::close(fd_) != 0) {
+    fd_ = -1;
+    std::remove(tmp_.c_str());
+    throw InputError("error while writing '" + tmp_ + "' (disk full?): " + std::strerror(errno));
+  }
+  fd_ = -1;
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    std::remove(tmp_.c_str());
+    throw InputError("cannot rename '" + tmp_ + "' to '" + path_ + "': " + std::strerror(errno));
+  }
+}
+
 }  // namespace ziprerank

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/json_util.hpp"
 #include "ziprerank/errors.hpp"
@@ -447,10 +448,25 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
   write_file(out / "preprocessor_config.json", preprocessor_config_to_json(preprocessor));
 
   at::manual_seed(options.seed);
-  std::vector<at::Tensor> keep;  // the writer borrows the bytes until write()
-  std::vector<std::string> names;
-  SafetensorsWriter writer;
   const std::vector<WeightSpec> specs = expected_weights(config);
+  // Written one tensor at a time (a model of the published size does not fit in memory twice in
+  // float32): only the tensors the research initialisations below still change are held.
+  const std::string l0 = "model.language_model.layers.0.self_attn.";
+  const std::string embed_name = "model.language_model.embed_tokens.weight";
+  std::set<std::string> held_names;
+  if (options.spelling_embeddings > 0) held_names.insert(embed_name);
+  if (options.match_heads > 0)
+    held_names.insert({embed_name, l0 + "q_proj.weight", l0 + "k_proj.weight"});
+  std::vector<SafetensorsStreamWriter::Layout> layout;
+  for (const WeightSpec& spec : specs)
+    layout.push_back({spec.name, from_scalar_type(dtype), spec.shape});
+  SafetensorsStreamWriter writer((out / "model.safetensors").string(), layout, {{"format", "pt"}});
+  const auto put = [&](const std::string& name, const at::Tensor& t) {
+    const at::Tensor c = t.to(dtype).contiguous();
+    writer.put(name, c.data_ptr(), c.numel() * c.element_size());
+  };
+  std::vector<at::Tensor> keep;
+  std::vector<std::string> names;
   for (const WeightSpec& spec : specs) {
     at::Tensor t;
     switch (spec.init) {
@@ -470,8 +486,12 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
         spec.name.find(".linear_fc2.") != std::string::npos) {
       t = at::zeros(spec.shape);
     }
-    keep.push_back(t);
-    names.push_back(spec.name);
+    if (held_names.count(spec.name)) {
+      keep.push_back(t);
+      names.push_back(spec.name);
+    } else {
+      put(spec.name, t);
+    }
   }
   // The initialised tensor of a weight the layout names; throws when it is missing.
   auto weight = [&](const std::string& name) -> at::Tensor& {
@@ -489,7 +509,6 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
     // Rotary pairs (i, i + hd/2) rotate by theta^(-2i/hd) per position: the last quarter of the
     // pairs turns by well under a radian over any prompt, so a dot product there survives RoPE.
     const int64_t hd = tc.head_dim, d = tc.hidden_size;
-    const std::string l0 = "model.language_model.layers.0.self_attn.";
     at::Tensor* q = &weight(l0 + "q_proj.weight");
     at::Tensor* k = &weight(l0 + "k_proj.weight");
     const int64_t slow = hd / 4;
@@ -514,17 +533,9 @@ void init_model_folder(ModelConfig config, const PreprocessorConfig& preprocesso
     at::Tensor pad = embed->select(0, config.image_token_id);
     pad.sub_(at::mv(basis, at::mv(basis.t(), pad)));
   }
-  for (size_t i = 0; i < keep.size(); ++i) {
-    const WeightSpec& spec = specs[i];
-    at::Tensor& t = keep[i];
-    t = t.to(dtype).contiguous();
-    writer.add_borrowed(spec.name, from_scalar_type(dtype), spec.shape, t.data_ptr(),
-                        t.numel() * t.element_size());
-  }
-  writer.set_metadata("format", "pt");
-  writer.write((out / "model.safetensors").string());
-  spdlog::info("wrote a randomly initialised model ({} tensors) to {}", writer.size(),
-               out.string());
+  for (size_t i = 0; i < keep.size(); ++i) put(names[i], keep[i]);
+  writer.finish();
+  spdlog::info("wrote a randomly initialised model ({} tensors) to {}", specs.size(), out.string());
 }
 
 }  // namespace ziprerank

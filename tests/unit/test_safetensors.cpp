@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <vector>
 
 #include "ziprerank/errors.hpp"
@@ -212,4 +214,41 @@ TEST(Safetensors, WriterRejectsInconsistentInput) {
   w.add("a", DType::kF32, {2}, x, 8);
   EXPECT_THROW(w.add("a", DType::kF32, {2}, x, 8), InternalError);
   EXPECT_THROW(w.add("__metadata__", DType::kF32, {2}, x, 8), InternalError);
+}
+
+TEST(Safetensors, StreamWriterWritesTheSameBytesInAnyOrderAndOnlyWhenComplete) {
+  const fs::path dir = fs::temp_directory_path() / ("zr_st_stream_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::vector<float> a = {1.5f, -2.0f, 3.25f, 0.0f, 7.0f, -1.0f};
+  const std::vector<uint16_t> b = {0x3f80, 0xbf80, 0x4000};
+  SafetensorsWriter whole;
+  whole.add("z.weight", DType::kF32, {2, 3}, a.data(), a.size() * sizeof(float));
+  whole.add("a.bias", DType::kBF16, {3}, b.data(), b.size() * sizeof(uint16_t));
+  whole.set_metadata("format", "pt");
+  whole.write((dir / "whole.safetensors").string());
+  {
+    SafetensorsStreamWriter stream(
+        (dir / "stream.safetensors").string(),
+        {{"z.weight", DType::kF32, {2, 3}}, {"a.bias", DType::kBF16, {3}}}, {{"format", "pt"}});
+    stream.put("z.weight", a.data(), a.size() * sizeof(float));      // out of file order
+    EXPECT_THROW(stream.put("a.bias", b.data(), 2), InternalError);  // wrong size
+    EXPECT_THROW(stream.put("nope", b.data(), 6), InternalError);
+    EXPECT_THROW(stream.finish(), InternalError);  // a.bias missing
+    EXPECT_FALSE(fs::exists(dir / "stream.safetensors"));
+    stream.put("a.bias", b.data(), b.size() * sizeof(uint16_t));
+    stream.finish();
+  }
+  std::ifstream x(dir / "whole.safetensors", std::ios::binary),
+      y(dir / "stream.safetensors", std::ios::binary);
+  const std::string bx((std::istreambuf_iterator<char>(x)), {}),
+      by((std::istreambuf_iterator<char>(y)), {});
+  EXPECT_EQ(bx, by);
+  EXPECT_FALSE(fs::exists(dir / "stream.safetensors.tmp"));
+  {
+    // Abandoned before finish(): nothing is left behind.
+    SafetensorsStreamWriter stream((dir / "gone.safetensors").string(), {{"w", DType::kF32, {1}}});
+  }
+  EXPECT_FALSE(fs::exists(dir / "gone.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "gone.safetensors.tmp"));
+  fs::remove_all(dir);
 }
