@@ -49,6 +49,10 @@ struct RerankOptions {
   /// Windowed vision attention: tile side in pixels (0 = whole pages; -1 = the model's own, from
   /// ziprerank.vision_tile in its config.json). See ModelFolder::vision_tile.
   int vision_tile = -1;
+  /// Caps on one request, each a clear InputError above it: the query's tokens (a query is a
+  /// question, not a document; every window repeats it) and the candidates of one query.
+  int max_query_tokens = 1024;
+  int max_candidates = 2000;
   /// Called after each group of pages is encoded and after each window is scored (optional).
   std::function<void(const RankProgress&)> progress;
   /// Asked between page groups and windows; true stops the ranking with Interrupted (optional).

@@ -40,6 +40,8 @@ struct PipelineArgs {
   int vision_tile = -1;    ///< < 0: the model's own (ziprerank.vision_tile in config.json)
   int window = 20;
   int stride = 10;
+  int max_query_tokens = RerankOptions{}.max_query_tokens;
+  int max_candidates = RerankOptions{}.max_candidates;
   int top_k = 0;
   bool resume = false;
   std::string shard;
@@ -76,6 +78,8 @@ RerankOptions rerank_options(const PipelineArgs& a) {
   o.vision_tile = a.vision_tile;
   o.window = a.window;
   o.stride = a.stride;
+  o.max_query_tokens = a.max_query_tokens;
+  o.max_candidates = a.max_candidates;
   o.validate();
   return o;
 }
@@ -359,7 +363,8 @@ void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--keep-ratio", a.keep_ratio,
                   "Fraction of each page's visual tokens kept by query-aware pruning (1.0 = off). "
-                  "Default: the model's own (ziprerank.keep_ratio in its config.json), else 0.5")
+                  "Default: the model's own (ziprerank.keep_ratio, else the reference's "
+                  "qi_early_enabled/qi_early_keep_ratio in its config.json), else 1.0")
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--scoring", a.scoring,
                   "logits: one forward pass, one logit per candidate; generate: greedy decoding "
@@ -371,7 +376,15 @@ void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
   cmd->add_option("--window", a.window, "Candidates per forward pass (sliding window)")
       ->check(CLI::Range(1, kMaxWindow))
       ->capture_default_str();
-  cmd->add_option("--stride", a.stride, "Sliding-window stride")
+  cmd->add_option("--stride", a.stride, "Sliding-window stride (smaller than --window)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--max-query-tokens", a.max_query_tokens,
+                  "Refuse a query longer than this many tokens (every window repeats it)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--max-candidates", a.max_candidates,
+                  "Refuse a query with more candidate pages than this")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
 }

@@ -83,6 +83,8 @@ void RerankOptions::validate() const {
     throw UsageError("--window must be between 1 and " + std::to_string(kMaxWindow));
   }
   if (stride < 1) throw UsageError("--stride must be positive");
+  if (max_query_tokens < 1) throw UsageError("--max-query-tokens must be positive");
+  if (max_candidates < 1) throw UsageError("--max-candidates must be positive");
   if (vision_tile < -1) throw UsageError("--vision-tile must not be negative");
   if (window > 1 && stride >= window) {
     // Windows that do not overlap leave pages between them unscored, and none could move up past
@@ -225,6 +227,13 @@ WindowScores Reranker::score_window(const std::string& query,
   AssembledSequence seq = assemble_sequence(*model_, prompt.ids, grids, vf, options.keep_ratio,
                                             pruning_text(c, prompt));
   wait_for(seq.input.embeds);
+  const int64_t positions = seq.input.position_ids.max().item<int64_t>() + 1;
+  if (positions > c.text.max_position_embeddings) {
+    throw InputError("this window's sequence reaches position " + std::to_string(positions) +
+                     ", past the model's max_position_embeddings (" +
+                     std::to_string(c.text.max_position_embeddings) +
+                     "): use a smaller --window or --keep-ratio, or smaller pages");
+  }
   timing.prune += ms_since(t0);
   tokens.input += seq.input.embeds.size(1);
   tokens.visual_before += seq.visual_before;
@@ -423,11 +432,26 @@ std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
 
 namespace {
 
-void check_request(const std::string& query, size_t pages, const RerankOptions& options) {
+void check_request(const std::string& query, size_t pages, const RerankOptions& options,
+                   const Tokenizer& tokenizer) {
   options.validate();
   if (pages == 0) throw InputError("no candidate pages to rank");
   if (query.find_first_not_of(" \t\r\n") == std::string::npos)
     throw InputError("the query is empty");
+  if (pages > static_cast<size_t>(options.max_candidates)) {
+    throw InputError(std::to_string(pages) + " candidates in one query, above the cap of " +
+                     std::to_string(options.max_candidates) + " (raise it with --max-candidates)");
+  }
+  // Cheap bound first: a token is at least one byte.
+  if (query.size() > static_cast<size_t>(options.max_query_tokens)) {
+    const size_t n = tokenizer.encode(query).size();
+    if (n > static_cast<size_t>(options.max_query_tokens)) {
+      throw InputError("the query is " + std::to_string(n) + " tokens (" +
+                       std::to_string(query.size()) + " bytes), above the cap of " +
+                       std::to_string(options.max_query_tokens) +
+                       " (raise it with --max-query-tokens)");
+    }
+  }
 }
 
 // How many windows ranking n candidates takes (the reference's loop; similarity scoring goes
@@ -448,7 +472,7 @@ int window_count(int n, const RerankOptions& o) {
 RerankResult Reranker::rank_lazily(const std::string& query, const std::vector<std::string>& ids,
                                    const PageFetch& fetch, const RerankOptions& options) const {
   c10::InferenceMode guard;
-  check_request(query, ids.size(), options);
+  check_request(query, ids.size(), options, *tokenizer_);
   RerankResult result;
   const auto t_start = Clock::now();
   const int n = static_cast<int>(ids.size());
@@ -611,7 +635,7 @@ std::vector<PreprocessedImage> Reranker::prepare_all(const std::vector<Image>& i
 
 RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
                                     const RerankOptions& options) const {
-  check_request(query, pages.size(), options);
+  check_request(query, pages.size(), options, *tokenizer_);
   std::vector<std::string> ids;
   for (const PageRef& p : pages) ids.push_back(p.id);
   // Pages read with another tile have other features: the tile is part of the cache key.

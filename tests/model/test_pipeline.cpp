@@ -624,6 +624,55 @@ TEST(Reranker, PagesAreEncodedAsTheWindowReachesThemAndTheRankingCanBeStopped) {
   EXPECT_EQ(windows, 2);
 }
 
+TEST(Reranker, OversizedRequestsAreOneClearInputError) {
+  auto rr = tiny_reranker();
+  const auto pages = random_pages(4, 41);
+  const std::vector<std::string> ids = {"a", "b", "c", "d"};
+  RerankOptions o;
+  o.max_candidates = 3;
+  try {
+    rr->rerank("a query", ids, pages, o);
+    ADD_FAILURE() << "no error for 4 candidates above a cap of 3";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("4 candidates in one query, above the cap of 3"),
+              std::string::npos)
+        << e.what();
+  }
+  o.max_candidates = 4;
+  const std::string long_query(3000, 'x');
+  try {
+    rr->rerank(long_query, ids, pages, o);
+    ADD_FAILURE() << "no error for a 3000-byte query";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--max-query-tokens"), std::string::npos) << e.what();
+  }
+  o.max_query_tokens = 100000;
+  o.scoring = Scoring::kSimilarity;
+  EXPECT_NO_THROW(rr->rerank(long_query, ids, pages, o));
+  o.max_query_tokens = 0;
+  EXPECT_THROW(rr->rerank("q", ids, pages, o), UsageError);
+
+  // A window whose positions run past the model's max_position_embeddings.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("zr_short_" + std::to_string(::getpid()));
+  InitOptions init;
+  init.out_dir = dir.string();
+  init.overwrite = true;
+  ModelConfig c = tiny_model_config();
+  c.text.max_position_embeddings = 64;
+  init_model_folder(c, qwen3_vl_preprocessor_config(), init);
+  const auto short_model = Reranker::load(dir.string(), ModelOptions{});
+  try {
+    short_model->rerank("a query", ids, pages, RerankOptions{});
+    ADD_FAILURE() << "no error past max_position_embeddings";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("past the model's max_position_embeddings (64)"),
+              std::string::npos)
+        << e.what();
+  }
+  fs::remove_all(dir);
+}
+
 TEST(Similarity, QueryWordsDropPunctuationAndWeighByCharacters) {
   auto rr = tiny_reranker();
   const Tokenizer& tok = rr->tokenizer();
