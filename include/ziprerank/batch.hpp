@@ -9,6 +9,7 @@
 #include <atomic>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ziprerank/pages.hpp"
@@ -27,7 +28,9 @@ struct BatchQuery {
 };
 
 /// Parses one JSONL line. `base_dir` resolves relative paths. Throws InputError naming `origin`
-/// (e.g. "queries.jsonl:12") and the field at fault.
+/// (e.g. "queries.jsonl:12") and the field at fault: a line that is not UTF-8 (naming the field
+/// and byte), a missing or mistyped field, a PDF `page` that is not a whole number from 1 to
+/// INT_MAX.
 BatchQuery parse_batch_query(const std::string& line, const std::string& base_dir,
                              const std::string& origin);
 
@@ -43,6 +46,17 @@ struct BatchOptions {
 
 /// Parses "K/N"; throws UsageError.
 void parse_shard(const std::string& text, int& index, int& count);
+
+/// Throws UsageError when `output` is the `input` file (the same path, or another name for the
+/// same file: a symbolic or hard link). Checked before anything is written.
+void check_batch_paths(const std::string& input, const std::string& output);
+
+/// Throws InputError when a score (or, outside generate mode, a logit) is NaN or infinite: the
+/// weights hold NaN/Inf, which `ziprerank inspect` names.
+void check_finite_scores(const RerankResult& result, Scoring scoring);
+
+/// Byte offset of the first byte of `text` that is not part of valid UTF-8; npos when it all is.
+size_t invalid_utf8_offset(std::string_view text);
 
 struct BatchProgress {
   size_t done = 0;   ///< queries finished in this run (ok or failed)

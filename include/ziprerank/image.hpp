@@ -46,6 +46,12 @@ Image decode_image(const std::vector<uint8_t>& bytes, const std::string& origin,
 /// Reads and decodes an image file; errors name `path`.
 Image load_image(const std::string& path, int64_t max_pixels = kDefaultMaxImagePixels);
 
+/// Throws InputError("<path>: ...") unless `path` is, after following symbolic links, a regular
+/// file: a missing path, a folder, a FIFO (opening one for reading would wait for a writer
+/// forever), a socket, a device, a symlink loop or an unreadable folder on the way each get
+/// their own message. `what` names what the file should be ("image", "PDF").
+void require_regular_file(const std::string& path, const std::string& what);
+
 /// ZipRerank's page pre-resize (`resize_image_if_needed`): when the longest side exceeds
 /// `max_side`, both sides are scaled by max_side/longest and truncated, then resampled with
 /// PIL's LANCZOS filter (bit-exact with Pillow's 8-bit fixed-point implementation).

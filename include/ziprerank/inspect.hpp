@@ -8,10 +8,12 @@ namespace ziprerank {
 
 struct InspectResult {
   nlohmann::json report;  ///< machine-readable report (also printed by --format json)
-  bool valid = false;     ///< every expected tensor present with the right shape, tokenizer loads
+  /// every expected tensor present with the right shape and free of NaN/Inf, tokenizer loads
+  bool valid = false;
 };
 
-/// Opens config, weights and tokenizer of `dir` and checks them against each other.
+/// Opens config, weights and tokenizer of `dir` and checks them against each other, and reads
+/// every weight for NaN/Inf (report key `non_finite_tensors`: name, nan, inf counts).
 /// Files that cannot be parsed at all throw InputError; mismatches are reported, not thrown.
 InspectResult inspect_model(const std::string& dir);
 

@@ -51,6 +51,9 @@ struct Qrels {
 /// kAuto picks JSONL when the first non-blank line starts with '{', TREC otherwise.
 Run parse_run(const std::string& text, const std::string& origin,
               RunFormat format = RunFormat::kAuto);
+/// Reads a file or an anonymous pipe (`<(zcat run.gz)`, /dev/stdin); a folder, a named FIFO
+/// (which could wait forever for a writer), a socket, a device or a symlink loop is an InputError
+/// naming the path, given before anything is opened. read_qrels likewise.
 Run read_run(const std::string& path, RunFormat format = RunFormat::kAuto);
 
 Qrels parse_qrels(const std::string& text, const std::string& origin,

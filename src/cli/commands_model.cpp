@@ -44,7 +44,8 @@ int run_inspect(const InspectArgs& a) {
   const std::string dir = resolve_model(a.common);
   const InspectResult r = inspect_model(dir);
   if (a.format == "json") {
-    std::cout << r.report.dump(2) << "\n";
+    // Paths (the folder, file names) need not be UTF-8: such bytes become U+FFFD.
+    std::cout << r.report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     std::cout << format_inspect_table(r.report);
   }

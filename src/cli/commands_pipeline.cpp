@@ -96,8 +96,20 @@ std::unique_ptr<Reranker> load_reranker(const CommonOptions& common) {
   return reranker;
 }
 
+// The query must be UTF-8 text: a stray byte (a Latin-1 shell, a truncated paste) is refused
+// rather than tokenised as something else.
+void check_query_utf8(const std::string& query) {
+  const size_t bad = invalid_utf8_offset(query);
+  if (bad == std::string::npos) return;
+  char byte[8];
+  std::snprintf(byte, sizeof(byte), "0x%02X", static_cast<unsigned char>(query[bad]));
+  throw InputError("the query is not valid UTF-8 at byte " + std::to_string(bad + 1) + " (" + byte +
+                   "); give it as UTF-8 text");
+}
+
 int run_rank(const PipelineArgs& a) {
   RerankOptions options = rerank_options(a);
+  check_query_utf8(a.query);
   const std::vector<PageRef> pages = expand_page_inputs(a.pages);
   auto reranker = load_reranker(a.common);
   const std::string scoring = scoring_for(a, *reranker);
@@ -107,6 +119,7 @@ int run_rank(const PipelineArgs& a) {
   spdlog::info("ranking {} page(s), keep ratio {}, {} scoring{}", pages.size(), options.keep_ratio,
                scoring, tile_note(options.vision_tile));
   const RerankResult r = reranker->rerank_pages(a.query, pages, options);
+  check_finite_scores(r, options.scoring);  // before any line: no ranking of null scores
   const size_t shown = a.top_k > 0 ? std::min<size_t>(a.top_k, r.ranking.size()) : r.ranking.size();
   if (a.format == "table") {
     std::printf("%-5s %-12s %s\n", "rank", "score", "page");
@@ -117,7 +130,8 @@ int run_rank(const PipelineArgs& a) {
     for (size_t i = 0; i < shown; ++i) {
       nlohmann::json line = {
           {"rank", i + 1}, {"id", r.ranking[i].id}, {"score", r.ranking[i].score}};
-      std::cout << line.dump() << "\n";
+      // A file name that is not UTF-8 becomes U+FFFD in the id instead of making dump() throw.
+      std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
   }
   std::cout.flush();
@@ -157,6 +171,7 @@ int run_batch_command(const PipelineArgs& a) {
   o.resume = a.resume;
   o.format = a.format;
   if (!a.shard.empty()) parse_shard(a.shard, o.shard_index, o.shard_count);
+  check_batch_paths(o.input, o.output);  // before the model loads and anything is written
   o.rerank = rerank_options(a);
   auto reranker = load_reranker(a.common);
   const std::string scoring = scoring_for(a, *reranker);

@@ -1,7 +1,13 @@
 #include "ziprerank/run_io.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -308,6 +314,49 @@ Qrels parse_trec_qrels(const std::vector<Line>& lines, const std::string& origin
   return qrels;
 }
 
+// Reads a run or qrels file. A named FIFO, a socket or a device is refused before it is opened
+// (opening a FIFO for reading waits for a writer that may never come); an anonymous pipe, as
+// `--run <(zcat run.gz)` or `--run /dev/stdin` give, already has its writer and is read.
+std::string read_input_file(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ELOOP) {
+      throw InputError("'" + path + "' is a loop of symbolic links (too many levels), not " + what);
+    }
+    return detail::read_text_file(path);  // says it cannot be opened
+  }
+  if (S_ISREG(st.st_mode)) return detail::read_text_file(path);
+  if (S_ISDIR(st.st_mode)) throw InputError("'" + path + "' is a directory, not " + what);
+  const std::string only =
+      ", not a regular file; ziprerank reads " + what + " only from a " + "regular file or a pipe";
+  if (!S_ISFIFO(st.st_mode)) {
+    throw InputError("'" + path + "' is a " + (S_ISSOCK(st.st_mode) ? "socket" : "device") + only);
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);  // never waits
+  if (fd < 0) throw InputError("cannot open '" + path + "' for reading");
+  struct statfs fs {};
+  constexpr long kPipeFsMagic = 0x50495045;  // PIPEFS_MAGIC: an anonymous pipe
+  if (::fstatfs(fd, &fs) != 0 || static_cast<long>(fs.f_type) != kPipeFsMagic) {
+    ::close(fd);
+    throw InputError("'" + path + "' is a FIFO (named pipe)" + only);
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  std::string text;
+  char buf[1 << 16];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      throw InputError("error while reading '" + path + "'");
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return text;
+}
+
 void check_trec_field(const std::string& value, const char* what) {
   if (value.empty()) throw InputError(std::string("TREC run output: empty ") + what);
   for (unsigned char c : value) {
@@ -330,7 +379,7 @@ Run parse_run(const std::string& text, const std::string& origin, RunFormat form
 }
 
 Run read_run(const std::string& path, RunFormat format) {
-  return parse_run(detail::read_text_file(path), path, format);
+  return parse_run(read_input_file(path, "a run file"), path, format);
 }
 
 Qrels parse_qrels(const std::string& text, const std::string& origin, QrelsFormat format) {
@@ -343,7 +392,7 @@ Qrels parse_qrels(const std::string& text, const std::string& origin, QrelsForma
 }
 
 Qrels read_qrels(const std::string& path, QrelsFormat format) {
-  return parse_qrels(detail::read_text_file(path), path, format);
+  return parse_qrels(read_input_file(path, "a qrels file"), path, format);
 }
 
 void write_trec_run_line(std::ostream& out, const std::string& query_id, const std::string& doc_id,

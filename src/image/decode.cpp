@@ -13,6 +13,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
+#include <system_error>
 
 #include "ziprerank/errors.hpp"
 #include "ziprerank/image.hpp"
@@ -279,12 +280,43 @@ Image decode_image(const std::vector<uint8_t>& bytes, const std::string& origin,
   return decode_image(bytes.data(), bytes.size(), origin, max_pixels);
 }
 
-Image load_image(const std::string& path, int64_t max_pixels) {
+void require_regular_file(const std::string& path, const std::string& what) {
+  namespace fs = std::filesystem;
+  const std::string a_what = (what.find_first_of("aeiou") == 0 ? "an " : "a ") + what;
+  const std::string only = "; ziprerank reads " + what + "s only from regular files";
   std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  if (ec || !std::filesystem::exists(status)) throw InputError(path + ": image file not found");
-  if (std::filesystem::is_directory(status))
-    throw InputError(path + ": is a directory, not an image");
+  const fs::file_status st = fs::status(path, ec);  // follows symbolic links
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    if (ec == std::errc::too_many_symbolic_link_levels) {
+      throw InputError(path + ": is a loop of symbolic links (too many levels), not " + a_what +
+                       " file");
+    }
+    throw InputError(path + ": cannot read it (" + ec.message() + ")");
+  }
+  switch (st.type()) {
+    case fs::file_type::regular:
+      return;
+    case fs::file_type::not_found:
+    case fs::file_type::none:
+      throw InputError(path + ": " + what + " file not found");
+    case fs::file_type::directory:
+      throw InputError(path + ": is a directory, not " + a_what + " file");
+    case fs::file_type::fifo:
+      throw InputError(path + ": is a FIFO (named pipe), not a regular file" + only);
+    case fs::file_type::socket:
+      throw InputError(path + ": is a socket, not a regular file" + only);
+    case fs::file_type::block:
+    case fs::file_type::character:
+      throw InputError(path + ": is a device, not a regular file" + only);
+    default:
+      throw InputError(path + ": is not a regular file" + only);
+  }
+}
+
+Image load_image(const std::string& path, int64_t max_pixels) {
+  // Checked before opening: opening a FIFO for reading waits for a writer that never comes.
+  require_regular_file(path, "image");
+  std::error_code ec;
   const auto file_size = std::filesystem::file_size(path, ec);
   if (!ec && file_size > kMaxFileBytes) {
     throw InputError(path + ": file of " + std::to_string(file_size) +

@@ -1,5 +1,9 @@
 #include "ziprerank/inspect.hpp"
 
+#include <ATen/Parallel.h>
+
+#include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -13,6 +17,53 @@
 namespace ziprerank {
 
 using nlohmann::json;
+
+namespace {
+
+struct NonFinite {
+  uint64_t nan = 0;
+  uint64_t inf = 0;
+};
+
+// Counts the NaN and infinite elements of `n` IEEE values of type U (bit patterns) at `p`: all
+// exponent bits set; a zero mantissa is an infinity. The first pass only counts (vectorises); the
+// second, which tells NaN from Inf, runs only for a tensor that has any.
+template <typename U>
+NonFinite count_non_finite(const uint8_t* p, uint64_t n, U exponent, U mantissa) {
+  const auto load = [p](uint64_t i) {
+    U bits;
+    std::memcpy(&bits, p + i * sizeof(U), sizeof(U));
+    return bits;
+  };
+  std::atomic<uint64_t> any{0};
+  at::parallel_for(0, static_cast<int64_t>(n), int64_t{1} << 20, [&](int64_t b, int64_t e) {
+    uint64_t c = 0;
+    for (int64_t i = b; i < e; ++i) c += (load(static_cast<uint64_t>(i)) & exponent) == exponent;
+    any += c;
+  });
+  NonFinite r;
+  if (any.load() == 0) return r;
+  for (uint64_t i = 0; i < n; ++i) {
+    const U bits = load(i);
+    if ((bits & exponent) != exponent) continue;
+    ((bits & mantissa) != 0 ? r.nan : r.inf) += 1;
+  }
+  return r;
+}
+
+NonFinite scan_tensor(const uint8_t* p, const TensorInfo& ti) {
+  switch (ti.dtype) {
+    case DType::kF32:
+      return count_non_finite<uint32_t>(p, ti.numel(), 0x7F800000u, 0x007FFFFFu);
+    case DType::kF16:
+      return count_non_finite<uint16_t>(p, ti.numel(), 0x7C00, 0x03FF);
+    case DType::kBF16:
+      return count_non_finite<uint16_t>(p, ti.numel(), 0x7F80, 0x007F);
+  }
+  return {};
+}
+
+}  // namespace
 
 InspectResult inspect_model(const std::string& dir) {
   InspectResult result;
@@ -91,6 +142,21 @@ InspectResult inspect_model(const std::string& dir) {
   r["files"] = files;
   r["unexpected_tensors"] = unexpected;
 
+  // Every stored value is read once: a NaN or Inf weight loads fine and only shows up as NaN
+  // scores, so this is where it is named.
+  json non_finite = json::array();
+  for (const auto& f : store->files()) {
+    for (const TensorInfo& ti : f.tensors()) {
+      const NonFinite nf = scan_tensor(f.data(ti), ti);
+      if (nf.nan == 0 && nf.inf == 0) continue;
+      non_finite.push_back({{"name", ti.name}, {"nan", nf.nan}, {"inf", nf.inf}});
+      problems.push_back("tensor '" + ti.name + "' holds non-finite values (" +
+                         std::to_string(nf.nan) + " NaN, " + std::to_string(nf.inf) + " Inf of " +
+                         std::to_string(ti.numel()) + ")");
+    }
+  }
+  r["non_finite_tensors"] = non_finite;
+
   try {
     const auto tok = load_tokenizer(dir);
     r["tokenizer"] = {{"kind", tok->kind()}, {"vocab_size", tok->vocab_size()}};
@@ -167,7 +233,8 @@ std::string format_inspect_table(const json& r) {
       << r["unexpected_tensors"][0].get<std::string>() << "\n";
   }
   if (r["valid"].get<bool>()) {
-    o << "verdict      OK: every tensor the config implies is present with the right shape\n";
+    o << "verdict      OK: every tensor the config implies is present with the right shape, and "
+         "every weight is finite\n";
   } else {
     o << "verdict      INVALID (" << r["problems"].size() << " problem(s)):\n";
     size_t shown = 0;

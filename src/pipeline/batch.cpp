@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <climits>
+#include <cmath>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -14,6 +17,7 @@
 #include <sstream>
 
 #include "core/json_util.hpp"
+#include "core/utf8.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/run_io.hpp"
 
@@ -24,6 +28,96 @@ using nlohmann::json;
 
 namespace {
 
+// Output JSON is dumped with invalid UTF-8 replaced by U+FFFD: a message or id holding a stray
+// byte (a path from a non-UTF-8 folder name, say) must not make dump() throw and end the run.
+std::string dump_line(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+// U+FFFF, a noncharacter no real text holds: stands in for a byte that is not UTF-8, so that a
+// line can still be parsed to say which field holds the bad byte.
+constexpr const char* kBadByteMark = "\xEF\xBF\xBF";
+
+// `s` with its first byte that is not UTF-8 (every such byte when `all`) replaced by the mark,
+// and the others by U+FFFD.
+std::string mark_invalid_utf8(const std::string& s, bool all) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  bool marked = false;
+  for (size_t i = 0; i < s.size();) {
+    char32_t cp = 0;
+    const size_t n = detail::utf8_decode_one(p, s.size(), i, &cp);
+    if (n == 0) {
+      out += all || !marked ? kBadByteMark : "\xEF\xBF\xBD";
+      marked = true;
+      ++i;
+    } else {
+      out.append(s, i, n);
+      i += n;
+    }
+  }
+  return out;
+}
+
+// A line that is not UTF-8 parsed with its bad bytes marked (null when even that fails).
+json parse_marked(const std::string& line, bool all) {
+  return json::parse(mark_invalid_utf8(line, all), nullptr, /*allow_exceptions=*/false);
+}
+
+// The string holding the mark: its field path ("query", "candidates[2].id") and the mark's byte
+// offset in the decoded string. Looks no deeper than a batch record goes (a deeply nested line
+// must not exhaust the stack).
+bool find_marked(const json& v, const std::string& path, std::string* field, size_t* offset,
+                 int depth = 0) {
+  if (depth > 8) return false;
+  if (v.is_string()) {
+    const size_t at = v.get_ref<const std::string&>().find(kBadByteMark);
+    if (at == std::string::npos) return false;
+    *field = path.empty() ? "the line" : "'" + path + "'";
+    *offset = at;
+    return true;
+  }
+  if (v.is_object()) {
+    for (const auto& [key, value] : v.items()) {
+      if (const size_t at = key.find(kBadByteMark); at != std::string::npos) {
+        *field = "a key in " + (path.empty() ? std::string("the line") : "'" + path + "'");
+        *offset = at;
+        return true;
+      }
+      const std::string sub = path.empty() ? key : path + "." + key;
+      if (find_marked(value, sub, field, offset, depth + 1)) return true;
+    }
+  } else if (v.is_array()) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      const std::string sub = path + "[" + std::to_string(i) + "]";
+      if (find_marked(v[i], sub, field, offset, depth + 1)) return true;
+    }
+  }
+  return false;
+}
+
+std::string hex_byte(unsigned char b) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "0x%02X", b);
+  return buf;
+}
+
+// "'query' is not valid UTF-8 at byte 7 (0xFF)" for a line that is not UTF-8, else "".
+std::string utf8_problem(const std::string& line) {
+  const size_t bad = invalid_utf8_offset(line);
+  if (bad == std::string::npos) return "";
+  const std::string byte = hex_byte(static_cast<unsigned char>(line[bad]));
+  std::string field;
+  size_t offset = 0;
+  if (find_marked(parse_marked(line, /*all=*/false), "", &field, &offset)) {
+    return field + " is not valid UTF-8 at byte " + std::to_string(offset + 1) + " (" + byte +
+           "); the batch input must be UTF-8 text";
+  }
+  return "the line is not valid UTF-8 at byte " + std::to_string(bad + 1) + " (" + byte +
+         "); the batch input must be UTF-8 text";
+}
+
 // Ids may be written as numbers; they are used as strings.
 std::string require_id(const json& obj, const char* key, const std::string& origin) {
   auto it = obj.find(key);
@@ -33,18 +127,22 @@ std::string require_id(const json& obj, const char* key, const std::string& orig
 
 // The id a run line carries for input line `row` (0-based): its query_id when readable (numbers as
 // strings, as require_id), otherwise "line-N". Used for skipping, error records and ordering.
+// A line that is not UTF-8 is read with its bad bytes marked, so that its error record still
+// carries its query_id (unless the bad byte is in the id itself).
 std::string row_query_id(const std::string& line, size_t row) {
-  try {
-    const json obj = json::parse(line);
-    if (obj.is_object()) {
-      auto it = obj.find("query_id");
-      if (it != obj.end() && it->is_string() && !it->get<std::string>().empty())
-        return it->get<std::string>();
-      if (it != obj.end() && it->is_number_integer()) return std::to_string(it->get<int64_t>());
+  const std::string fallback = "line-" + std::to_string(row + 1);
+  const json obj = invalid_utf8_offset(line) == std::string::npos
+                       ? json::parse(line, nullptr, /*allow_exceptions=*/false)
+                       : parse_marked(line, /*all=*/true);
+  if (obj.is_object()) {
+    auto it = obj.find("query_id");
+    if (it != obj.end() && it->is_string()) {
+      const std::string& id = it->get_ref<const std::string&>();
+      if (!id.empty() && id.find(kBadByteMark) == std::string::npos) return id;
     }
-  } catch (const json::exception&) {
+    if (it != obj.end() && it->is_number_integer()) return std::to_string(it->get<int64_t>());
   }
-  return "line-" + std::to_string(row + 1);
+  return fallback;
 }
 
 struct OutputLine {
@@ -169,20 +267,71 @@ std::string format_run_line(const std::string& format, const std::string& query_
                  {"visual_before", r.tokens.visual_before},
                  {"visual_after", r.tokens.visual_after}}},
                {"windows", r.windows}};
-  return line.dump() + "\n";
+  return dump_line(line);
 }
 
 std::string format_error_line(const std::string& format, const std::string& query_id,
                               const std::string& error) {
   if (format == "trec")
     return "";  // TREC runs have no error records; the log and exit status say it
-  return json{{"query_id", query_id}, {"error", error}}.dump() + "\n";
+  return dump_line(json{{"query_id", query_id}, {"error", error}});
+}
+
+// A 1-based page number that fits an int, else 0. JSON numbers beyond it must not wrap
+// (4294967297 read as page 1, 2^40 as 0 = "an image file").
+int pdf_page_number(const json& v) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    return u >= 1 && u <= static_cast<uint64_t>(INT_MAX) ? static_cast<int>(u) : 0;
+  }
+  if (v.is_number_integer()) {
+    const int64_t i = v.get<int64_t>();
+    return i >= 1 && i <= INT_MAX ? static_cast<int>(i) : 0;
+  }
+  if (v.is_number_float()) {  // 3.0 is a whole number; 2.5, 1e300, NaN are not
+    const double d = v.get<double>();
+    return d >= 1 && d <= INT_MAX && d == std::trunc(d) ? static_cast<int>(d) : 0;
+  }
+  return 0;
 }
 
 }  // namespace
 
+size_t invalid_utf8_offset(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  for (size_t i = 0; i < text.size();) {
+    char32_t cp = 0;
+    const size_t n = detail::utf8_decode_one(p, text.size(), i, &cp);
+    if (n == 0) return i;
+    i += n;
+  }
+  return std::string_view::npos;
+}
+
+void check_finite_scores(const RerankResult& result, Scoring scoring) {
+  for (const RankedPage& p : result.ranking) {
+    // Generate mode has no logits (NaN by design); its scores are ranks.
+    if (!std::isfinite(p.score) || (scoring != Scoring::kGenerate && !std::isfinite(p.logit))) {
+      throw InputError(
+          "the model produced non-finite scores (NaN/Inf): check the weights with `ziprerank "
+          "inspect`");
+    }
+  }
+}
+
+void check_batch_paths(const std::string& input, const std::string& output) {
+  std::error_code ec;
+  if (input == output || fs::equivalent(input, output, ec)) {
+    throw UsageError("--output '" + output + "' is the input file '" + input +
+                     "'; the run would overwrite its own queries: choose another --output");
+  }
+}
+
 BatchQuery parse_batch_query(const std::string& line, const std::string& base_dir,
                              const std::string& origin) {
+  // Before parsing: the parser's own message would quote the bad byte and name no field.
+  if (const std::string bad = utf8_problem(line); !bad.empty())
+    throw InputError(origin + ": " + bad);
   const json obj = detail::parse_json_object(line, origin);
   BatchQuery q;
   q.query_id = require_id(obj, "query_id", origin);
@@ -212,11 +361,17 @@ BatchQuery parse_batch_query(const std::string& line, const std::string& base_di
     } else {
       p.path = resolve(detail::require_string(c, "pdf", where), base_dir);
       auto page = c.find("page");
-      if (page == c.end() || !page->is_number_integer() || page->get<int64_t>() < 1) {
+      if (page == c.end()) {
         throw InputError(where + " ('" + p.id +
                          "'): a 'pdf' candidate needs a 1-based integer 'page'");
       }
-      p.pdf_page = static_cast<int>(page->get<int64_t>());
+      p.pdf_page = pdf_page_number(*page);
+      if (p.pdf_page == 0) {
+        std::string shown = page->dump(-1, ' ', false, json::error_handler_t::replace);
+        if (shown.size() > 40) shown = shown.substr(0, 37) + "...";
+        throw InputError(where + " ('" + p.id + "'): 'page' must be a whole number from 1 to " +
+                         std::to_string(INT_MAX) + " (got " + shown + ")");
+      }
     }
     q.candidates.push_back(std::move(p));
   }
@@ -256,6 +411,7 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
                        const std::function<void(const BatchProgress&)>& progress) {
   if (o.format != "jsonl" && o.format != "trec") throw UsageError("--format must be jsonl or trec");
   o.rerank.validate();
+  check_batch_paths(o.input, o.output);
   std::ifstream in(o.input, std::ios::binary);
   if (!in) throw InputError("cannot open '" + o.input + "'");
   std::vector<std::string> lines;
@@ -298,10 +454,18 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
   }
   DurableAppender out(o.output);
 
+  // A query_id seen on an earlier line of the slice makes this line a duplicate: an error record
+  // of its own, whatever became of the first (so a resumed run writes the same records).
   std::vector<size_t> todo;
+  std::map<size_t, size_t> first_row_of;  // duplicate row -> the row that first used its id
+  std::map<std::string, size_t> id_row;
   for (size_t r = lo; r < hi; ++r) {
     // A cheap look at the id decides skipping; full validation happens when the query runs.
-    if (finished.count(row_query_id(lines[rows[r]], rows[r]))) {
+    const std::string id = row_query_id(lines[rows[r]], rows[r]);
+    const auto [first, fresh] = id_row.emplace(id, rows[r]);
+    if (!fresh) {
+      first_row_of[rows[r]] = first->second;
+    } else if (finished.count(id)) {
       ++summary.skipped;
       continue;
     }
@@ -313,7 +477,6 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
   BatchProgress prog;
   prog.total = todo.size();
   const auto t0 = std::chrono::steady_clock::now();
-  std::set<std::string> seen_ids(finished.begin(), finished.end());
   for (size_t row : todo) {
     if (stop.load()) {
       summary.interrupted = true;
@@ -325,9 +488,12 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
     try {
       BatchQuery q = parse_batch_query(lines[row], base_dir, origin);
       qid = q.query_id;
-      if (!seen_ids.insert(qid).second)
-        throw InputError(origin + ": duplicate query_id '" + qid + "'");
+      if (auto dup = first_row_of.find(row); dup != first_row_of.end()) {
+        throw InputError(origin + ": duplicate query_id '" + qid + "' (first on line " +
+                         std::to_string(dup->second + 1) + "); each query needs its own id");
+      }
       const RerankResult r = reranker.rerank_pages(q.query, q.candidates, o.rerank);
+      check_finite_scores(r, o.rerank.scoring);
       record = format_run_line(o.format, qid, r);
       ++summary.ok;
     } catch (const std::exception& e) {
@@ -343,24 +509,35 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
     if (progress) progress(prog);
   }
   if (!summary.interrupted && (summary.skipped > 0 || o.resume)) {
-    // Retried queries were appended at the end: restore input order (one group of lines per query).
+    // Retried queries were appended at the end: restore input order. Each input line takes the
+    // next unclaimed record of its query_id (one JSONL line, or a query's run of TREC lines), so
+    // a duplicate query_id's error record stays on its own line's place.
     const auto written = read_output_lines(o.output, o.format, /*repair=*/false);
-    std::map<std::string, std::string> by_id;
+    std::map<std::string, std::deque<std::string>> records;
     std::vector<std::string> first_seen;
-    for (const OutputLine& l : written) {
-      if (!by_id.count(l.query_id)) first_seen.push_back(l.query_id);
-      by_id[l.query_id] += l.text;
+    std::string current;
+    for (size_t i = 0; i < written.size(); ++i) {
+      const OutputLine& l = written[i];
+      current += l.text;
+      std::deque<std::string>& q = records[l.query_id];
+      if (q.empty()) first_seen.push_back(l.query_id);
+      const bool same_query = o.format == "trec" && i > 0 && written[i - 1].query_id == l.query_id;
+      if (same_query) {
+        q.back() += l.text;
+      } else {
+        q.push_back(l.text);
+      }
     }
-    std::string ordered, current;
-    for (const OutputLine& l : written) current += l.text;
+    std::string ordered;
     for (size_t r = lo; r < hi; ++r) {
-      auto it = by_id.find(row_query_id(lines[rows[r]], rows[r]));
-      if (it == by_id.end()) continue;
-      ordered += it->second;
-      by_id.erase(it);
+      auto it = records.find(row_query_id(lines[rows[r]], rows[r]));
+      if (it == records.end() || it->second.empty()) continue;
+      ordered += it->second.front();
+      it->second.pop_front();
     }
     for (const std::string& id : first_seen) {  // lines of queries not in this input stay, last
-      if (by_id.count(id)) ordered += by_id[id];
+      for (const std::string& text : records[id]) ordered += text;
+      records[id].clear();
     }
     if (ordered != current) replace_file(o.output, ordered);
   }

@@ -4,11 +4,14 @@
 #include <poppler-image.h>
 #include <poppler-page-renderer.h>
 #include <poppler-page.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <system_error>
 
 #include "core/utf8.hpp"
 #include "ziprerank/errors.hpp"
@@ -26,7 +29,11 @@ std::string lower_ext(const std::string& path) {
 bool is_pdf(const std::string& path) { return lower_ext(path) == ".pdf"; }
 
 std::unique_ptr<poppler::document> open_pdf(const std::string& path) {
-  if (!fs::exists(path)) throw InputError("PDF '" + path + "' does not exist");
+  std::error_code ec;
+  if (fs::status(path, ec).type() == fs::file_type::not_found)
+    throw InputError("PDF '" + path + "' does not exist");
+  // Before poppler opens it: opening a FIFO for reading waits for a writer that never comes.
+  require_regular_file(path, "PDF");
   std::unique_ptr<poppler::document> doc(poppler::document::load_from_file(path));
   if (!doc) throw InputError("cannot open PDF '" + path + "' (corrupt or not a PDF?)");
   if (doc->is_locked()) throw InputError("PDF '" + path + "' is password-protected");
@@ -85,28 +92,64 @@ int pdf_page_count(const std::string& path) {
 
 std::vector<PageRef> expand_page_inputs(const std::vector<std::string>& paths) {
   std::vector<PageRef> out;
+  std::vector<std::string> from;  // the path each page of `out` came from
   for (const auto& raw : paths) {
     const fs::path p(raw);
-    if (!fs::exists(p)) throw InputError("'" + raw + "' does not exist");
-    if (fs::is_directory(p)) {
+    std::error_code ec;
+    const fs::file_status st = fs::status(p, ec);  // never throws (a symlink loop, a bad folder)
+    if (st.type() == fs::file_type::not_found) throw InputError("'" + raw + "' does not exist");
+    if (st.type() == fs::file_type::directory) {
       std::vector<fs::path> files;
-      for (const auto& e : fs::directory_iterator(p)) {
-        if (e.is_regular_file() &&
-            (is_image_file(e.path().string()) || is_pdf(e.path().string()))) {
-          files.push_back(e.path());
+      fs::directory_iterator it(p, ec), end;
+      if (ec) throw InputError("cannot list folder '" + raw + "' (" + ec.message() + ")");
+      for (; it != end; it.increment(ec)) {
+        if (ec) throw InputError("cannot list folder '" + raw + "' (" + ec.message() + ")");
+        const fs::path& f = it->path();
+        if (!is_image_file(f.string()) && !is_pdf(f.string())) continue;
+        // An entry that is not a readable regular file (a symlink loop, a FIFO, a folder named
+        // x.png) is skipped with the reason: one bad entry must not sink the whole folder.
+        try {
+          require_regular_file(f.string(), is_pdf(f.string()) ? "PDF" : "image");
+        } catch (const InputError& e) {
+          spdlog::warn("skipping {}", e.what());
+          continue;
         }
+        files.push_back(f);
       }
       std::sort(files.begin(), files.end(), [](const fs::path& a, const fs::path& b) {
         return natural_less(a.filename().string(), b.filename().string());
       });
       if (files.empty()) throw InputError("folder '" + raw + "' holds no images or PDFs");
-      for (const auto& f : files) add_file(f, "", out);
+      for (const auto& f : files) {
+        add_file(f, "", out);
+        from.resize(out.size(), f.string());
+      }
     } else if (is_image_file(raw) || is_pdf(raw)) {
+      require_regular_file(raw, is_pdf(raw) ? "PDF" : "image");
       add_file(p, "", out);
+      from.resize(out.size(), raw);
+    } else if (ec || st.type() != fs::file_type::regular) {
+      require_regular_file(raw, "image");  // says what it is instead (a loop, a FIFO, ...)
+      throw InputError("'" + raw + "' is not a regular file");
     } else {
       throw InputError("'" + raw +
                        "' is neither an image (png, jpg, webp, bmp, tif), a PDF nor a folder");
     }
+  }
+  // Pages are named by file name: two pages with one name could not be told apart in the output.
+  std::map<std::string, size_t> first;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const auto [it, fresh] = first.emplace(out[i].id, i);
+    if (fresh) continue;
+    const std::string& a = from[it->second];
+    const std::string& b = from[i];
+    std::error_code ec;
+    if (a == b || fs::equivalent(a, b, ec)) {
+      throw InputError("page '" + out[i].id + "' is given twice ('" + a + "' and '" + b +
+                       "'); give each page once");
+    }
+    throw InputError("two pages have the id '" + out[i].id + "' ('" + a + "' and '" + b +
+                     "'): pages are named by file name, so rename one or rank them separately");
   }
   return out;
 }
