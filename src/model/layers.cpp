@@ -64,7 +64,10 @@ at::Tensor RMSNorm::operator()(const at::Tensor& x) const {
 at::Tensor activation(const at::Tensor& x, const std::string& name) {
   if (name == "silu") return at::silu(x);
   if (name == "gelu_pytorch_tanh") {
-    if (x.requires_grad() && c10::GradMode::is_enabled()) return at::gelu(x, "tanh");
+    // With a graph, and for bfloat16/float16 (computed in float32 and rounded once, as the
+    // reference's fused op does: the formula below would round after each of its six steps).
+    if ((x.requires_grad() && c10::GradMode::is_enabled()) || x.scalar_type() != at::kFloat)
+      return at::gelu(x, "tanh");
     // Without a graph: 0.5 x (1 + tanh(u)) == x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3),
     // in place. libtorch's tanh is the slow part of its kernel on CPU (1.5x here; results
     // agree to float rounding, 5e-7 absolute).
@@ -84,7 +87,7 @@ at::Tensor rotate_half(const at::Tensor& x) {
 }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
-                     bool causal, const at::Tensor& key_padding) {
+                     bool causal, const at::Tensor& key_padding, bool float32_scores) {
   const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), Sk = k.size(2);
   if (H % Hkv != 0) throw InternalError("attention: query heads not a multiple of key/value heads");
@@ -114,8 +117,14 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     // Causal: the chunk's rows see keys up to the last row's own position; the keys after it
     // would only be masked out, so they are not multiplied at all (half the work of a prefill).
     const int64_t seen = causal ? std::min(Sk, Sk - Sq + r0 + rows) : Sk;
-    // The scale goes on the queries: a chunk of queries is smaller than its block of scores.
-    at::Tensor scores = at::matmul(scale == 1.0 ? qc : qc * scale, kt.narrow(3, 0, seen));
+    // The scale goes on the queries: a chunk of queries is smaller than its block of scores. With
+    // float32_scores, bfloat16/float16 scores are computed, scaled and normalised in float32 and
+    // only the probabilities rounded (rounding the scaled queries and the scores to 8 bits each
+    // moves large logits by tenths).
+    const bool low = float32_scores && q.scalar_type() != at::kFloat;
+    at::Tensor scores =
+        low ? at::matmul(qc.to(at::kFloat), kt.narrow(3, 0, seen).to(at::kFloat)).mul_(scale)
+            : at::matmul(scale == 1.0 ? qc : qc * scale, kt.narrow(3, 0, seen));
     if (scores.is_cpu() && !scores.requires_grad() && scores.is_contiguous() &&
         (scores.scalar_type() == at::kFloat || scores.scalar_type() == at::kBFloat16)) {
       // Inference on CPU: masks, softmax (in float32) and the cast back in one pass over the
@@ -135,7 +144,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
       } else {
         softmax_rows(reinterpret_cast<uint16_t*>(scores.data_ptr<at::BFloat16>()), s);
       }
-      outs.push_back(at::matmul(scores, vv.narrow(2, 0, seen)));
+      outs.push_back(at::matmul(scores.to(q.scalar_type()), vv.narrow(2, 0, seen)));
       continue;
     }
     at::Tensor scores32 = scores.to(at::kFloat);

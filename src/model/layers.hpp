@@ -61,8 +61,11 @@ at::Tensor rotate_half(const at::Tensor& x);
 /// Scaled dot-product attention. q: [B, H, Sq, d]; k, v: [B, Hkv, Sk, d] with H a multiple of Hkv.
 /// causal: query i sits at absolute position (Sk - Sq + i) and sees keys up to it.
 /// key_padding: optional [B, Sk] (true/1 = real). Softmax runs in float32; queries are processed in
-/// chunks so memory stays bounded for long sequences.
+/// chunks so memory stays bounded for long sequences. float32_scores: for bfloat16/float16 inputs,
+/// compute the scores, scale and softmax in float32 and round only the probabilities, as fused
+/// attention kernels (the reference's SDPA) do; otherwise the scaled queries and the scores are
+/// rounded to the inputs' dtype (the CPU fast path with bfloat16 products).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
-                     bool causal, const at::Tensor& key_padding = {});
+                     bool causal, const at::Tensor& key_padding = {}, bool float32_scores = false);
 
 }  // namespace ziprerank::detail

@@ -106,7 +106,8 @@ at::Tensor TextModel::forward(const TextInput& in, KVCache* cache) const {
       cache->keys[i] = k;
       cache->values[i] = v;
     }
-    const at::Tensor a = detail::attention(q, k, v, scale, /*causal=*/true, in.attention_mask);
+    const at::Tensor a = detail::attention(q, k, v, scale, /*causal=*/true, in.attention_mask,
+                                           /*float32_scores=*/true);
     h = h + L.o(a.transpose(1, 2).reshape({B, S, -1}));
     const at::Tensor xm = L.post_norm(h);
     h = h + L.down(at::silu(L.gate(xm)) * L.up(xm));

@@ -295,7 +295,10 @@ at::Tensor VisionTower::block_rows(const Block& b, const at::Tensor& x, const at
     while (last + 1 < lengths.size() && lengths[last + 1] == lengths[first]) ++last;
     const int64_t len = lengths[first], n = static_cast<int64_t>(last - first + 1);
     const auto qkv = part(offset, n, len);
-    const at::Tensor o = detail::attention(qkv[0], qkv[1], qkv[2], attn_scale, /*causal=*/false);
+    // A bfloat16 model's attention as the reference's SDPA; the float32 model's bfloat16
+    // attention with bf16 products stays the fast path.
+    const at::Tensor o = detail::attention(qkv[0], qkv[1], qkv[2], attn_scale, /*causal=*/false, {},
+                                           /*float32_scores=*/x.scalar_type() != at::kFloat);
     outs.push_back(o.transpose(1, 2).reshape({n * len, heads * hd}));
     offset += n * len;
     first = last + 1;

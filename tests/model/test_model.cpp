@@ -680,3 +680,53 @@ TEST(Model, InitZeroDeepStackStartsTheMergersSilent) {
   EXPECT_GT(f.embeds.abs().max().item<double>(), 0);
   fs::remove_all(dir);
 }
+
+TEST(Model, Bfloat16ModelAttentionKeepsScoresInFloat32) {
+  // A bfloat16 model's attention (float32_scores): large logits lose nothing to rounding before
+  // the softmax, as in fused attention kernels. Against float64 from the same bfloat16 inputs,
+  // the error is that of rounding the probabilities and the output once; rounding the scores
+  // to bfloat16 first (the fast path) is far off at this scale.
+  at::manual_seed(12);
+  const auto bf = at::kBFloat16;
+  const at::Tensor q = (at::randn({1, 2, 40, 16}) * 3).to(bf), k = at::randn({1, 2, 40, 16}).to(bf),
+                   v = at::randn({1, 2, 40, 16}).to(bf);
+  const double scale = 0.7;
+  const at::Tensor qd = q.to(at::kDouble), kd = k.to(at::kDouble), vd = v.to(at::kDouble);
+  const at::Tensor want =
+      at::matmul(at::softmax(at::matmul(qd, kd.transpose(2, 3)) * scale, -1), vd);
+  for (bool causal : {false, true}) {
+    const at::Tensor mask_q = at::arange(40).view({40, 1}), mask_k = at::arange(40).view({1, 40});
+    const at::Tensor ref =
+        causal ? at::matmul(at::softmax((at::matmul(qd, kd.transpose(2, 3)) * scale)
+                                            .masked_fill(mask_k > mask_q, -INFINITY),
+                                        -1),
+                            vd)
+               : want;
+    const at::Tensor exact = ziprerank::detail::attention(q, k, v, scale, causal, {}, true);
+    const at::Tensor fast = ziprerank::detail::attention(q, k, v, scale, causal, {}, false);
+    ASSERT_EQ(exact.scalar_type(), bf);
+    const double e_exact = (exact.to(at::kDouble) - ref).abs().max().item<double>();
+    const double e_fast = (fast.to(at::kDouble) - ref).abs().max().item<double>();
+    EXPECT_LT(e_exact, 0.03) << (causal ? "causal" : "");
+    EXPECT_LT(e_exact, e_fast) << (causal ? "causal" : "");
+  }
+}
+
+TEST(Model, TanhGeluOfABfloat16TensorRoundsOnce) {
+  // bfloat16 activations go through libtorch's fused op (as the reference's), not the six
+  // separately rounded steps of the formula the float32 path computes in place.
+  at::manual_seed(13);
+  const at::Tensor x = (at::randn({4096}) * 3).to(at::kBFloat16);
+  const at::Tensor got = ziprerank::detail::activation(x, "gelu_pytorch_tanh");
+  ASSERT_EQ(got.scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(at::equal(got, at::gelu(x, "tanh")));
+  const at::Tensor xd = x.to(at::kDouble);
+  const at::Tensor exact =
+      0.5 * xd * (1 + at::tanh(0.7978845608028654 * (xd + 0.044715 * xd.pow(3))));
+  constexpr double c = 1.5957691216057308;
+  at::Tensor steps = x * x;  // the formula, each step rounded to bfloat16
+  steps.mul_(0.044715 * c).add_(c).mul_(x).sigmoid_().mul_(x);
+  const double e_got = (got.to(at::kDouble) - exact).abs().max().item<double>();
+  const double e_steps = (steps.to(at::kDouble) - exact).abs().max().item<double>();
+  EXPECT_LT(e_got, e_steps);
+}
