@@ -39,6 +39,9 @@ std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& model
 
 /// Loads a Hugging Face `tokenizer.json` (byte-level BPE as used by Qwen2/Qwen3).
 std::unique_ptr<Tokenizer> load_bpe_tokenizer(const std::string& tokenizer_json_path);
+/// The same from the file's text; `origin` names it in error messages.
+std::unique_ptr<Tokenizer> parse_bpe_tokenizer(const std::string& json_text,
+                                               const std::string& origin);
 
 /// True when SentencePiece can be used in this process (the isolated shim library loads).
 bool sentencepiece_available(std::string* why_not = nullptr);

@@ -143,7 +143,7 @@ void ModelConfig::validate(const std::string& origin) const {
     throw InputError(origin + ": vision head_dim " + std::to_string(v.head_dim()) +
                      " must be a multiple of 4 for the 2D rotary embedding");
   }
-  const int side = v.position_grid_side();
+  const int64_t side = v.position_grid_side();
   if (side * side != v.num_position_embeddings) {
     throw InputError(origin + ": vision_config.num_position_embeddings (" +
                      std::to_string(v.num_position_embeddings) + ") must be a perfect square");
@@ -188,14 +188,19 @@ void ModelConfig::validate(const std::string& origin) const {
   if (t.rope.mrope_section.size() != 3) {
     throw InputError(origin + ": mrope_section must have 3 entries (t, h, w)");
   }
-  const int sum = std::accumulate(t.rope.mrope_section.begin(), t.rope.mrope_section.end(), 0);
+  for (int section : t.rope.mrope_section) {
+    if (section < 0) throw InputError(origin + ": mrope_section entries must not be negative");
+  }
+  // 64-bit sums and products: every entry may be as large as an int.
+  const int64_t sum =
+      std::accumulate(t.rope.mrope_section.begin(), t.rope.mrope_section.end(), int64_t{0});
   if (t.head_dim % 2 != 0 || sum != t.head_dim / 2) {
     throw InputError(origin + ": mrope_section sums to " + std::to_string(sum) +
                      " but must equal head_dim/2 = " + std::to_string(t.head_dim / 2));
   }
   if (t.rope.mrope_interleaved) {
     const auto& ms = t.rope.mrope_section;
-    if (ms[1] * 3 > t.head_dim / 2 || ms[2] * 3 > t.head_dim / 2) {
+    if (int64_t{ms[1]} * 3 > t.head_dim / 2 || int64_t{ms[2]} * 3 > t.head_dim / 2) {
       throw InputError(origin +
                        ": mrope_section does not fit the interleaved layout for head_dim " +
                        std::to_string(t.head_dim));

@@ -358,7 +358,9 @@ std::string format_eval_json(const EvalReport& r) {
                  {"relevant_outside_candidates", r.relevant_outside_candidates},
                  {"outside_expected_domains", r.outside_expected_domains}};
   j["warnings"] = r.warnings;
-  return j.dump(2) + "\n";
+  // Ids and domains read from TREC files are bytes, not necessarily UTF-8: invalid sequences
+  // become U+FFFD instead of making dump() throw.
+  return j.dump(2, ' ', false, ojson::error_handler_t::replace) + "\n";
 }
 
 const std::vector<std::string>& mmdocir_domains() {

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -24,16 +25,28 @@ extern "C" {
 
 int zr_spm_abi_version(void) { return ZR_SPM_ABI_VERSION; }
 
+// No C++ exception may leave these functions: they are a C interface, and the caller opens them
+// with dlopen. SentencePiece throws on some malformed models (e.g. darts_clone's "zero-length
+// key" for an empty piece) instead of returning a status; such a throw becomes an error here.
+
 zr_spm* zr_spm_load(const char* path, char* err, size_t errlen) {
-  auto* model = new (std::nothrow) zr_spm();
-  if (!model) return nullptr;
-  const auto status = model->processor.Load(path);
-  if (!status.ok()) {
-    set_error(err, errlen, status.ToString());
-    delete model;
-    return nullptr;
+  zr_spm* model = nullptr;
+  try {
+    model = new zr_spm();
+    const auto status = model->processor.Load(path);
+    if (!status.ok()) {
+      set_error(err, errlen, status.ToString());
+      delete model;
+      return nullptr;
+    }
+    return model;
+  } catch (const std::exception& e) {
+    set_error(err, errlen, std::string("malformed model (") + e.what() + ")");
+  } catch (...) {
+    set_error(err, errlen, "malformed model");
   }
-  return model;
+  delete model;
+  return nullptr;
 }
 
 void zr_spm_free(zr_spm* model) { delete model; }
@@ -41,9 +54,14 @@ void zr_spm_free(zr_spm* model) { delete model; }
 int zr_spm_encode(const zr_spm* model, const char* text, size_t len, int** ids, size_t* n,
                   char* err, size_t errlen) {
   std::vector<int> out;
-  const auto status = model->processor.Encode(std::string(text, len), &out);
-  if (!status.ok()) {
-    set_error(err, errlen, status.ToString());
+  try {
+    const auto status = model->processor.Encode(std::string(text, len), &out);
+    if (!status.ok()) {
+      set_error(err, errlen, status.ToString());
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    set_error(err, errlen, e.what());
     return 1;
   }
   *n = out.size();
@@ -56,9 +74,14 @@ int zr_spm_encode(const zr_spm* model, const char* text, size_t len, int** ids, 
 int zr_spm_decode(const zr_spm* model, const int* ids, size_t n, char** text, size_t* len,
                   char* err, size_t errlen) {
   std::string out;
-  const auto status = model->processor.Decode(std::vector<int>(ids, ids + n), &out);
-  if (!status.ok()) {
-    set_error(err, errlen, status.ToString());
+  try {
+    const auto status = model->processor.Decode(std::vector<int>(ids, ids + n), &out);
+    if (!status.ok()) {
+      set_error(err, errlen, status.ToString());
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    set_error(err, errlen, e.what());
     return 1;
   }
   *len = out.size();

@@ -22,9 +22,9 @@
 #include <utility>
 #include <vector>
 
+#include "bpe_tokenizer_impl.hpp"
 #include "core/json_util.hpp"
 #include "core/utf8.hpp"
-#include "bpe_tokenizer_impl.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/tokenizer.hpp"
 
@@ -381,6 +381,12 @@ constexpr const char* kLlama3Pattern =
 constexpr size_t kMaxCachedWordBytes = 256;
 constexpr size_t kCacheCapacity = 1 << 16;
 
+// Token ids index dense per-id tables, so an id is refused when it lies far beyond the number of
+// tokens the file defines: a 60-byte file naming id 2,000,000,000 would otherwise allocate 64 GB.
+// Real files number their tokens densely (Qwen: 151,643 vocabulary ids, then the added tokens);
+// twice the token count plus this slack leaves room for any gaps they have.
+constexpr int64_t kIdSlack = 1 << 16;
+
 // GPT-2's reversible byte -> code point map: printable bytes stand for themselves, the others
 // are moved to U+0100 and up so that every token is printable text.
 std::array<uint32_t, 256> make_byte_to_char() {
@@ -510,7 +516,8 @@ std::string describe_type(const json& j) {
 
 class BpeTokenizer final : public Tokenizer {
  public:
-  explicit BpeTokenizer(const std::string& path) { load(path); }
+  /// `json_text` is the content of a tokenizer.json; `origin` names it in error messages.
+  BpeTokenizer(const std::string& json_text, const std::string& origin) { load(json_text, origin); }
 
   std::vector<int64_t> encode(const std::string& text) const override {
     std::vector<int64_t> ids;
@@ -562,16 +569,23 @@ class BpeTokenizer final : public Tokenizer {
  private:
   [[noreturn]] void fail(const std::string& what) const { throw InputError(path_ + ": " + what); }
 
-  void load(const std::string& path) {
-    path_ = path;
-    json root;
-    {
-      const std::string text = detail::read_text_file(path);
-      root = detail::parse_json(text, path);
-    }
+  std::string id_too_large(const std::string& where, int64_t id) const {
+    return where + " has id " + std::to_string(id) + ", far beyond the " +
+           std::to_string((id_limit_ - kIdSlack) / 2) +
+           " tokens the file defines (ids must be below " + std::to_string(id_limit_) + ")";
+  }
+
+  void load(const std::string& text, const std::string& origin) {
+    path_ = origin;
+    const json root = detail::parse_json(text, origin);
     if (!root.is_object()) fail("the top level is not a JSON object");
     auto model_it = root.find("model");
     if (model_it == root.end() || !model_it->is_object()) fail("missing \"model\" object");
+    auto added_it = root.find("added_tokens");
+    const size_t added = added_it != root.end() && added_it->is_array() ? added_it->size() : 0;
+    auto vocab_it = model_it->find("vocab");
+    const size_t vocab = vocab_it != model_it->end() ? vocab_it->size() : 0;
+    id_limit_ = 2 * static_cast<int64_t>(vocab + added) + kIdSlack;
     try {
       load_model(*model_it);
       load_added_tokens(root);
@@ -626,6 +640,7 @@ class BpeTokenizer final : public Tokenizer {
         fail("model.vocab entry \"" + it.key() + "\" does not map to a valid id");
       }
       const int64_t id = it->get<int64_t>();
+      if (id >= id_limit_) fail(id_too_large("model.vocab entry \"" + it.key() + "\"", id));
       vocab_.emplace(it.key(), static_cast<int32_t>(id));
       max_id = std::max(max_id, id);
     }
@@ -738,6 +753,7 @@ class BpeTokenizer final : public Tokenizer {
       if (content == t.end() || !content->is_string() || content->get<std::string>().empty()) {
         fail(where + " has no valid \"content\"");
       }
+      if (id->get<int64_t>() >= id_limit_) fail(id_too_large(where, id->get<int64_t>()));
       AddedToken token;
       token.id = static_cast<int32_t>(id->get<int64_t>());
       token.content = content->get<std::string>();
@@ -1052,6 +1068,7 @@ class BpeTokenizer final : public Tokenizer {
   std::array<int32_t, 256> byte_id_{};
   std::array<int32_t, 256> fallback_id_{};
   int32_t unk_id_ = -1;
+  int64_t id_limit_ = kIdSlack;  // ids at or above this are refused (see kIdSlack)
   bool byte_fallback_ = false;
   bool fuse_unk_ = false;
   bool ignore_merges_ = false;
@@ -1071,8 +1088,13 @@ class BpeTokenizer final : public Tokenizer {
 
 }  // namespace
 
+std::unique_ptr<Tokenizer> parse_bpe_tokenizer(const std::string& json_text,
+                                               const std::string& origin) {
+  return std::make_unique<BpeTokenizer>(json_text, origin);
+}
+
 std::unique_ptr<Tokenizer> load_bpe_tokenizer(const std::string& tokenizer_json_path) {
-  return std::make_unique<BpeTokenizer>(tokenizer_json_path);
+  return parse_bpe_tokenizer(detail::read_text_file(tokenizer_json_path), tokenizer_json_path);
 }
 
 }  // namespace ziprerank
