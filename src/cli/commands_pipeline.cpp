@@ -147,7 +147,8 @@ int run_rank(const PipelineArgs& a) {
 std::atomic<bool> g_stop{false};
 
 extern "C" void on_stop_signal(int) {
-  // First Ctrl-C: finish the current query, save it, stop. A second one ends the process.
+  // First Ctrl-C or SIGTERM: stop the query in progress at its next window (it is rerun on
+  // --resume), keep every finished one, exit 130. A second one ends the process at once.
   g_stop.store(true);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);

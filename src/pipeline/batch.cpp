@@ -476,6 +476,10 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
 
   BatchProgress prog;
   prog.total = todo.size();
+  // A stop request also ends the query in progress, between its windows: a query of thousands
+  // of candidates must not hold a SIGTERM for minutes. It is rerun on --resume.
+  RerankOptions rerank = o.rerank;
+  rerank.should_stop = [&stop] { return stop.load(); };
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t row : todo) {
     if (stop.load()) {
@@ -492,10 +496,13 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
         throw InputError(origin + ": duplicate query_id '" + qid + "' (first on line " +
                          std::to_string(dup->second + 1) + "); each query needs its own id");
       }
-      const RerankResult r = reranker.rerank_pages(q.query, q.candidates, o.rerank);
+      const RerankResult r = reranker.rerank_pages(q.query, q.candidates, rerank);
       check_finite_scores(r, o.rerank.scoring);
       record = format_run_line(o.format, qid, r);
       ++summary.ok;
+    } catch (const Interrupted&) {
+      summary.interrupted = true;  // nothing of this query is written
+      break;
     } catch (const std::exception& e) {
       // One bad query (missing image, corrupt PDF page, ...) must not stop the run.
       spdlog::error("query '{}' failed: {}", qid, e.what());
