@@ -1,30 +1,119 @@
 #!/usr/bin/env python3
 """Builds the transformers parity fixture for ziprerank's Qwen3-VL engine.
 
-Run on a machine with PyTorch and transformers >= 4.57 (no GPU needed; a GPU is fine):
+Runs in the reference environment that scripts/reference_env.sh makes (PyTorch 2.13 CPU,
+transformers 4.57.6, torchvision 0.28):
 
-    python3 scripts/make_parity_fixture.py tests/fixtures/parity
+    python scripts/make_parity_fixture.py tests/fixtures/parity           # write the fixture
+    python scripts/make_parity_fixture.py --check tests/fixtures/parity   # regenerate and compare
 
-It builds a tiny random Qwen3-VL with transformers' own classes, saves it as a model folder
-(config.json, model.safetensors, preprocessor_config.json and a byte-level tokenizer.json), runs two
-generated page images through transformers' image processor and the model, and stores what the C++
-test compares against: the processor's pixel_values and grids, the vision tower's merged tokens and
-DeepStack features, the 3-row M-RoPE position ids, and the final logits (float32, CPU, eager
-attention). Tensors go to parity_tensors.safetensors, token ids and metadata to parity.json.
+The fixture holds two tiny random Qwen3-VL model folders saved by transformers' own classes
+(config.json, model.safetensors, preprocessor_config.json and a byte-level tokenizer.json), a set
+of generated images, and transformers' outputs (float32, CPU, eager attention):
+
+  * the fast image processor's resized pixels for every image under each model's processor
+    (stored as the uint8 levels of the first temporal frame; pixel_values are exactly
+    (level - 127.5) / 127.5 repeated over the temporal frames, which this script asserts) and
+    image_grid_thw;
+  * the vision tower's merged tokens and DeepStack features for all images at once;
+  * per ranking prompt (1, 3 and 5 candidates): the token ids, the 3-row M-RoPE position ids, the
+    final-normed hidden states at every position and the logits at the trailing "[";
+  * the largest difference between transformers' own eager and sdpa attention on the same inputs.
+
+Tensors go to parity_tensors.safetensors, ids and metadata to parity.json. With --check the
+fixture is made again in a temporary folder and compared with the given one: ids, grids and
+configuration exactly, tensors within 1e-6; the exit status is 1 on any difference.
 """
+import argparse
+import glob
 import json
 import os
+import re
+import shutil
 import sys
+import tempfile
 
-import numpy as np
-import torch
-import transformers
-from safetensors.torch import save_file
-from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+def _load_torchvision(torch):
+    """Imports torchvision even when its C++ operators cannot load (PyPI's Linux torchvision is
+    built for CUDA torch; next to a CPU torch its library misses libtorch_cuda). The image
+    transforms used here are pure Python over torch; only the detection operators need the
+    library, and torchvision's import registers fake kernels for two of them, which fails unless
+    the operators exist. Declaring their schemas first lets the import finish."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None:
+        raise SystemExit("torchvision is required (transformers' fast Qwen2-VL image processor)")
+    libs = glob.glob(os.path.join(os.path.dirname(spec.origin), "_C*.so"))
+    try:
+        torch.ops.load_library(libs[0])
+        return
+    except (IndexError, OSError):
+        pass
+    lib = torch.library.Library("torchvision", "DEF")
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _load_torchvision.keep = lib  # the definitions live as long as the Library object
+
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+_load_torchvision(torch)
+import torchvision  # noqa: E402
+import transformers  # noqa: E402
+from PIL import Image  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+from transformers import (PreTrainedTokenizerFast, Qwen2VLImageProcessorFast,  # noqa: E402
+                          Qwen3VLConfig, Qwen3VLForConditionalGeneration)
 
 # Byte-level vocabulary (GPT-2 byte order) followed by the chat/vision special tokens.
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
             "<|image_pad|>", "<|video_pad|>"]
+IDS = {s: 256 + i for i, s in enumerate(SPECIALS)}
+VOCAB = 256 + len(SPECIALS)
+
+# Two architectures. "deepstack3": odd head counts everywhere (3 vision heads, 3 query heads over
+# 1 key/value head), DeepStack from three vision layers injected after text layers 0, 1, 2, an
+# uneven M-RoPE section. "bias_tied": patch 8, query/key/value/output biases, tied embeddings,
+# DeepStack from one layer, no grouped-query sharing with an odd head count (5).
+MODELS = {
+    "deepstack3": dict(
+        vision=dict(depth=4, hidden_size=24, intermediate_size=48, num_heads=3, patch_size=16,
+                    out_hidden_size=32, num_position_embeddings=36, deepstack_visual_indexes=[0, 1, 3]),
+        text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=3,
+                  num_key_value_heads=1, head_dim=24, mrope_section=[5, 4, 3], attention_bias=False),
+        tie=False,
+        processor=dict(min_pixels=64 * 64, max_pixels=128 * 128)),
+    "bias_tied": dict(
+        vision=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=8,
+                    out_hidden_size=40, num_position_embeddings=64, deepstack_visual_indexes=[1]),
+        text=dict(hidden_size=40, intermediate_size=64, num_hidden_layers=2, num_attention_heads=5,
+                  num_key_value_heads=5, head_dim=8, mrope_section=[2, 1, 1], attention_bias=True),
+        tie=True,
+        processor=dict(min_pixels=32 * 32, max_pixels=64 * 64)),
+}
+
+# Generated images: (name, width, height, mode, what it exercises). Sizes are chosen for the
+# "deepstack3" processor (factor 32, min 64x64, max 128x128 pixels).
+IMAGES = [
+    ("landscape", 150, 100, "RGB", "wider than tall, within the pixel range"),
+    ("portrait", 70, 130, "RGB", "taller than wide, within the pixel range"),
+    ("tiny", 30, 20, "RGB", "below min_pixels: the upscaling branch"),
+    ("huge", 520, 390, "RGB", "above max_pixels: the downscaling branch"),
+    ("sliver", 40, 700, "RGB", "above max_pixels with the narrow side clamped to the factor"),
+    ("halves", 80, 208, "RGB", "sides at 2.5 and 6.5 factors: round half to even"),
+    ("rgba", 61, 45, "RGBA", "alpha channel dropped by convert('RGB'); upscaled"),
+]
+
+QUERY = "parity test"
+# Ranking prompts: candidates by image name, in order.
+CASES = [
+    ("n1", ["landscape"]),
+    ("n3", ["portrait", "tiny", "rgba"]),
+    ("n5", ["halves", "landscape", "tiny", "portrait", "sliver"]),
+]
 
 
 def byte_order():
@@ -42,8 +131,8 @@ def byte_order():
 def write_tokenizer(path):
     chars, _ = byte_order()
     vocab = {c: i for i, c in enumerate(chars)}
-    added = [{"id": 256 + i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-              "normalized": False, "special": True} for i, s in enumerate(SPECIALS)]
+    added = [{"id": IDS[s], "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for s in SPECIALS]
     split = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
              "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
     tok = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
@@ -57,95 +146,289 @@ def write_tokenizer(path):
                      "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False,
                      "ignore_merges": False, "vocab": vocab, "merges": []}}
     with open(path, "w") as f:
-        json.dump(tok, f)
+        json.dump(tok, f, indent=1)
 
 
-def encode_bytes(text):
-    _, order = byte_order()
-    index = {b: i for i, b in enumerate(order)}
-    return [index[b] for b in text.encode("utf-8")]
+def make_image(name, width, height, mode, seed):
+    """Smooth gradients, hard-edged shapes and a noisy patch: content where the resampling
+    filters differ, yet small as PNG."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.int64)
+    r = x * 255 // max(width - 1, 1)
+    g = y * 255 // max(height - 1, 1)
+    b = np.where(((x // 7) + (y // 5)) % 2 == 0, 230, 25)
+    cy, cx, rad = height * 0.4, width * 0.6, min(width, height) * 0.3
+    disc = (y - cy) ** 2 + (x - cx) ** 2 < rad ** 2
+    img = np.stack([r, g, b], -1)
+    img[disc] = [250, 240, 10]
+    ph, pw = min(height, 24), min(width, 24)
+    img[:ph, :pw] = rng.integers(0, 256, size=(ph, pw, 3))
+    img = img.clip(0, 255).astype(np.uint8)
+    if mode == "RGBA":
+        alpha = (x * 255 // max(width - 1, 1)).astype(np.uint8)
+        img = np.concatenate([img, alpha[..., None]], -1)
+    return Image.fromarray(img, mode)
 
 
-def main(out_dir):
-    os.makedirs(out_dir, exist_ok=True)
-    torch.manual_seed(0)
-    ids = {s: 256 + i for i, s in enumerate(SPECIALS)}
-    rope = {"rope_type": "default", "mrope_section": [4, 2, 2], "mrope_interleaved": True}
-    major = int(transformers.__version__.split(".")[0])
-    text = dict(vocab_size=263, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                num_attention_heads=4, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-6,
-                max_position_embeddings=4096, tie_word_embeddings=False,
-                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"])
-    if major >= 5:
-        text["rope_parameters"] = dict(rope, rope_theta=5000000.0)
-    else:
-        text["rope_scaling"] = rope
-        text["rope_theta"] = 5000000.0
-    vision = dict(depth=3, hidden_size=64, intermediate_size=128, num_heads=4, in_channels=3, patch_size=16,
-                  spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64,
-                  num_position_embeddings=64, deepstack_visual_indexes=[0, 2])
-    config = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
-                           video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                           vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
-    config._attn_implementation = "eager"
+def ranking_text(n):
+    pictures = ", ".join(f"Picture {i + 1} is passage [{chr(65 + i)}]" for i in range(n))
+    prompt = "\n".join([
+        "You are RankGPT, an intelligent assistant that can rank passages based on their relevancy to the query.",
+        "",
+        f"I will provide you with {n} passages as images.",
+        "Rank the passages based on their relevance to the search query.",
+        "",
+        f"The images are provided in order: {pictures}.",
+        "",
+        f"Search Query: {QUERY}",
+        "",
+        "Rank the passages above based on their relevance to the search query.",
+        "The passages should be listed in descending order using identifiers.",
+        "The most relevant passages should be listed first.",
+        "The output format should be [A] > [B], etc.",
+        "Only output the ranking results, do not say anything else."])
+    images = "<|vision_start|><|image_pad|><|vision_end|>" * n
+    return f"<|im_start|>user\n{prompt}{images}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def expand_image_pads(ids, grids, merge):
+    """What Qwen3VLProcessor does to the text: each <|image_pad|> becomes t*h*w/merge^2 pads."""
+    out, index = [], 0
+    for t in ids:
+        if t == IDS["<|image_pad|>"]:
+            out += [t] * (int(np.prod(grids[index])) // (merge * merge))
+            index += 1
+        else:
+            out.append(t)
+    assert index == len(grids)
+    return out
+
+
+def build_model(name, spec, out_dir):
+    torch.manual_seed(1000 + sorted(MODELS).index(name))
+    v, t = spec["vision"], spec["text"]
+    text = dict(vocab_size=VOCAB, hidden_size=t["hidden_size"], intermediate_size=t["intermediate_size"],
+                num_hidden_layers=t["num_hidden_layers"], num_attention_heads=t["num_attention_heads"],
+                num_key_value_heads=t["num_key_value_heads"], head_dim=t["head_dim"], rms_norm_eps=1e-6,
+                max_position_embeddings=4096, attention_bias=t["attention_bias"],
+                tie_word_embeddings=spec["tie"], bos_token_id=IDS["<|endoftext|>"],
+                eos_token_id=IDS["<|im_end|>"], rope_theta=5000000.0,
+                rope_scaling={"rope_type": "default", "mrope_section": t["mrope_section"],
+                              "mrope_interleaved": True})
+    vision = dict(depth=v["depth"], hidden_size=v["hidden_size"], intermediate_size=v["intermediate_size"],
+                  num_heads=v["num_heads"], in_channels=3, patch_size=v["patch_size"], spatial_merge_size=2,
+                  temporal_patch_size=2, out_hidden_size=v["out_hidden_size"],
+                  num_position_embeddings=v["num_position_embeddings"],
+                  deepstack_visual_indexes=v["deepstack_visual_indexes"])
+    config = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=IDS["<|image_pad|>"],
+                           video_token_id=IDS["<|video_pad|>"], vision_start_token_id=IDS["<|vision_start|>"],
+                           vision_end_token_id=IDS["<|vision_end|>"], tie_word_embeddings=spec["tie"])
     model = Qwen3VLForConditionalGeneration(config).eval().float()
-    with torch.no_grad():  # larger than the default init so that differences would show
-        for p in model.parameters():
+    with torch.no_grad():  # larger than the default init, and no all-ones norms or zero biases
+        for pname, p in sorted(model.named_parameters()):
             if p.dim() >= 2:
                 p.normal_(0.0, 0.08)
+            elif "norm" in pname:
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            else:
+                p.normal_(0.0, 0.05)
+    os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     write_tokenizer(os.path.join(out_dir, "tokenizer.json"))
-
-    try:
-        from transformers import Qwen2VLImageProcessorFast as Processor
-    except ImportError:
-        from transformers import Qwen2VLImageProcessor as Processor
-    processor = Processor(patch_size=16, temporal_patch_size=2, merge_size=2, image_mean=[0.5] * 3,
-                          image_std=[0.5] * 3, size={"shortest_edge": 64 * 64, "longest_edge": 160 * 160})
+    p = v["patch_size"]
+    processor = Qwen2VLImageProcessorFast(
+        patch_size=p, temporal_patch_size=2, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+        size={"shortest_edge": spec["processor"]["min_pixels"], "longest_edge": spec["processor"]["max_pixels"]})
     processor.save_pretrained(out_dir)
 
-    rng = np.random.default_rng(1)
-    images = []
-    for i, (h, w) in enumerate([(90, 130), (150, 70)]):
-        y, x = np.mgrid[0:h, 0:w]
-        img = np.stack([(x * 255 // w), (y * 255 // h), ((x + y) * 3) % 256], -1).astype(np.int32)
-        img += rng.integers(-20, 21, size=img.shape)
-        img = np.clip(img, 0, 255).astype(np.uint8)
-        images.append(img)
-        from PIL import Image
-        Image.fromarray(img).save(os.path.join(out_dir, f"image{i}.png"))
-    from PIL import Image
-    pil = [Image.open(os.path.join(out_dir, f"image{i}.png")).convert("RGB") for i in range(2)]
-    proc = processor(images=pil, return_tensors="pt")
-    pixel_values, grid = proc["pixel_values"].float(), proc["image_grid_thw"]
 
-    merge = 4
-    seq = [ids["<|im_start|>"]] + encode_bytes("user\nSearch Query: parity test")
-    for g in grid.tolist():
-        seq += [ids["<|vision_start|>"]] + [ids["<|image_pad|>"]] * (g[0] * g[1] * g[2] // merge) + [ids["<|vision_end|>"]]
-    seq += [ids["<|im_end|>"]] + encode_bytes("\n") + [ids["<|im_start|>"]] + encode_bytes("assistant\n[")
-    input_ids = torch.tensor([seq])
+def load_reference(model_dir, attention):
+    model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32,
+                                                            attn_implementation=attention)
+    return model.eval()
 
+
+def run_model(model, pixel_values, grids, cases):
+    """Vision features for all images, and per prompt: positions, hidden states, last logits."""
+    grid = torch.tensor(grids)
+    out = {}
     with torch.no_grad():
         embeds, deepstack = model.model.get_image_features(pixel_values, grid)
-        position_ids, _ = model.model.get_rope_index(input_ids, grid, None, torch.ones_like(input_ids))
-        out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), pixel_values=pixel_values,
-                    image_grid_thw=grid)
-    tensors = {"pixel_values": pixel_values.contiguous(),
-               "image_embeds": torch.cat(list(embeds), 0).float().contiguous(),
-               "position_ids": position_ids[:, 0].float().contiguous(),
-               "logits": out.logits[0].float().contiguous()}
-    for i, d in enumerate(deepstack):
-        tensors[f"deepstack.{i}"] = d.float().contiguous()
+        out["vision.embeds"] = torch.cat(list(embeds), 0)
+        for k, d in enumerate(deepstack):
+            out[f"vision.deepstack.{k}"] = d
+        captured = {}
+        hook = model.model.language_model.norm.register_forward_hook(
+            lambda _m, _i, o: captured.__setitem__("hidden", o))
+        for case in cases:
+            ids = torch.tensor([case["input_ids"]])
+            g = torch.tensor(case["grid_thw"])
+            px = case["pixel_values"]
+            mask = torch.ones_like(ids)
+            position_ids, _ = model.model.get_rope_index(ids, g, None, mask)
+            logits = model(input_ids=ids, attention_mask=mask, pixel_values=px, image_grid_thw=g).logits[0]
+            name = case["name"]
+            out[f"{name}.position_ids"] = position_ids[:, 0].float()
+            out[f"{name}.hidden"] = captured["hidden"][0]
+            out[f"{name}.logits_last"] = logits[-1]
+        hook.remove()
+    return {k: v.float().contiguous() for k, v in out.items()}
+
+
+def dump_json(obj):
+    """Indented JSON with every list of numbers on one line."""
+    text = json.dumps(obj, indent=1)
+    flat = re.sub(r"\[\s+([-+0-9.eE,\s]+?)\s+\]",
+                  lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+    return flat + "\n"
+
+
+def max_abs_diff(a, b):
+    return float((a - b).abs().max())
+
+
+def generate(out_dir):
+    torch.set_num_threads(1)  # one summation order, so that a regeneration repeats every bit
+    torch.manual_seed(0)
+    os.makedirs(out_dir, exist_ok=True)
+    images_dir = os.path.join(out_dir, "images")
+    os.makedirs(images_dir, exist_ok=True)
+    for i, (name, w, h, mode, _) in enumerate(IMAGES):
+        make_image(name, w, h, mode, seed=i + 1).save(os.path.join(images_dir, f"{name}.png"))
+    pil = {name: Image.open(os.path.join(images_dir, f"{name}.png")).convert("RGB") for name, *_ in IMAGES}
+    names = [name for name, *_ in IMAGES]
+
+    tensors = {}
+    meta = {"transformers_version": transformers.__version__, "torch_version": torch.__version__,
+            "torchvision_version": torchvision.__version__, "attention": "eager", "dtype": "float32",
+            "query": QUERY,
+            "images": [{"name": n, "file": f"images/{n}.png", "width": w, "height": h, "mode": m, "what": what}
+                       for n, w, h, m, what in IMAGES],
+            "models": {}, "eager_vs_sdpa": {}}
+    for mname, spec in MODELS.items():
+        mdir = os.path.join(out_dir, mname)
+        build_model(mname, spec, mdir)
+        processor = Qwen2VLImageProcessorFast.from_pretrained(mdir)
+        tokenizer = PreTrainedTokenizerFast(tokenizer_file=os.path.join(mdir, "tokenizer.json"))
+        p, merge = processor.patch_size, processor.merge_size
+
+        # Image processor: each image alone, as the ranking pipeline preprocesses each page.
+        pixel_values, grids, per_image = {}, {}, []
+        for n in names:
+            proc = processor(images=[pil[n]], return_tensors="pt")
+            pv, g = proc["pixel_values"], proc["image_grid_thw"][0].tolist()
+            rows = pv.shape[0]
+            frames = pv.view(rows, 3, 2, p, p)
+            levels = torch.round(frames[:, :, 0] * 127.5 + 127.5)
+            rebuilt = ((levels - 127.5) / 127.5)[:, :, None].expand(rows, 3, 2, p, p).reshape(rows, -1)
+            if not torch.equal(rebuilt, pv) or levels.min() < 0 or levels.max() > 255:
+                raise SystemExit(f"{mname}/{n}: pixel_values are not (level - 127.5) / 127.5 of uint8 levels")
+            tensors[f"{mname}.levels.{n}"] = levels.to(torch.float16).contiguous()  # exact for 0..255
+            pixel_values[n], grids[n] = pv, g
+            per_image.append({"name": n, "grid_thw": g, "tokens": g[0] * g[1] * g[2] // (merge * merge)})
+
+        cases = []
+        for cname, cimages in CASES:
+            text = ranking_text(len(cimages))
+            raw = tokenizer.encode(text, add_special_tokens=False)
+            cgrids = [grids[n] for n in cimages]
+            ids = expand_image_pads(raw, cgrids, merge) + tokenizer.encode("[", add_special_tokens=False)
+            letters = [tokenizer.encode(chr(65 + i), add_special_tokens=False)[0] for i in range(len(cimages))]
+            cases.append({"name": cname, "images": cimages, "input_ids": ids, "grid_thw": cgrids,
+                          "identifier_ids": letters,
+                          "pixel_values": torch.cat([pixel_values[n] for n in cimages], 0)})
+
+        all_px = torch.cat([pixel_values[n] for n in names], 0)
+        all_grids = [grids[n] for n in names]
+        eager = run_model(load_reference(mdir, "eager"), all_px, all_grids, cases)
+        sdpa = run_model(load_reference(mdir, "sdpa"), all_px, all_grids, cases)
+        for k, v in eager.items():
+            tensors[f"{mname}.{k}"] = v
+        diffs = {}
+        for k in eager:
+            stage = "vision.deepstack" if k.startswith("vision.deepstack.") else \
+                k if k.startswith("vision.") else k.split(".", 1)[1]
+            if stage == "position_ids":
+                continue
+            diffs[stage] = max(diffs.get(stage, 0.0), max_abs_diff(eager[k], sdpa[k]))
+        meta["eager_vs_sdpa"][mname] = {k: float(f"{v:.3g}") for k, v in sorted(diffs.items())}
+        meta["models"][mname] = {
+            "dir": mname, "processor_images": per_image, "vision_images": names,
+            "cases": [{k: c[k] for k in ("name", "images", "input_ids", "grid_thw", "identifier_ids")}
+                      for c in cases]}
+        print(f"{mname}: {len(cases)} prompts, {sum(len(c['input_ids']) for c in cases)} tokens; "
+              f"eager vs sdpa {meta['eager_vs_sdpa'][mname]}", file=sys.stderr)
+
     save_file(tensors, os.path.join(out_dir, "parity_tensors.safetensors"))
-    letters = encode_bytes("ABCDEFGHIJ")
-    meta = {"input_ids": seq, "grid_thw": grid.tolist(), "letter_ids": letters,
-            "transformers_version": transformers.__version__, "torch_version": torch.__version__,
-            "attention": "eager", "dtype": "float32"}
     with open(os.path.join(out_dir, "parity.json"), "w") as f:
-        json.dump(meta, f)
-    print(f"wrote the parity fixture to {out_dir} (transformers {transformers.__version__})", file=sys.stderr)
+        f.write(dump_json(meta))
+
+
+def compare(fresh, committed):
+    """Differences between a regenerated fixture and the committed one, one line each."""
+    problems = []
+    a = load_file(os.path.join(fresh, "parity_tensors.safetensors"))
+    b = load_file(os.path.join(committed, "parity_tensors.safetensors"))
+    for k in sorted(set(a) | set(b)):
+        if k not in a or k not in b:
+            problems.append(f"tensor {k}: only in {'the regenerated' if k in a else 'the committed'} fixture")
+        elif a[k].shape != b[k].shape:
+            problems.append(f"tensor {k}: shape {list(a[k].shape)} vs {list(b[k].shape)}")
+        elif (d := max_abs_diff(a[k].float(), b[k].float())) > 1e-6:
+            problems.append(f"tensor {k}: max |diff| {d:.3g}")
+    for mname in MODELS:
+        wa = load_file(os.path.join(fresh, mname, "model.safetensors"))
+        wb = load_file(os.path.join(committed, mname, "model.safetensors"))
+        if sorted(wa) != sorted(wb):
+            problems.append(f"{mname}/model.safetensors: tensor names differ")
+        else:
+            for k in sorted(wa):
+                if wa[k].shape != wb[k].shape or max_abs_diff(wa[k], wb[k]) > 1e-6:
+                    problems.append(f"{mname}/model.safetensors: {k} differs")
+        for f in ("config.json", "preprocessor_config.json", "tokenizer.json"):
+            ja = json.load(open(os.path.join(fresh, mname, f)))
+            jb = json.load(open(os.path.join(committed, mname, f)))
+            for j in (ja, jb):
+                j.pop("transformers_version", None)
+            if ja != jb:
+                problems.append(f"{mname}/{f} differs")
+    ma = json.load(open(os.path.join(fresh, "parity.json")))
+    mb = json.load(open(os.path.join(committed, "parity.json")))
+    for key in ("images", "models", "query", "attention", "dtype"):
+        if ma.get(key) != mb.get(key):
+            problems.append(f"parity.json: '{key}' differs")
+    for name, *_ in IMAGES:
+        ia = np.asarray(Image.open(os.path.join(fresh, "images", f"{name}.png")))
+        ib = np.asarray(Image.open(os.path.join(committed, "images", f"{name}.png")))
+        if ia.shape != ib.shape or not np.array_equal(ia, ib):
+            problems.append(f"images/{name}.png: pixels differ")
+    return problems
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("dir", nargs="?", default="tests/fixtures/parity")
+    ap.add_argument("--check", action="store_true",
+                    help="regenerate into a temporary folder and compare with DIR instead of writing DIR")
+    args = ap.parse_args()
+    if not args.check:
+        for mname in MODELS:  # a stale model folder must not survive a regeneration
+            shutil.rmtree(os.path.join(args.dir, mname), ignore_errors=True)
+        generate(args.dir)
+        print(f"wrote the parity fixture to {args.dir} (transformers {transformers.__version__}, "
+              f"torch {torch.__version__})", file=sys.stderr)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(tmp)
+        problems = compare(tmp, args.dir)
+    if problems:
+        print(f"the parity fixture in {args.dir} differs from a regeneration:", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    print(f"the parity fixture in {args.dir} matches a regeneration", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/parity")
+    sys.exit(main())

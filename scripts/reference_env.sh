@@ -16,9 +16,11 @@ venv="$build/reference-venv"
 python="${PYTHON:-python3}"
 
 # torch comes only from a local wheel (pip's find-links): PyPI's torch for Linux is the multi-GB
-# CUDA build, which this never downloads.
+# CUDA build, which this never downloads. torchvision is what transformers' fast Qwen2-VL image
+# processor resizes with (its small PyPI wheel works next to the CPU torch; see
+# scripts/make_parity_fixture.py).
 torch_req="torch==2.13.0"
-reqs=(transformers==4.57.6 safetensors==0.8.0 numpy==2.4.6 pillow==13.0.0)
+reqs=(transformers==4.57.6 torchvision==0.28.0 safetensors==0.8.0 numpy==2.4.6 pillow==13.0.0)
 stamp_text="$torch_req ${reqs[*]}"
 unavailable=3
 
