@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -107,6 +108,8 @@ void check_query_utf8(const std::string& query) {
                    "); give it as UTF-8 text");
 }
 
+std::string format_duration(double s);
+
 int run_rank(const PipelineArgs& a) {
   RerankOptions options = rerank_options(a);
   check_query_utf8(a.query);
@@ -118,7 +121,29 @@ int run_rank(const PipelineArgs& a) {
   options.vision_tile = vision_tile_for(a, *reranker);
   spdlog::info("ranking {} page(s), keep ratio {}, {} scoring{}", pages.size(), options.keep_ratio,
                scoring, tile_note(options.vision_tile));
+  // Progress on long runs: a line redrawn on a terminal, one every 10 s otherwise (logs).
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  const auto t0 = std::chrono::steady_clock::now();
+  double last_print = 0;
+  bool drawn = false;
+  options.progress = [&](const RankProgress& p) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double done = p.pages_encoded + p.windows_done, total = p.pages_total + p.windows_total;
+    const double eta = done > 0 ? s * (total - done) / done : 0;
+    if (tty && s > 1.0) {
+      std::fprintf(stderr, "\rpages %d/%d (%.1f/s)  windows %d/%d  ETA %s   ", p.pages_encoded,
+                   p.pages_total, p.pages_encoded / s, p.windows_done, p.windows_total,
+                   format_duration(eta).c_str());
+      std::fflush(stderr);
+      drawn = true;
+    } else if (!tty && s - last_print >= 10.0) {
+      last_print = s;
+      std::fprintf(stderr, "progress: pages %d/%d, windows %d/%d, ETA %s\n", p.pages_encoded,
+                   p.pages_total, p.windows_done, p.windows_total, format_duration(eta).c_str());
+    }
+  };
   const RerankResult r = reranker->rerank_pages(a.query, pages, options);
+  if (drawn) std::fprintf(stderr, "\n");
   check_finite_scores(r, options.scoring);  // before any line: no ranking of null scores
   const size_t shown = a.top_k > 0 ? std::min<size_t>(a.top_k, r.ranking.size()) : r.ranking.size();
   if (a.format == "table") {
