@@ -21,8 +21,9 @@ of generated images, and transformers' outputs (float32, CPU, eager attention):
   * the largest difference between transformers' own eager and sdpa attention on the same inputs.
 
 Tensors go to parity_tensors.safetensors, ids and metadata to parity.json. With --check the
-fixture is made again in a temporary folder and compared with the given one: ids, grids and
-configuration exactly, tensors within 1e-6; the exit status is 1 on any difference.
+fixture is made again in a temporary folder and compared with the given one: ids, grids,
+configuration and image pixels exactly, tensors and weights within 1e-6; the exit status is 1 on
+any difference.
 """
 import argparse
 import glob
@@ -56,6 +57,12 @@ def _load_torchvision(torch):
     lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _load_torchvision.keep = lib  # the definitions live as long as the Library object
 
+
+# The same numbers on every x86-64 host: ATen's portable kernels instead of the AVX2/AVX-512 ones,
+# MKL's and oneDNN's CPU-independent code paths, one thread. (Otherwise float32 results move by
+# ~2e-6 between hosts with different vector units, more than a regeneration check allows.)
+os.environ.update(ATEN_CPU_CAPABILITY="default", MKL_CBWR="COMPATIBLE", ONEDNN_MAX_CPU_ISA="SSE41",
+                  OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -288,7 +295,7 @@ def max_abs_diff(a, b):
 
 
 def generate(out_dir):
-    torch.set_num_threads(1)  # one summation order, so that a regeneration repeats every bit
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     os.makedirs(out_dir, exist_ok=True)
     images_dir = os.path.join(out_dir, "images")

@@ -8,5 +8,8 @@ build="${BUILD_DIR:-$root/build}"
 if [ -x "$root/scripts/fetch_qwen3_tokenizer.sh" ]; then
   "$root/scripts/fetch_qwen3_tokenizer.sh" || echo "warning: could not fetch the Qwen3 tokenizer; its test will skip" >&2
 fi
+# transformers' outputs regenerated with the pinned reference environment must equal the committed
+# parity fixture (skipped, with a message, where no package index answers).
+"$root/scripts/check_parity_fixture.sh"
 cd "$build"
 ctest --output-on-failure -j "${JOBS:-2}" --timeout 1200
