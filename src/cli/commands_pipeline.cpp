@@ -445,6 +445,7 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
         ->check(CLI::IsMember({"jsonl", "table"}))
         ->capture_default_str();
     cmd->add_option("--top-k", a->top_k, "Print only the best K pages (0 = all)")
+        ->check(CLI::Range(0, 1 << 30))
         ->capture_default_str();
     cmd->callback([a, &handler] { handler = [a] { return run_rank(*a); }; });
   }

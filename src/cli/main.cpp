@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "cli/cli.hpp"
@@ -43,6 +45,15 @@ std::string resolve_model(const CommonOptions& o, int* encode_workers) {
   const int workers = configure_threads(o.threads);
   if (encode_workers) *encode_workers = workers;
   if (!o.model.empty()) return o.model;
+  if (const char* env = std::getenv("ZIPRERANK_MODEL"); env && *env) {
+    if (!std::filesystem::is_directory(env)) {
+      throw InputError(std::string("ZIPRERANK_MODEL names '") + env +
+                       "', which is not a model folder; set it to one, unset it for the "
+                       "embedded model, or pass --model");
+    }
+    spdlog::info("using the model folder ZIPRERANK_MODEL names: {}", env);
+    return env;
+  }
   const std::string dir = default_model_dir();
   spdlog::info("using the embedded model at {}", dir);
   return dir;
@@ -72,6 +83,25 @@ int main(int argc, char** argv) {
   cli::register_eval_command(app, handler);
   cli::register_render_command(app, handler);
   cli::register_train_command(app, handler);
+
+  // The first word that is not an option must be a command, even beside --help (which would
+  // otherwise print the general help and exit 0 for a mistyped command).
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--log-level") {
+      ++i;
+      continue;
+    }
+    if (arg.empty() || arg[0] == '-') continue;
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands({})) known = known || sub->get_name() == arg;
+    if (!known) {
+      std::cerr << "ziprerank: error: unknown command '" << arg << "'\n"
+                << "Run with --help for the commands.\n";
+      return static_cast<int>(ExitCode::kUsage);
+    }
+    break;
+  }
 
   try {
     app.parse(argc, argv);

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -70,6 +71,20 @@ TEST_F(Cli, BadUsageExitsWithUsageCodeAndOneErrorLine) {
   r = run_cli("--log-level loud inspect --model " + shell_quote(model().string()));
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("unknown log level"), std::string::npos) << r.err;
+  // A mistyped command stays an error beside --help; a negative --top-k is refused.
+  r = run_cli("rnak --help");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.err.find("unknown command 'rnak'"), std::string::npos) << r.err;
+  EXPECT_EQ(run_cli("--log-level warn rank --help").code, 0);
+  r = run_cli("rank --top-k -1 --query q --pages x");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--top-k"), std::string::npos) << r.err;
+  // ZIPRERANK_MODEL naming no folder is an error that names the variable, not a silent default.
+  ::setenv("ZIPRERANK_MODEL", "/nonexistent/model", 1);
+  r = run_cli("inspect");
+  ::unsetenv("ZIPRERANK_MODEL");
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("ZIPRERANK_MODEL names '/nonexistent/model'"), std::string::npos) << r.err;
 }
 
 TEST_F(Cli, InitThenInspectIsValid) {
