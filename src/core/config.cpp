@@ -199,8 +199,13 @@ void ModelConfig::validate(const std::string& origin) const {
                      " but must equal head_dim/2 = " + std::to_string(t.head_dim / 2));
   }
   if (t.rope.mrope_interleaved) {
+    // Height takes frequencies 1, 4, 7, ... and width 2, 5, 8, ...: section d's last one,
+    // d + 3 (sec[d] - 1), must be a frequency of the head (transformers' layout).
     const auto& ms = t.rope.mrope_section;
-    if (int64_t{ms[1]} * 3 > t.head_dim / 2 || int64_t{ms[2]} * 3 > t.head_dim / 2) {
+    const auto fits = [&](int d) {
+      return ms[d] == 0 || d + 3 * (int64_t{ms[d]} - 1) < t.head_dim / 2;
+    };
+    if (!fits(1) || !fits(2)) {
       throw InputError(origin +
                        ": mrope_section does not fit the interleaved layout for head_dim " +
                        std::to_string(t.head_dim));

@@ -90,6 +90,25 @@ TEST(Config, TransformersFiveRopeParameters) {
   EXPECT_EQ(c.text.rope.mrope_section, (std::vector<int>{24, 20, 20}));
 }
 
+TEST(Config, InterleavedMropeSectionsFitAsTransformersLaysThemOut) {
+  // head_dim 16: 8 frequencies. Height takes 1, 4, 7 and width 2, 5 for [3, 3, 2]; width's third
+  // frequency for [2, 2, 4] would be 2 + 9 = 11, past the head.
+  const auto with_sections = [](std::vector<int> sections) {
+    return config_with([sections](nlohmann::json& j) {
+      auto& t = j["text_config"];
+      t["head_dim"] = 16;
+      t.erase("rope_scaling");
+      t["rope_parameters"] = {{"rope_type", "default"},
+                              {"rope_theta", 5000000.0},
+                              {"mrope_section", sections},
+                              {"mrope_interleaved", true}};
+    });
+  };
+  EXPECT_EQ(parse_model_config(with_sections({3, 3, 2}), "c.json").text.rope.mrope_section,
+            (std::vector<int>{3, 3, 2}));
+  expect_input_error(with_sections({2, 2, 4}), "does not fit the interleaved layout");
+}
+
 TEST(Config, DefaultsMatchTransformersWhenKeysAbsent) {
   const ModelConfig c = parse_model_config(R"({"model_type": "qwen3_vl",
       "vision_config": {"out_hidden_size": 4096}})",
