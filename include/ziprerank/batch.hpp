@@ -73,6 +73,10 @@ struct BatchSummary {
   bool interrupted = false;
 };
 
+/// Where `batch --format trec` writes its failed queries' error records (JSONL, one a line):
+/// OUTPUT.errors.jsonl.
+std::string trec_errors_path(const std::string& output);
+
 /// Runs the batch. `stop` is polled between queries. `progress` is called after each query.
 BatchSummary run_batch(const Reranker& reranker, const BatchOptions& options,
                        const std::atomic<bool>& stop,

@@ -175,8 +175,16 @@ std::vector<OutputLine> read_output_lines(const std::string& path, const std::st
     OutputLine l;
     l.text = line + "\n";
     if (format == "trec") {
+      // qid Q0 docno rank score tag
       std::istringstream ls(line);
-      ls >> l.query_id;
+      std::vector<std::string> fields;
+      for (std::string f; ls >> f;) fields.push_back(f);
+      if (fields.size() != 6 || fields[1] != "Q0") {
+        throw InputError(path + ":" + std::to_string(lineno) +
+                         ": not a TREC run line (a JSONL run?); resume it with the --format it "
+                         "was written in, or choose another --output");
+      }
+      l.query_id = fields[0];
     } else {
       try {
         const json obj = json::parse(line);
@@ -184,13 +192,20 @@ std::vector<OutputLine> read_output_lines(const std::string& path, const std::st
         l.query_id = obj.at("query_id").get<std::string>();
       } catch (const json::exception&) {
         throw InputError(path + ":" + std::to_string(lineno) +
-                         ": not a run line; is --output pointing at the right file?");
+                         ": not a JSONL run line (a TREC run?); resume it with the --format it "
+                         "was written in, or choose another --output");
       }
     }
     out.push_back(std::move(l));
   }
   return out;
 }
+
+}  // namespace
+
+std::string trec_errors_path(const std::string& output) { return output + ".errors.jsonl"; }
+
+namespace {
 
 // Replaces a file's content durably: write a temporary file, sync it, rename it over the original.
 void replace_file(const std::string& path, const std::string& content) {
@@ -270,10 +285,7 @@ std::string format_run_line(const std::string& format, const std::string& query_
   return dump_line(line);
 }
 
-std::string format_error_line(const std::string& format, const std::string& query_id,
-                              const std::string& error) {
-  if (format == "trec")
-    return "";  // TREC runs have no error records; the log and exit status say it
+std::string format_error_line(const std::string& query_id, const std::string& error) {
   return dump_line(json{{"query_id", query_id}, {"error", error}});
 }
 
@@ -453,6 +465,14 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
     }
   }
   DurableAppender out(o.output);
+  // A TREC run has no room for error records: they go, as JSONL, to a file beside it, which a
+  // resumed run starts afresh (its failed queries run again).
+  std::unique_ptr<DurableAppender> errors;
+  if (o.format == "trec") {
+    const std::string side = trec_errors_path(o.output);
+    replace_file(side, "");
+    errors = std::make_unique<DurableAppender>(side);
+  }
 
   // A query_id seen on an earlier line of the slice makes this line a duplicate: an error record
   // of its own, whatever became of the first (so a resumed run writes the same records).
@@ -506,9 +526,14 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
     } catch (const std::exception& e) {
       // One bad query (missing image, corrupt PDF page, ...) must not stop the run.
       spdlog::error("query '{}' failed: {}", qid, e.what());
-      record = format_error_line(o.format, qid, e.what());
       ++summary.failed;
       ++prog.failed;
+      if (errors) {
+        errors->write(format_error_line(qid, e.what()));
+        record.clear();
+      } else {
+        record = format_error_line(qid, e.what());
+      }
     }
     out.write(record);
     ++prog.done;

@@ -684,6 +684,44 @@ TEST_F(RankBatch, SigtermStopsALongQueryBetweenItsWindows) {
   EXPECT_TRUE(after[1].contains("error"));
 }
 
+TEST_F(RankBatch, ResumeRefusesARunOfTheOtherFormatAndTrecKeepsFailuresBeside) {
+  const fs::path in = dir_ / "fmt.jsonl";
+  std::ofstream(in)
+      << R"({"query_id": "ok", "query": "x", "candidates": [{"id": "a", "image": "pages/page01.png"}]})"
+      << "\n"
+      << R"({"query_id": "bad", "query": "x", "candidates": [{"id": "a", "image": "pages/nope.png"}]})"
+      << "\n";
+  const std::string jsonl = (dir_ / "fmt_run.jsonl").string(),
+                    trec = (dir_ / "fmt_run.trec").string();
+  fs::remove(jsonl);
+  fs::remove(trec);
+  ASSERT_EQ(run_cli("batch " + model_flag() + " -i " + shell_quote(in.string()) + " -o " +
+                    shell_quote(jsonl))
+                .code,
+            1);
+  const std::string before = slurp(jsonl);
+  CliResult r = run_cli("batch " + model_flag() + " --format trec --resume -i " +
+                        shell_quote(in.string()) + " -o " + shell_quote(jsonl));
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("not a TREC run line"), std::string::npos) << r.err;
+  EXPECT_EQ(slurp(jsonl), before);  // nothing appended
+
+  // TREC: the failed query's error record goes beside the run; a resume over the TREC run with
+  // --format jsonl is refused the same way.
+  r = run_cli("batch " + model_flag() + " --format trec -i " + shell_quote(in.string()) + " -o " +
+              shell_quote(trec));
+  EXPECT_EQ(r.code, 1) << r.err;
+  const auto errors = read_jsonl(slurp(trec + ".errors.jsonl"));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0]["query_id"], "bad");
+  EXPECT_NE(errors[0]["error"].get<std::string>().find("nope.png"), std::string::npos);
+  EXPECT_EQ(slurp(trec).find("bad"), std::string::npos);
+  r = run_cli("batch " + model_flag() + " --resume -i " + shell_quote(in.string()) + " -o " +
+              shell_quote(trec));
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("not a JSONL run line"), std::string::npos) << r.err;
+}
+
 TEST_F(RankBatch, TrecOutputEvaluates) {
   const std::string q = shell_quote((dir_ / "queries.jsonl").string());
   const std::string out = (dir_ / "run.trec").string();
