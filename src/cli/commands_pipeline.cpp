@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -152,9 +153,15 @@ int run_rank(const PipelineArgs& a) {
       std::printf("%-5zu %-12.4f %s\n", i + 1, r.ranking[i].score, r.ranking[i].id.c_str());
     }
   } else {
+    std::map<std::string, const PageRef*> by_id;
+    for (const PageRef& p : pages) by_id[p.id] = &p;
     for (size_t i = 0; i < shown; ++i) {
       nlohmann::json line = {
           {"rank", i + 1}, {"id", r.ranking[i].id}, {"score", r.ranking[i].score}};
+      if (const auto it = by_id.find(r.ranking[i].id); it != by_id.end()) {
+        line["path"] = it->second->path;
+        if (it->second->pdf_page > 0) line["page"] = it->second->pdf_page;
+      }
       // A file name that is not UTF-8 becomes U+FFFD in the id instead of making dump() throw.
       std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <system_error>
 
 #include "core/utf8.hpp"
@@ -136,10 +137,13 @@ std::vector<PageRef> expand_page_inputs(const std::vector<std::string>& paths) {
                        "' is neither an image (png, jpg, webp, bmp, tif), a PDF nor a folder");
     }
   }
-  // Pages are named by file name: two pages with one name could not be told apart in the output.
+  // The same file given twice is a mistake; files of one name in different folders are told
+  // apart by the shortest end of their paths that differs ("a/1.png", "b/1.png").
   std::map<std::string, size_t> first;
+  std::map<std::string, std::vector<size_t>> by_id;
   for (size_t i = 0; i < out.size(); ++i) {
     const auto [it, fresh] = first.emplace(out[i].id, i);
+    by_id[out[i].id].push_back(i);
     if (fresh) continue;
     const std::string& a = from[it->second];
     const std::string& b = from[i];
@@ -148,8 +152,36 @@ std::vector<PageRef> expand_page_inputs(const std::vector<std::string>& paths) {
       throw InputError("page '" + out[i].id + "' is given twice ('" + a + "' and '" + b +
                        "'); give each page once");
     }
-    throw InputError("two pages have the id '" + out[i].id + "' ('" + a + "' and '" + b +
-                     "'): pages are named by file name, so rename one or rank them separately");
+  }
+  for (const auto& [id, members] : by_id) {
+    if (members.size() < 2) continue;
+    // Path components of each member's file, absolute, last first.
+    std::vector<std::vector<std::string>> parts;
+    size_t longest = 0;
+    for (size_t i : members) {
+      std::vector<std::string> c;
+      for (const auto& part : fs::absolute(out[i].path).lexically_normal()) c.push_back(part);
+      std::reverse(c.begin(), c.end());
+      longest = std::max(longest, c.size());
+      parts.push_back(std::move(c));
+    }
+    for (size_t k = 2; k <= longest; ++k) {
+      std::set<std::string> seen;
+      std::vector<std::string> ids;
+      for (size_t m = 0; m < members.size(); ++m) {
+        std::string suffix;
+        for (size_t j = std::min(k, parts[m].size()); j-- > 0;)
+          suffix += (suffix.empty() || suffix == "/" ? "" : "/") + parts[m][j];
+        const PageRef& ref = out[members[m]];
+        const std::string name = fs::path(ref.path).filename().string();
+        ids.push_back(suffix + ref.id.substr(std::min(name.size(), ref.id.size())));
+        seen.insert(ids.back());
+      }
+      if (seen.size() == members.size() || k == longest) {
+        for (size_t m = 0; m < members.size(); ++m) out[members[m]].id = ids[m];
+        break;
+      }
+    }
   }
   return out;
 }
