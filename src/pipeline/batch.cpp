@@ -8,6 +8,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -240,16 +241,26 @@ class DurableAppender {
     if (fd_ >= 0) ::close(fd_);
   }
   void write(const std::string& text) {
+    const off_t before = ::lseek(fd_, 0, SEEK_END);
     size_t off = 0;
     while (off < text.size()) {
       const ssize_t n = ::write(fd_, text.data() + off, text.size() - off);
       if (n < 0) {
         if (errno == EINTR) continue;
-        throw InputError("error writing '" + path_ + "' (disk full?)");
+        const std::string why = std::strerror(errno);
+        // Take back the part of the record that made it: the file keeps whole records only.
+        if (before >= 0 && ::ftruncate(fd_, before) == 0) ::fdatasync(fd_);
+        throw InputError("cannot write '" + path_ + "': " + why +
+                         "; every finished record before it is kept: free space and rerun "
+                         "with --resume");
       }
       off += static_cast<size_t>(n);
     }
-    ::fdatasync(fd_);
+    if (::fdatasync(fd_) != 0 && errno != EINVAL) {
+      const std::string why = std::strerror(errno);
+      if (before >= 0 && ::ftruncate(fd_, before) == 0) ::fdatasync(fd_);
+      throw InputError("cannot write '" + path_ + "': " + why);
+    }
   }
 
  private:

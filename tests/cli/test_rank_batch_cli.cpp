@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -572,6 +573,41 @@ TEST_F(RankBatch, TwentySigkillsAtRandomPointsThenResumeGiveTheUninterruptedRun)
     EXPECT_EQ(a[i]["query_id"], b[i]["query_id"]);
     EXPECT_EQ(a[i]["ranking"], b[i]["ranking"]) << a[i]["query_id"];
   }
+}
+
+TEST_F(RankBatch, AFullDiskIsOneClearErrorAndKeepsEveryFinishedLine) {
+  // A 12 KiB tmpfs holds a few run lines: the batch stops with one error naming the file and
+  // the cause, and the file holds only whole lines (the record that did not fit is taken back).
+  const fs::path mnt = dir_ / "small_disk";
+  fs::create_directories(mnt);
+  if (std::system(("mount -t tmpfs -o size=12k tmpfs " + shell_quote(mnt.string()) + " 2>/dev/null")
+                      .c_str()) != 0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs here (needs root)";
+  }
+  const fs::path in = dir_ / "queries_many.jsonl";
+  {
+    std::ofstream f(in);
+    for (int copy = 0; copy < 20; ++copy) {
+      for (json line : read_jsonl(slurp(dir_ / "queries.jsonl"))) {
+        line["query_id"] = line["query_id"].get<std::string>() + "-" + std::to_string(copy);
+        f << line.dump() << "\n";
+      }
+    }
+  }
+  const std::string out = (mnt / "run.jsonl").string();
+  const CliResult r = run_cli("batch " + model_flag() + " -i " + shell_quote(in.string()) + " -o " +
+                              shell_quote(out));
+  const std::string text = slurp(out);
+  std::system(("umount " + shell_quote(mnt.string())).c_str());
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(text.back(), '\n');
+  const auto lines = read_jsonl(text);
+  EXPECT_GT(lines.size(), 0u);
+  EXPECT_LT(lines.size(), 120u);
+  for (const auto& l : lines) EXPECT_TRUE(l.contains("ranking")) << l.dump();
 }
 
 TEST_F(RankBatch, ShardsConcatenateToTheFullRun) {
