@@ -235,7 +235,8 @@ class DurableAppender {
  public:
   explicit DurableAppender(const std::string& path) : path_(path) {
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw InputError("cannot open '" + path + "' for writing");
+    if (fd_ < 0)
+      throw InputError("cannot open '" + path + "' for writing: " + std::strerror(errno));
   }
   ~DurableAppender() {
     if (fd_ >= 0) ::close(fd_);
@@ -347,6 +348,16 @@ void check_batch_paths(const std::string& input, const std::string& output) {
   if (input == output || fs::equivalent(input, output, ec)) {
     throw UsageError("--output '" + output + "' is the input file '" + input +
                      "'; the run would overwrite its own queries: choose another --output");
+  }
+  // Before the model loads: a folder that is missing or cannot be written (read-only, no
+  // permission) fails here, not after the first query.
+  const fs::path dir = fs::absolute(output).parent_path();
+  if (!fs::is_directory(dir, ec)) {
+    throw InputError("--output '" + output + "': the folder '" + dir.string() + "' does not exist");
+  }
+  if (::access(dir.c_str(), W_OK) != 0 ||
+      (fs::exists(output, ec) && ::access(output.c_str(), W_OK) != 0)) {
+    throw InputError("--output '" + output + "' cannot be written: " + std::strerror(errno));
   }
 }
 

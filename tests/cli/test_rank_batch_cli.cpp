@@ -610,6 +610,29 @@ TEST_F(RankBatch, AFullDiskIsOneClearErrorAndKeepsEveryFinishedLine) {
   for (const auto& l : lines) EXPECT_TRUE(l.contains("ranking")) << l.dump();
 }
 
+TEST_F(RankBatch, AReadOnlyOutputFolderIsRefusedBeforeTheModelLoads) {
+  const fs::path mnt = dir_ / "read_only";
+  fs::create_directories(mnt);
+  if (std::system(
+          ("mount -t tmpfs -o size=64k,ro tmpfs " + shell_quote(mnt.string()) + " 2>/dev/null")
+              .c_str()) != 0) {
+    GTEST_SKIP() << "cannot mount a read-only tmpfs here (needs root)";
+  }
+  const CliResult r =
+      run_cli("batch " + model_flag() + " -i " + shell_quote((dir_ / "queries.jsonl").string()) +
+              " -o " + shell_quote((mnt / "run.jsonl").string()));
+  std::system(("umount " + shell_quote(mnt.string())).c_str());
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("cannot be written: Read-only file system"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("model "), std::string::npos) << r.err;  // refused before loading
+  const CliResult missing =
+      run_cli("batch " + model_flag() + " -i " + shell_quote((dir_ / "queries.jsonl").string()) +
+              " -o /nonexistent/folder/run.jsonl");
+  EXPECT_EQ(missing.code, 3) << missing.err;
+  EXPECT_NE(missing.err.find("the folder '/nonexistent/folder' does not exist"), std::string::npos)
+      << missing.err;
+}
+
 TEST_F(RankBatch, ShardsConcatenateToTheFullRun) {
   for (const ProductPath& path : kProductPaths) {
     SCOPED_TRACE(path.name);
