@@ -81,6 +81,26 @@ class RankBatch : public ::testing::Test {
     set_model_key(own, key, value);
     return own;
   }
+  // Writes the fixture's queries `copies` times to `path`, each copy's query ids suffixed.
+  static void write_repeated_queries(const fs::path& path, int copies) {
+    std::ofstream f(path);
+    for (int copy = 0; copy < copies; ++copy) {
+      for (json line : read_jsonl(slurp(dir_ / "queries.jsonl"))) {
+        line["query_id"] = line["query_id"].get<std::string>() + "-" + std::to_string(copy);
+        f << line.dump() << "\n";
+      }
+    }
+  }
+  // Starts the binary with `args` (appended to its quoted path, as run_cli) in the background.
+  static pid_t start_cli(const std::string& args) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      const std::string cmd = "exec " + shell_quote(ZIPRERANK_BINARY) + args;
+      ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    return pid;
+  }
   static fs::path dir_;
 };
 fs::path RankBatch::dir_;
@@ -492,13 +512,8 @@ TEST_F(RankBatch, ResumeAfterSigkillGivesTheSameRun) {
     ASSERT_EQ(run_cli("batch " + flags + " -i " + q + " -o " + shell_quote(full)).code, 0);
 
     // Start a run, kill it with SIGKILL once at least one query is on disk, then resume.
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " --log-level error batch " + flags +
-                              " -i " + q + " -o " + shell_quote(part);
-      ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
+    const pid_t pid =
+        start_cli(" --log-level error batch " + flags + " -i " + q + " -o " + shell_quote(part));
     for (int i = 0; i < 600 && (!fs::exists(part) || fs::file_size(part) == 0); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -526,15 +541,7 @@ TEST_F(RankBatch, TwentySigkillsAtRandomPointsThenResumeGiveTheUninterruptedRun)
   // 30 queries (the 6 five times, own ids), no vision cache: long enough that every round is
   // killed before the end.
   const fs::path in = dir_ / "queries30.jsonl";
-  {
-    std::ofstream f(in);
-    for (int copy = 0; copy < 5; ++copy) {
-      for (json line : read_jsonl(slurp(dir_ / "queries.jsonl"))) {
-        line["query_id"] = line["query_id"].get<std::string>() + "-" + std::to_string(copy);
-        f << line.dump() << "\n";
-      }
-    }
-  }
+  write_repeated_queries(in, 5);
   const std::string q = shell_quote(in.string()) + " --vision-cache-mb 0";
   const std::string ref = (dir_ / "run_kill_ref.jsonl").string(),
                     out = (dir_ / "run_kill_rounds.jsonl").string();
@@ -545,13 +552,8 @@ TEST_F(RankBatch, TwentySigkillsAtRandomPointsThenResumeGiveTheUninterruptedRun)
   std::uniform_int_distribution<int> delay_ms(30, 900);
   int killed = 0;
   for (int round = 0; round < 20; ++round) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " --log-level off batch " +
-                              model_flag() + " --resume -i " + q + " -o " + shell_quote(out);
-      ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
+    const pid_t pid = start_cli(" --log-level off batch " + model_flag() + " --resume -i " + q +
+                                " -o " + shell_quote(out));
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
     ::kill(pid, SIGKILL);
     int status = 0;
@@ -585,15 +587,7 @@ TEST_F(RankBatch, AFullDiskIsOneClearErrorAndKeepsEveryFinishedLine) {
     GTEST_SKIP() << "cannot mount a small tmpfs here (needs root)";
   }
   const fs::path in = dir_ / "queries_many.jsonl";
-  {
-    std::ofstream f(in);
-    for (int copy = 0; copy < 20; ++copy) {
-      for (json line : read_jsonl(slurp(dir_ / "queries.jsonl"))) {
-        line["query_id"] = line["query_id"].get<std::string>() + "-" + std::to_string(copy);
-        f << line.dump() << "\n";
-      }
-    }
-  }
+  write_repeated_queries(in, 20);
   const std::string out = (mnt / "run.jsonl").string();
   const CliResult r = run_cli("batch " + model_flag() + " -i " + shell_quote(in.string()) + " -o " +
                               shell_quote(out));
@@ -718,13 +712,8 @@ TEST_F(RankBatch, CtrlCStopsAfterTheCurrentQueryAndResumeFinishes) {
   const std::string q = shell_quote((dir_ / "queries.jsonl").string());
   const std::string out = (dir_ / "run_interrupted.jsonl").string();
   fs::remove(out);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " --log-level warn batch " +
-                            model_flag() + " -i " + q + " -o " + shell_quote(out) + " 2>/dev/null";
-    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  const pid_t pid = start_cli(" --log-level warn batch " + model_flag() + " -i " + q + " -o " +
+                              shell_quote(out) + " 2>/dev/null");
   for (int i = 0; i < 600 && (!fs::exists(out) || fs::file_size(out) == 0); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -764,14 +753,9 @@ TEST_F(RankBatch, SigtermStopsALongQueryBetweenItsWindows) {
   }
   const std::string out = (dir_ / "long_run.jsonl").string();
   fs::remove(out);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const std::string cmd = shell_quote(ZIPRERANK_BINARY) + " --log-level warn batch " +
-                            model_flag() + " --vision-cache-mb 0 --max-candidates 5000 -i " +
-                            shell_quote(in.string()) + " -o " + shell_quote(out) + " 2>/dev/null";
-    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  const pid_t pid = start_cli(
+      " --log-level warn batch " + model_flag() + " --vision-cache-mb 0 --max-candidates 5000 -i " +
+      shell_quote(in.string()) + " -o " + shell_quote(out) + " 2>/dev/null");
   for (int i = 0; i < 1500 && (!fs::exists(out) || fs::file_size(out) == 0); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
