@@ -61,7 +61,10 @@ ZR_INLINE float exp_approx(float x) {
   p = p * f + 0.5f;
   p = p * f + 1.0f;
   p = p * f + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(r) + 127) << 23;
+  // The exponent's bits through unsigned arithmetic (a negative k must not be shifted as a signed
+  // value); a NaN input takes exponent 0 here and stays NaN through p.
+  const float k = r == r ? r : 0.0f;
+  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(k) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
