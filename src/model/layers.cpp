@@ -98,6 +98,11 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     vv = v.unsqueeze(2).expand({B, Hkv, rep, Sk, D}).reshape({B, H, Sk, D});
   }
   const at::Tensor kt = kk.transpose(2, 3);
+  // With float32_scores, bfloat16/float16 scores are computed, scaled and normalised in float32
+  // and only the probabilities rounded (rounding the scaled queries and the scores to 8 bits each
+  // moves large logits by tenths); the keys are widened once for every chunk.
+  const bool low = float32_scores && q.scalar_type() != at::kFloat;
+  const at::Tensor kt32 = low ? kt.to(at::kFloat) : at::Tensor();
   at::Tensor pad_bias;  // [B, 1, 1, Sk] with -inf at padding
   if (key_padding.defined()) {
     const auto opts = at::TensorOptions().dtype(at::kFloat).device(q.device());
@@ -117,14 +122,9 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     // Causal: the chunk's rows see keys up to the last row's own position; the keys after it
     // would only be masked out, so they are not multiplied at all (half the work of a prefill).
     const int64_t seen = causal ? std::min(Sk, Sk - Sq + r0 + rows) : Sk;
-    // The scale goes on the queries: a chunk of queries is smaller than its block of scores. With
-    // float32_scores, bfloat16/float16 scores are computed, scaled and normalised in float32 and
-    // only the probabilities rounded (rounding the scaled queries and the scores to 8 bits each
-    // moves large logits by tenths).
-    const bool low = float32_scores && q.scalar_type() != at::kFloat;
-    at::Tensor scores =
-        low ? at::matmul(qc.to(at::kFloat), kt.narrow(3, 0, seen).to(at::kFloat)).mul_(scale)
-            : at::matmul(scale == 1.0 ? qc : qc * scale, kt.narrow(3, 0, seen));
+    // The scale goes on the queries: a chunk of queries is smaller than its block of scores.
+    at::Tensor scores = low ? at::matmul(qc.to(at::kFloat), kt32.narrow(3, 0, seen)).mul_(scale)
+                            : at::matmul(scale == 1.0 ? qc : qc * scale, kt.narrow(3, 0, seen));
     if (scores.is_cpu() && !scores.requires_grad() && scores.is_contiguous() &&
         (scores.scalar_type() == at::kFloat || scores.scalar_type() == at::kBFloat16)) {
       // Inference on CPU: masks, softmax (in float32) and the cast back in one pass over the

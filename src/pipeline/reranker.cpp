@@ -454,16 +454,18 @@ void check_request(const std::string& query, size_t pages, const RerankOptions& 
   }
 }
 
-// How many windows ranking n candidates takes (the reference's loop; similarity scoring goes
-// through the pages a window's worth at a time).
+// How many windows ranking n candidates takes: the sliding window's own loop, counted (similarity
+// scoring goes through the pages a window's worth at a time).
 int window_count(int n, const RerankOptions& o) {
   if (o.scoring == Scoring::kSimilarity) return (n + o.window - 1) / o.window;
-  if (n <= o.window) return 1;
   int count = 0;
-  for (int end = n, start = n - o.window; end > 0 && start + o.stride != 0;
-       end -= o.stride, start = std::max(start, 0) - o.stride) {
-    ++count;
-  }
+  sliding_window_order(n, o.window, o.stride,
+                       [&count](int begin, int end, const std::vector<int>&) {
+                         ++count;
+                         std::vector<int> same(static_cast<size_t>(end - begin));
+                         std::iota(same.begin(), same.end(), 0);
+                         return same;
+                       });
   return count;
 }
 
@@ -635,7 +637,7 @@ std::vector<PreprocessedImage> Reranker::prepare_all(const std::vector<Image>& i
 
 RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
                                     const RerankOptions& options) const {
-  check_request(query, pages.size(), options, *tokenizer_);
+  // rank_lazily checks the request before any page is read.
   std::vector<std::string> ids;
   for (const PageRef& p : pages) ids.push_back(p.id);
   // Pages read with another tile have other features: the tile is part of the cache key.
