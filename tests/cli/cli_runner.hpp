@@ -7,8 +7,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace ziprerank::test {
 
@@ -31,17 +33,20 @@ inline std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-/// `args` is appended to the binary path verbatim (quote paths with shell_quote).
-inline CliResult run_cli(const std::string& args, const std::string& stdin_text = "") {
+/// Runs `before` + the binary + `args` in a shell. With `piped`, `before` supplies stdin (e.g.
+/// "cat x |"); otherwise stdin is `stdin_text`.
+inline CliResult run_cli_after(const std::string& before, const std::string& args,
+                               const std::string& stdin_text, bool piped) {
   namespace fs = std::filesystem;
   static int counter = 0;
   const fs::path dir = fs::temp_directory_path() /
                        ("zr_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
   fs::create_directories(dir);
   std::ofstream(dir / "in") << stdin_text;
-  const std::string cmd =
-      shell_quote(ZIPRERANK_BINARY) + " " + args + " < " + shell_quote((dir / "in").string()) +
-      " > " + shell_quote((dir / "out").string()) + " 2> " + shell_quote((dir / "err").string());
+  const std::string cmd = before + " " + shell_quote(ZIPRERANK_BINARY) + " " + args +
+                          (piped ? "" : " < " + shell_quote((dir / "in").string())) + " > " +
+                          shell_quote((dir / "out").string()) + " 2> " +
+                          shell_quote((dir / "err").string());
   const int status = std::system(cmd.c_str());
   CliResult r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -49,6 +54,27 @@ inline CliResult run_cli(const std::string& args, const std::string& stdin_text 
   r.err = slurp(dir / "err");
   fs::remove_all(dir);
   return r;
+}
+
+/// `args` is appended to the binary path verbatim (quote paths with shell_quote).
+inline CliResult run_cli(const std::string& args, const std::string& stdin_text = "") {
+  return run_cli_after("", args, stdin_text, false);
+}
+
+/// run_cli under a time limit: a command that would wait forever (on a FIFO) fails the test with
+/// exit 124 instead of hanging the suite. `pipe` goes before the binary (e.g. "cat x |").
+inline CliResult run_cli_limited(const std::string& args, const std::string& pipe = "") {
+  return run_cli_after(pipe + " timeout -k 5 60", args, "", !pipe.empty());
+}
+
+/// One parsed JSON value per non-empty line; every line must parse.
+inline std::vector<nlohmann::json> read_jsonl(const std::string& text) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  }
+  return out;
 }
 
 }  // namespace ziprerank::test

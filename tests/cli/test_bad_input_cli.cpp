@@ -27,38 +27,8 @@ using nlohmann::json;
 
 namespace {
 
-// Every line must parse: a line that is not UTF-8 would make json::parse throw here.
-std::vector<json> read_jsonl(const std::string& text) {
-  std::vector<json> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) out.push_back(json::parse(line));
-  }
-  return out;
-}
-
 bool has(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
-}
-
-// run_cli under a time limit: a command that would wait forever (on a FIFO) fails the test with
-// exit 124 instead of hanging the suite. `prefix` goes before the binary (e.g. "cat x |").
-CliResult run_limited(const std::string& args, const std::string& prefix = "") {
-  static int counter = 0;
-  const fs::path dir = fs::temp_directory_path() /
-                       ("zr_bad_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-  fs::create_directories(dir);
-  const std::string cmd = prefix + " timeout -k 5 60 " + shell_quote(ZIPRERANK_BINARY) + " " +
-                          args + (prefix.empty() ? " < /dev/null" : "") + " > " +
-                          shell_quote((dir / "out").string()) + " 2> " +
-                          shell_quote((dir / "err").string());
-  const int status = std::system(cmd.c_str());
-  CliResult r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(dir / "out");
-  r.err = slurp(dir / "err");
-  fs::remove_all(dir);
-  return r;
 }
 
 // Overwrites the first element of a float32 tensor in a model folder's model.safetensors.
@@ -128,7 +98,7 @@ TEST_F(BadInput, BatchLineThatIsNotUtf8IsOneErrorRecord) {
                                  "\xe9"
                                  R"(", "image": "pages/page01.png"}]})"});
   const fs::path out = dir_ / "utf8_run.jsonl";
-  CliResult r = run_limited(batch(in, out));
+  CliResult r = run_cli_limited(batch(in, out));
   EXPECT_EQ(r.code, 1) << r.err;  // some queries failed, none crashed the run
   EXPECT_FALSE(has(r.err, "internal error")) << r.err;
   const auto lines = read_jsonl(slurp(out));
@@ -142,7 +112,7 @@ TEST_F(BadInput, BatchLineThatIsNotUtf8IsOneErrorRecord) {
   EXPECT_TRUE(has(lines[2].value("error", ""), "'candidates[0].id' is not valid UTF-8 at byte 2"))
       << lines[2].dump();
 
-  r = run_limited(batch(in, out, " --resume"));  // retries the two, fails them the same way
+  r = run_cli_limited(batch(in, out, " --resume"));  // retries the two, fails them the same way
   EXPECT_EQ(r.code, 1) << r.err;
   const auto again = read_jsonl(slurp(out));
   ASSERT_EQ(again.size(), 3u);
@@ -152,8 +122,8 @@ TEST_F(BadInput, BatchLineThatIsNotUtf8IsOneErrorRecord) {
 }
 
 TEST_F(BadInput, RankQueryThatIsNotUtf8IsAnInputError) {
-  const CliResult r = run_limited("rank " + model_flag() + " -q " + shell_quote("caf\xe9 menu") +
-                                  " -p " + q(dir_ / "pages"));
+  const CliResult r = run_cli_limited("rank " + model_flag() + " -q " +
+                                      shell_quote("caf\xe9 menu") + " -p " + q(dir_ / "pages"));
   EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_TRUE(has(r.err, "the query is not valid UTF-8 at byte 4 (0xE9)")) << r.err;
   EXPECT_TRUE(r.out.empty()) << r.out;
@@ -166,7 +136,7 @@ TEST_F(BadInput, PageFileNameThatIsNotUtf8StillGivesJsonLines) {
   fs::copy_file(dir_ / "pages" / "page01.png", folder / "caf\xe9.png",
                 fs::copy_options::overwrite_existing);
   const CliResult r =
-      run_limited("--log-level warn rank " + model_flag() + " -q menu -p " + q(folder));
+      run_cli_limited("--log-level warn rank " + model_flag() + " -q menu -p " + q(folder));
   ASSERT_EQ(r.code, 0) << r.err;
   const auto lines = read_jsonl(r.out);
   ASSERT_EQ(lines.size(), 1u);
@@ -183,13 +153,13 @@ TEST_F(BadInput, FifoAndFolderInputsAreRefusedNotWaitedFor) {
     fs::remove(p);
     ASSERT_EQ(::mkfifo(p.c_str(), 0644), 0) << p;
   }
-  CliResult r = run_limited("rank " + model_flag() + " -q x -p " + q(fifo_png));
+  CliResult r = run_cli_limited("rank " + model_flag() + " -q x -p " + q(fifo_png));
   EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_TRUE(has(r.err, "fifo.png: is a FIFO (named pipe), not a regular file")) << r.err;
-  r = run_limited("rank " + model_flag() + " -q x -p " + q(fifo_pdf));
+  r = run_cli_limited("rank " + model_flag() + " -q x -p " + q(fifo_pdf));
   EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_TRUE(has(r.err, "fifo.pdf: is a FIFO (named pipe), not a regular file")) << r.err;
-  r = run_limited("rank " + model_flag() + " -q x -p /dev/zero");
+  r = run_cli_limited("rank " + model_flag() + " -q x -p /dev/zero");
   EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_TRUE(has(r.err, "/dev/zero: is a device, not a regular file")) << r.err;
 
@@ -201,7 +171,7 @@ TEST_F(BadInput, FifoAndFolderInputsAreRefusedNotWaitedFor) {
                      query_line("ok", "x", kPage1)});
   const fs::path out = dir_ / "fifo_out.jsonl";
   fs::remove(out);
-  r = run_limited(batch(in, out));
+  r = run_cli_limited(batch(in, out));
   EXPECT_EQ(r.code, 1) << r.err;
   const auto lines = read_jsonl(slurp(out));
   ASSERT_EQ(lines.size(), 4u) << slurp(out);
@@ -217,16 +187,16 @@ TEST_F(BadInput, FifoAndFolderInputsAreRefusedNotWaitedFor) {
                      << "\n";
   std::ofstream(qrels) << R"({"query_id": "q", "relevant": ["a"]})"
                        << "\n";
-  r = run_limited("eval --run " + q(fifo_run) + " --qrels " + q(qrels));
+  r = run_cli_limited("eval --run " + q(fifo_run) + " --qrels " + q(qrels));
   EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_TRUE(has(r.err, "fifo_run.jsonl' is a FIFO (named pipe)")) << r.err;
-  r = run_limited("eval --run " + q(run) + " --qrels " + q(fifo_run));
+  r = run_cli_limited("eval --run " + q(run) + " --qrels " + q(fifo_run));
   EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_TRUE(has(r.err, "fifo_run.jsonl' is a FIFO (named pipe)")) << r.err;
-  r = run_limited("eval --run " + q(dir_ / "pages") + " --qrels " + q(qrels));
+  r = run_cli_limited("eval --run " + q(dir_ / "pages") + " --qrels " + q(qrels));
   EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_TRUE(has(r.err, "is a directory, not a run file")) << r.err;
-  r = run_limited("eval --run /dev/stdin --qrels " + q(qrels), "cat " + q(run) + " |");
+  r = run_cli_limited("eval --run /dev/stdin --qrels " + q(qrels), "cat " + q(run) + " |");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(has(r.out, "micro")) << r.out;
 }
@@ -240,12 +210,12 @@ TEST_F(BadInput, SymlinkLoopIsAnInputErrorAndAFolderSkipsIt) {
   fs::create_symlink(folder / "b.png", folder / "a.png");
   fs::create_symlink(folder / "a.png", folder / "b.png");
   fs::copy_file(dir_ / "pages" / "page02.png", folder / "good.png");
-  CliResult r = run_limited("rank " + model_flag() + " -q x -p " + q(folder / "a.png"));
+  CliResult r = run_cli_limited("rank " + model_flag() + " -q x -p " + q(folder / "a.png"));
   EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_TRUE(has(r.err, "a.png: is a loop of symbolic links")) << r.err;
   EXPECT_FALSE(has(r.err, "internal error")) << r.err;
 
-  r = run_limited("rank " + model_flag() + " -q x -p " + q(folder));
+  r = run_cli_limited("rank " + model_flag() + " -q x -p " + q(folder));
   ASSERT_EQ(r.code, 0) << r.err;
   const auto lines = read_jsonl(r.out);
   ASSERT_EQ(lines.size(), 1u) << r.out;
@@ -267,7 +237,7 @@ TEST_F(BadInput, OutputThatIsTheInputIsRefusedBeforeWriting) {
     for (const std::string extra : {"", " --resume --format trec"}) {
       // A model that does not exist: the refusal must come first.
       const CliResult r =
-          run_limited("batch --model /nonexistent/model -i " + q(in) + " -o " + q(out) + extra);
+          run_cli_limited("batch --model /nonexistent/model -i " + q(in) + " -o " + q(out) + extra);
       EXPECT_EQ(r.code, 2) << out << extra << ": " << r.err;
       EXPECT_TRUE(has(r.err, "is the input file")) << r.err;
       EXPECT_EQ(slurp(in), before);
@@ -290,7 +260,7 @@ TEST_F(BadInput, PdfPageNumberMustBeAWholeNumberThatFits) {
   lines.push_back(query_line("two-float", "x", pdf("2.0")));
   const fs::path out = dir_ / "pages_run.jsonl";
   fs::remove(out);
-  const CliResult r = run_limited(batch(write_input("pages.jsonl", lines), out));
+  const CliResult r = run_cli_limited(batch(write_input("pages.jsonl", lines), out));
   EXPECT_EQ(r.code, 1) << r.err;
   const auto got = read_jsonl(slurp(out));
   ASSERT_EQ(got.size(), bad.size() + 2) << slurp(out);
@@ -313,7 +283,7 @@ TEST_F(BadInput, NonFiniteWeightsAreNamedByInspectAndRefusedByRank) {
   poke_float(broken, "model.visual.merger.norm.bias", std::numeric_limits<float>::infinity());
   const std::string flag = " --model " + q(broken);
 
-  CliResult r = run_limited("--log-level warn inspect" + flag);
+  CliResult r = run_cli_limited("--log-level warn inspect" + flag);
   EXPECT_EQ(r.code, 3) << r.out << r.err;
   EXPECT_TRUE(has(r.out, "verdict      INVALID")) << r.out;
   EXPECT_TRUE(has(r.out,
@@ -324,34 +294,35 @@ TEST_F(BadInput, NonFiniteWeightsAreNamedByInspectAndRefusedByRank) {
                   "tensor 'model.visual.merger.norm.bias' holds non-finite values (0 NaN, "
                   "1 Inf of 64)"))
       << r.out;
-  r = run_limited("--log-level warn inspect --format json" + flag);
+  r = run_cli_limited("--log-level warn inspect --format json" + flag);
   EXPECT_EQ(r.code, 3);
   const json report = json::parse(r.out.substr(0, r.out.rfind("peak RSS")));
   ASSERT_EQ(report["non_finite_tensors"].size(), 2u) << report.dump();
   EXPECT_FALSE(report["valid"].get<bool>());
-  r = run_limited("--log-level warn inspect" + std::string(" --model ") + q(model()));
+  r = run_cli_limited("--log-level warn inspect" + std::string(" --model ") + q(model()));
   EXPECT_EQ(r.code, 0) << r.out;  // the untouched model is still fine
   EXPECT_TRUE(has(r.out, "every weight is finite")) << r.out;
 
   const std::string msg =
       "the model produced non-finite scores (NaN/Inf): check the weights with `ziprerank inspect`";
   for (const std::string scoring : {"logits", "similarity"}) {
-    r = run_limited("--log-level warn rank" + flag + " --scoring " + scoring + " -q x -p " +
-                    q(dir_ / "pages"));
+    r = run_cli_limited("--log-level warn rank" + flag + " --scoring " + scoring + " -q x -p " +
+                        q(dir_ / "pages"));
     EXPECT_EQ(r.code, 3) << scoring << ": " << r.out << r.err;
     EXPECT_TRUE(has(r.err, msg)) << r.err;
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
   // Several windows: the scores are ranks then, the logits still tell.
-  r = run_limited("--log-level warn rank" + flag + " --window 2 --stride 1 -q x -p " +
-                  q(dir_ / "pages"));
+  r = run_cli_limited("--log-level warn rank" + flag + " --window 2 --stride 1 -q x -p " +
+                      q(dir_ / "pages"));
   EXPECT_EQ(r.code, 3) << r.out << r.err;
   EXPECT_TRUE(has(r.err, msg)) << r.err;
 
   const fs::path out = dir_ / "nan_run.jsonl";
   fs::remove(out);
-  r = run_limited("--log-level warn batch" + flag + " -i " +
-                  q(write_input("nan.jsonl", {query_line("a", "x", kPage1)})) + " -o " + q(out));
+  r = run_cli_limited("--log-level warn batch" + flag + " -i " +
+                      q(write_input("nan.jsonl", {query_line("a", "x", kPage1)})) + " -o " +
+                      q(out));
   EXPECT_EQ(r.code, 1) << r.err;
   const auto lines = read_jsonl(slurp(out));
   ASSERT_EQ(lines.size(), 1u);
@@ -367,7 +338,7 @@ TEST_F(BadInput, RepeatedPageIdsInRankAreAnInputError) {
   fs::copy_file(dir_ / "pages" / "page03.png", other / "page01.png",
                 fs::copy_options::overwrite_existing);
   CliResult r =
-      run_limited("rank " + model_flag() + " -q x -p " + q(dir_ / "pages") + " " + q(other));
+      run_cli_limited("rank " + model_flag() + " -q x -p " + q(dir_ / "pages") + " " + q(other));
   ASSERT_EQ(r.code, 0) << r.err;
   std::set<std::string> ids;
   std::map<std::string, std::string> paths;
@@ -382,11 +353,11 @@ TEST_F(BadInput, RepeatedPageIdsInRankAreAnInputError) {
   EXPECT_TRUE(ids.count("page02.png")) << r.out;  // no clash: the file name alone
   EXPECT_EQ(fs::path(paths["other/page01.png"]), other / "page01.png");
   const fs::path page = dir_ / "pages" / "page02.png";
-  r = run_limited("rank " + model_flag() + " -q x -p " + q(page) + " " + q(page));
+  r = run_cli_limited("rank " + model_flag() + " -q x -p " + q(page) + " " + q(page));
   EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_TRUE(has(r.err, "page 'page02.png' is given twice")) << r.err;
-  r = run_limited("rank " + model_flag() + " -q x -p " + q(dir_ / "doc.pdf") + " " +
-                  q(dir_ / "pages" / ".." / "doc.pdf"));
+  r = run_cli_limited("rank " + model_flag() + " -q x -p " + q(dir_ / "doc.pdf") + " " +
+                      q(dir_ / "pages" / ".." / "doc.pdf"));
   EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_TRUE(has(r.err, "page 'doc.pdf#1' is given twice")) << r.err;
 }
@@ -400,7 +371,7 @@ TEST_F(BadInput, RepeatedQueryIdIsAnErrorRecordThatResumeKeeps) {
        query_line("b", "y", kPage1), query_line("a", "z", kPage2), query_line("c", "w", kPage1)});
   const fs::path out = dir_ / "dup_run.jsonl";
   fs::remove(out);
-  CliResult r = run_limited(batch(in, out));
+  CliResult r = run_cli_limited(batch(in, out));
   EXPECT_EQ(r.code, 1) << r.err;
   auto lines = read_jsonl(slurp(out));
   ASSERT_EQ(lines.size(), 4u) << slurp(out);
@@ -413,7 +384,7 @@ TEST_F(BadInput, RepeatedQueryIdIsAnErrorRecordThatResumeKeeps) {
 
   fs::copy_file(dir_ / "pages" / "page03.png", late);  // the first 'a' can run now
   for (int round = 0; round < 2; ++round) {
-    r = run_limited(batch(in, out, " --resume"));
+    r = run_cli_limited(batch(in, out, " --resume"));
     EXPECT_EQ(r.code, 1) << r.err;  // the repeated id still fails, on its own line
     lines = read_jsonl(slurp(out));
     ASSERT_EQ(lines.size(), 4u) << slurp(out);

@@ -23,15 +23,6 @@ using nlohmann::json;
 
 namespace {
 
-std::vector<json> read_jsonl(const std::string& text) {
-  std::vector<json> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) out.push_back(json::parse(line));
-  }
-  return out;
-}
-
 class RankBatch : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
