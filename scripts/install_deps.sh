@@ -12,7 +12,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libpoppler-cpp-dev poppler-utils
   fonts-dejavu-core fonts-liberation2 fonts-noto-core fonts-lmodern
-  python3-numpy
+  python3-numpy python3-venv  # python3-venv: the transformers reference environment (scripts/reference_env.sh)
   # the small model's recipe and evaluation: PDFs typeset by GNU troff, the OCR baseline
   groff ghostscript tesseract-ocr tesseract-ocr-eng
 )
