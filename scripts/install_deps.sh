@@ -9,6 +9,7 @@ PKGS=(
   libopencv-dev libfreetype-dev
   libsentencepiece-dev sentencepiece
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libcpp-httplib-dev  # the rerank server (ziprerank serve)
   libgtest-dev libgmock-dev libbenchmark-dev
   libpoppler-cpp-dev poppler-utils
   fonts-dejavu-core fonts-liberation2 fonts-noto-core fonts-lmodern

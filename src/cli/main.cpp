@@ -10,6 +10,7 @@
 #include "cli/cli.hpp"
 #include "cli/commands_eval.hpp"
 #include "cli/commands_render.hpp"
+#include "cli/commands_serve.hpp"
 #include "cli/commands_train.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/model_folder.hpp"
@@ -82,6 +83,7 @@ int main(int argc, char** argv) {
   cli::register_pipeline_commands(app, handler);
   cli::register_eval_command(app, handler);
   cli::register_render_command(app, handler);
+  cli::register_serve_command(app, handler);
   cli::register_train_command(app, handler);
 
   // The first word that is not an option must be a command, even beside --help (which would
