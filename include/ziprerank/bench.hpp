@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ziprerank/flops.hpp"
 #include "ziprerank/pages.hpp"
 #include "ziprerank/reranker.hpp"
 
@@ -33,8 +34,24 @@ struct BenchRow {
   BenchConfig config;
   Stat decode, preprocess, vision, prune, llm, total;
   int64_t input_tokens = 0, visual_before = 0, visual_after = 0, generated = 0;
-  int pages = 0;
+  int pages = 0, windows = 0;
+  /// Work of one repeat, counted from the model's shapes and the tokens each stage saw.
+  VisionFlops vision_flops;
+  TextFlops llm_flops;
+  /// Matrix-product rate (GFLOP/s) this process measured at each stage's sizes and dtype, with
+  /// the threads inference uses: the stage's achievable rate, beside which its achieved one
+  /// (flops / median time) is reported.
+  double vision_product_gflops = 0, llm_product_gflops = 0;
+  double vision_gflops() const {
+    return vision.median > 0 ? vision_flops.total() / vision.median / 1e6 : 0;
+  }
+  double llm_gflops() const { return llm.median > 0 ? llm_flops.total() / llm.median / 1e6 : 0; }
 };
+
+/// GFLOP/s of the best of `repeats` [m, k] x [k, n] products as the linear layers run them
+/// (activations by a transposed [n, k] weight) in `dtype`, on the threads set now.
+double measure_product_gflops(int64_t m, int64_t k, int64_t n, c10::ScalarType dtype,
+                              int repeats = 5);
 
 /// Synthetic document-like pages (text lines, a table, a figure) of the given size, for when no
 /// real pages are given. Deterministic for a seed.

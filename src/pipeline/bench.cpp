@@ -1,10 +1,12 @@
 #include "ziprerank/bench.hpp"
 
+#include <ATen/Parallel.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 #include <random>
@@ -12,6 +14,8 @@
 
 #include "ziprerank/errors.hpp"
 #include "ziprerank/model.hpp"
+#include "ziprerank/pages.hpp"
+#include "ziprerank/runtime.hpp"
 
 namespace ziprerank {
 
@@ -77,6 +81,90 @@ std::vector<Image> synthetic_pages(int count, int width, int height, uint64_t se
   return out;
 }
 
+double measure_product_gflops(int64_t m, int64_t k, int64_t n, c10::ScalarType dtype, int repeats) {
+  c10::InferenceMode guard;
+  const at::Tensor a = at::randn({m, k}).to(dtype), w = at::randn({n, k}).to(dtype);
+  double best = 0;
+  for (int rep = 0; rep <= repeats; ++rep) {  // the first is a warm-up
+    const auto t0 = std::chrono::steady_clock::now();
+    const at::Tensor c = at::linear(a, w);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (rep > 0 && s > 0) best = std::max(best, 2.0 * m * k * n / s / 1e9);
+  }
+  return best;
+}
+
+namespace {
+
+// Fills each row's FLOPs (from the pages' patch grids, the row's vision tile and the tokens the
+// language model saw) and the product rates measured now at the stages' sizes.
+void count_work(const Reranker& reranker, const std::vector<PageRef>& pages,
+                const std::vector<Image>& images, std::vector<BenchRow>& rows) {
+  const ModelConfig& c = reranker.model().config();
+  const ModelOptions& mo = reranker.model().options();
+  std::vector<ImageGrid> grids;
+  const RerankOptions ro;
+  const size_t n = pages.empty() ? images.size() : pages.size();
+  for (size_t i = 0; i < n; ++i) {
+    const PreprocessedImage p =
+        reranker.prepare(pages.empty() ? images[i] : load_page(pages[i]), ro);
+    grids.push_back(ImageGrid{p.grid_thw[0], p.grid_thw[1], p.grid_thw[2]});
+  }
+  // Products run in bfloat16 for a bfloat16 model or with bfloat16 products, else in the
+  // model's dtype.
+  const c10::ScalarType dtype =
+      mo.bf16_products && mo.dtype == c10::kFloat ? c10::kBFloat16 : mo.dtype;
+  constexpr int64_t kMaxRows = 2048;  // enough rows for a product's full rate
+  int64_t patches = 0;
+  for (const ImageGrid& g : grids) patches += g.num_patches();
+  double vision_rate = 0;
+  std::map<int64_t, double> llm_rates;
+  const bool measure = mo.device.is_cpu();
+  if (measure && patches > 0) {
+    // Pages are encoded `workers` at a time, each on one thread: the tower can reach `workers`
+    // times a one-thread product.
+    const int workers = static_cast<int>(std::min(reranker.page_workers(), grids.size()));
+    const int blas = openblas_threads(), torch_threads = at::get_num_threads();
+    if (workers > 1) {
+      if (blas > 0) set_openblas_threads(1);
+      at::set_num_threads(1);
+    }
+    vision_rate = std::max(1, workers) * measure_product_gflops(std::min(patches, kMaxRows),
+                                                                c.vision.hidden_size,
+                                                                c.vision.intermediate_size, dtype);
+    if (workers > 1) {
+      if (blas > 0) set_openblas_threads(blas);
+      at::set_num_threads(torch_threads);
+    }
+  }
+  const int64_t unit = static_cast<int64_t>(c.vision.patch_size) * c.vision.spatial_merge_size;
+  for (BenchRow& row : rows) {
+    const int64_t tile = row.config.vision_tile > 0 ? row.config.vision_tile / unit : 0;
+    row.vision_flops = vision_flops(c.vision, grids, tile);
+    row.vision_product_gflops = vision_rate;
+    row.llm_flops = TextFlops{};
+    if (row.config.scoring == Scoring::kSimilarity || row.windows < 1) continue;
+    // Windows of one run differ little in length: each counted at the mean.
+    const int64_t len = row.input_tokens / row.windows;
+    const int64_t per_window = std::max<int64_t>(1, (row.pages + row.windows - 1) / row.windows);
+    TextFlops w;
+    if (row.config.scoring == Scoring::kLogits) {
+      w = text_flops(c.text, len, 0, 1, std::min<int64_t>(per_window, c.text.vocab_size));
+    } else {
+      const int64_t steps = row.generated / row.windows;
+      w = text_flops(c.text, len, 0, 1, c.text.vocab_size);
+      for (int64_t s = 0; s < steps; ++s) w += text_flops(c.text, 1, len + s, 1, c.text.vocab_size);
+    }
+    for (int k = 0; k < row.windows; ++k) row.llm_flops += w;
+    const int64_t m = std::min(len, kMaxRows);
+    if (measure && m > 0 && !llm_rates.count(m))
+      llm_rates[m] = measure_product_gflops(m, c.text.hidden_size, c.text.intermediate_size, dtype);
+    row.llm_product_gflops = measure && m > 0 ? llm_rates[m] : 0;
+  }
+}
+
+}  // namespace
+
 std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& query,
                                 const std::vector<PageRef>& pages, const std::vector<Image>& images,
                                 const BenchOptions& o) {
@@ -130,10 +218,12 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
       row.visual_after = r.tokens.visual_after;
       row.generated = r.tokens.generated;
       row.pages = static_cast<int>(r.ranking.size());
+      row.windows = r.windows;
     }
     spdlog::info("bench: round {}/{} done{}", it + 1, o.warmup + o.repeats,
                  it < o.warmup ? " (warm-up)" : "");
   }
+  count_work(reranker, pages, images, rows);
   for (size_t c = 0; c < rows.size(); ++c) {
     const Samples& s = samples[c];
     rows[c].decode = summarize(s.dec);
@@ -169,6 +259,38 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
         r.total.median > 0 ? base / r.total.median : 0.0);
     o << line;
   }
+  // Work and rate per stage beside the product rate measured at the stage's sizes.
+  std::snprintf(line, sizeof(line), "\n%-10s %5s %5s %9s %9s %9s %6s %9s %9s %9s %6s\n", "scoring",
+                "keep", "tile", "vis.GFLOP", "vis.GF/s", "prod.GF/s", "share", "llm.GFLOP",
+                "llm.GF/s", "prod.GF/s", "share");
+  o << line;
+  const auto share = [](double achieved, double peak) { return peak > 0 ? achieved / peak : 0.0; };
+  for (const auto& r : rows) {
+    std::snprintf(
+        line, sizeof(line), "%-10s %5.2f %5d %9.1f %9.1f %9.1f %5.0f%% %9.1f %9.1f %9.1f %5.0f%%\n",
+        scoring_name(r.config.scoring).c_str(), r.config.keep_ratio, r.config.vision_tile,
+        r.vision_flops.total() / 1e9, r.vision_gflops(), r.vision_product_gflops,
+        100 * share(r.vision_gflops(), r.vision_product_gflops), r.llm_flops.total() / 1e9,
+        r.llm_gflops(), r.llm_product_gflops, 100 * share(r.llm_gflops(), r.llm_product_gflops));
+    o << line;
+  }
+  if (!rows.empty()) {
+    const VisionFlops& v = rows.front().vision_flops;
+    const TextFlops& t = rows.front().llm_flops;
+    const auto pct = [](double part, double all) { return all > 0 ? 100 * part / all : 0.0; };
+    std::snprintf(line, sizeof(line),
+                  "first row's work: vision patch embed %.0f%%, QKV+proj %.0f%%, attention %.0f%%, "
+                  "MLP %.0f%%, mergers %.0f%%; LLM QKV+O %.0f%%, attention %.0f%%, MLP %.0f%%, "
+                  "lm_head %.1f%%\n",
+                  pct(v.patch_embed, v.total()), pct(v.qkv_proj, v.total()),
+                  pct(v.attention, v.total()), pct(v.mlp, v.total()), pct(v.mergers, v.total()),
+                  pct(t.qkv_o, t.total()), pct(t.attention, t.total()), pct(t.mlp, t.total()),
+                  pct(t.lm_head, t.total()));
+    o << line;
+  }
+  o << "GFLOP = work of one repeat counted from the model's shapes and the tokens each stage saw "
+       "(multiply-add = 2);\nGF/s = GFLOP / median ms; prod.GF/s = a matrix product at the "
+       "stage's sizes and dtype, measured in this process; share = GF/s / prod.GF/s\n";
   o << "times are medians in ms over the repeats after warm-up, repeats interleaved across rows;\n"
        "tile = vision tile in pixels (0 = whole pages); spread = min-max of total; model loading "
        "is excluded; speedup = first row's total / this "
@@ -194,6 +316,26 @@ std::string format_bench_jsonl(const std::vector<BenchRow>& rows) {
                           {"prune", stat(r.prune)},
                           {"llm", stat(r.llm)},
                           {"total", stat(r.total)}}},
+                        {"gflop",
+                         {{"vision",
+                           {{"total", r.vision_flops.total() / 1e9},
+                            {"patch_embed", r.vision_flops.patch_embed / 1e9},
+                            {"qkv_proj", r.vision_flops.qkv_proj / 1e9},
+                            {"attention", r.vision_flops.attention / 1e9},
+                            {"mlp", r.vision_flops.mlp / 1e9},
+                            {"mergers", r.vision_flops.mergers / 1e9}}},
+                          {"llm",
+                           {{"total", r.llm_flops.total() / 1e9},
+                            {"qkv_o", r.llm_flops.qkv_o / 1e9},
+                            {"attention", r.llm_flops.attention / 1e9},
+                            {"mlp", r.llm_flops.mlp / 1e9},
+                            {"lm_head", r.llm_flops.lm_head / 1e9}}}}},
+                        {"gflops",
+                         {{"vision", r.vision_gflops()},
+                          {"vision_product", r.vision_product_gflops},
+                          {"llm", r.llm_gflops()},
+                          {"llm_product", r.llm_product_gflops}}},
+                        {"windows", r.windows},
                         {"tokens",
                          {{"input", r.input_tokens},
                           {"visual_before", r.visual_before},
