@@ -35,13 +35,18 @@ BatchQuery parse_batch_query(const std::string& line, const std::string& base_di
                              const std::string& origin);
 
 struct BatchOptions {
-  std::string input;
-  std::string output;
+  std::string input;   ///< "-" = standard input (relative page paths: the current folder)
+  std::string output;  ///< "-" = standard output (no --resume then)
   bool resume = false;
-  int shard_index = 1;           ///< K of --shard K/N (1-based)
-  int shard_count = 1;           ///< N
-  std::string format = "jsonl";  ///< jsonl or trec
+  bool force = false;                 ///< overwrite an existing output instead of refusing it
+  int shard_index = 1;                ///< K of --shard K/N (1-based)
+  int shard_count = 1;                ///< N
+  std::string format = "jsonl";       ///< jsonl, trec or table
+  std::string run_tag = "ziprerank";  ///< the last field of TREC run lines
   RerankOptions rerank;
+  /// Decode and preprocess the next query's pages while the model computes the current one
+  /// (the same results either way); ZIPRERANK_BATCH_OVERLAP=0 also turns it off.
+  bool overlap = true;
 };
 
 /// Parses "K/N"; throws UsageError.

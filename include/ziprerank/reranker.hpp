@@ -6,6 +6,7 @@
 #include <cmath>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -35,6 +36,9 @@ Scoring parse_scoring(const std::string& name);
 
 /// Where a ranking is: pages encoded (read, preprocessed and through the vision tower, or found
 /// in the vision cache) and windows scored, each out of its total.
+/// The key of a page in RerankOptions::prepared: its path and PDF page.
+std::string prepared_page_key(const PageRef& page);
+
 struct RankProgress {
   int pages_encoded = 0, pages_total = 0;
   int windows_done = 0, windows_total = 0;
@@ -49,10 +53,19 @@ struct RerankOptions {
   /// Windowed vision attention: tile side in pixels (0 = whole pages; -1 = the model's own, from
   /// ziprerank.vision_tile in its config.json). See ModelFolder::vision_tile.
   int vision_tile = -1;
+  /// Pages already decoded and preprocessed with these options, by prepared_page_key() (batch
+  /// prepares the next query's pages while the model computes the current one's); the
+  /// others are read as usual. Optional.
+  std::shared_ptr<const std::map<std::string, PreprocessedImage>> prepared;
   /// Caps on one request, each a clear InputError above it: the query's tokens (a query is a
   /// question, not a document; every window repeats it) and the candidates of one query.
   int max_query_tokens = 1024;
   int max_candidates = 2000;
+  /// A page that cannot be read or decoded (a corrupt image or PDF page, a file that went away):
+  /// false = the ranking fails with its InputError; true = the page is left out, recorded in
+  /// RerankResult::skipped and logged, and the others are ranked as if it had not been given.
+  /// A ranking none of whose pages can be read fails either way.
+  bool skip_unreadable = false;
   /// Called after each group of pages is encoded and after each window is scored (optional).
   std::function<void(const RankProgress&)> progress;
   /// Asked between page groups and windows; true stops the ranking with Interrupted (optional).
@@ -81,10 +94,16 @@ struct RankedPage {
   /// logit; otherwise n - rank (as the reference)
   double score = 0;
   double logit = NAN;  ///< the identifier logit from the last window that scored this page
+  /// A relevance in [0, 1], higher = more relevant. logits: the page's softmax share among the
+  /// identifier logits of the last window that scored it (one window: the whole list, summing to
+  /// 1); similarity: (score / sum of the query words' weights + 1) / 2, the weighted mean cosine
+  /// mapped from [-1, 1]; generate: (n - rank + 1) / n for 1-based rank among n pages.
+  double relevance = NAN;
 };
 
 struct RerankResult {
-  std::vector<RankedPage> ranking;  ///< best first
+  std::vector<RankedPage> ranking;   ///< best first; pages that could not be read are not in it
+  std::vector<SkippedPage> skipped;  ///< pages left out (RerankOptions::skip_unreadable)
   StageTiming timing;
   TokenCounts tokens;
   int windows = 0;
@@ -188,9 +207,10 @@ class Reranker {
 
  private:
   /// Encoded pages for the given candidate indices (decoding, preprocessing and encoding them as
-  /// needed), in that order; stage times go into the StageTiming.
+  /// needed), in that order; stage times go into the StageTiming. A page that cannot be read is
+  /// null, with its error at its position in the strings (sized to the indices by the caller).
   using PageFetch = std::function<std::vector<std::shared_ptr<const EncodedPage>>(
-      const std::vector<size_t>&, StageTiming&)>;
+      const std::vector<size_t>&, StageTiming&, std::vector<std::string>&)>;
   /// Ranks n = ids.size() candidates, fetching each page when the first window that shows it
   /// comes and dropping it once no later window can: memory follows the window, not the
   /// number of pages.

@@ -25,6 +25,7 @@
 #include "ziprerank/prompt.hpp"
 #include "ziprerank/pruning_check.hpp"
 #include "ziprerank/reranker.hpp"
+#include "ziprerank/run_io.hpp"
 #include "ziprerank/runtime.hpp"
 
 namespace ziprerank::cli {
@@ -46,9 +47,29 @@ struct PipelineArgs {
   int max_candidates = RerankOptions{}.max_candidates;
   int top_k = 0;
   bool resume = false;
+  bool force = false;
+  bool strict = false;  ///< an unreadable page fails the ranking (the query, in batch)
+  std::string run_tag = "ziprerank";
+  std::string query_id = "1";  ///< rank's TREC output
   std::string shard;
   int vision_cache_mb = 1024;
 };
+
+// The TREC run tag is one whitespace-free field.
+void check_run_tag(const std::string& tag) {
+  if (tag.empty() || tag.find_first_of(" \t\r\n") != std::string::npos)
+    throw UsageError("--run-tag must be one word without spaces (got '" + tag + "')");
+}
+
+// rank's -o: checked before the model loads; an existing file needs --force.
+void check_rank_output(const PipelineArgs& a) {
+  if (a.output == "-") return;
+  std::error_code ec;
+  if (std::filesystem::exists(a.output, ec) && !a.force) {
+    throw UsageError("'" + a.output + "' already exists; pass --force to overwrite it");
+  }
+  check_batch_paths("-", a.output);  // its folder exists and can be written
+}
 
 // The scoring asked for, else the one the model folder names.
 std::string scoring_for(const PipelineArgs& a, const Reranker& reranker) {
@@ -82,6 +103,7 @@ RerankOptions rerank_options(const PipelineArgs& a) {
   o.stride = a.stride;
   o.max_query_tokens = a.max_query_tokens;
   o.max_candidates = a.max_candidates;
+  o.skip_unreadable = !a.strict;
   o.validate();
   return o;
 }
@@ -114,7 +136,18 @@ std::string format_duration(double s);
 int run_rank(const PipelineArgs& a) {
   RerankOptions options = rerank_options(a);
   check_query_utf8(a.query);
-  const std::vector<PageRef> pages = expand_page_inputs(a.pages);
+  if (a.format == "trec") check_run_tag(a.run_tag);
+  check_rank_output(a);
+  // Every page's file is checked before the model loads; without --strict an unreadable one
+  // (or one that turns out corrupt when decoded) is skipped with a warning.
+  std::vector<SkippedPage> skipped;
+  std::vector<SkippedPage>* skip_to = a.strict ? nullptr : &skipped;
+  const std::vector<PageRef> given = expand_page_inputs(a.pages, skip_to);
+  if (given.empty()) {
+    throw InputError("none of the given page(s) can be read (the first: " + skipped.front().reason +
+                     ")");
+  }
+  const std::vector<PageRef> pages = check_page_files(given, skip_to);
   auto reranker = load_reranker(a.common);
   const std::string scoring = scoring_for(a, *reranker);
   options.scoring = parse_scoring(scoring);
@@ -143,30 +176,56 @@ int run_rank(const PipelineArgs& a) {
                    p.pages_total, p.windows_done, p.windows_total, format_duration(eta).c_str());
     }
   };
-  const RerankResult r = reranker->rerank_pages(a.query, pages, options);
+  RerankResult r = reranker->rerank_pages(a.query, pages, options);
   if (drawn) std::fprintf(stderr, "\n");
   check_finite_scores(r, options.scoring);  // before any line: no ranking of null scores
+  r.skipped.insert(r.skipped.begin(), skipped.begin(), skipped.end());
   const size_t shown = a.top_k > 0 ? std::min<size_t>(a.top_k, r.ranking.size()) : r.ranking.size();
+  std::ostringstream text;
   if (a.format == "table") {
-    std::printf("%-5s %-12s %s\n", "rank", "score", "page");
+    char row[64];
+    std::snprintf(row, sizeof(row), "%-5s %-12s %-9s ", "rank", "score", "relevance");
+    text << row << "page\n";
     for (size_t i = 0; i < shown; ++i) {
-      std::printf("%-5zu %-12.4f %s\n", i + 1, r.ranking[i].score, r.ranking[i].id.c_str());
+      std::snprintf(row, sizeof(row), "%-5zu %-12.4f %-9.4f ", i + 1, r.ranking[i].score,
+                    r.ranking[i].relevance);
+      text << row << r.ranking[i].id << "\n";
     }
+  } else if (a.format == "trec") {
+    std::vector<std::pair<std::string, double>> ranking;
+    for (size_t i = 0; i < shown; ++i) ranking.emplace_back(r.ranking[i].id, r.ranking[i].score);
+    write_trec_run(text, a.query_id, ranking, a.run_tag);
   } else {
     std::map<std::string, const PageRef*> by_id;
     for (const PageRef& p : pages) by_id[p.id] = &p;
     for (size_t i = 0; i < shown; ++i) {
-      nlohmann::json line = {
-          {"rank", i + 1}, {"id", r.ranking[i].id}, {"score", r.ranking[i].score}};
+      nlohmann::json line = {{"rank", i + 1},
+                             {"id", r.ranking[i].id},
+                             {"score", r.ranking[i].score},
+                             {"relevance", r.ranking[i].relevance}};
       if (const auto it = by_id.find(r.ranking[i].id); it != by_id.end()) {
         line["path"] = it->second->path;
         if (it->second->pdf_page > 0) line["page"] = it->second->pdf_page;
       }
       // A file name that is not UTF-8 becomes U+FFFD in the id instead of making dump() throw.
-      std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      text << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
   }
-  std::cout.flush();
+  if (a.output == "-") {
+    std::cout << text.str();
+    std::cout.flush();
+  } else {
+    std::ofstream out(a.output, std::ios::binary | std::ios::trunc);
+    out << text.str();
+    out.flush();
+    if (!out) throw InputError("cannot write '" + a.output + "' (disk full?)");
+  }
+  if (!r.skipped.empty()) {
+    std::string ids;
+    for (size_t i = 0; i < r.skipped.size(); ++i) ids += (i ? ", " : "") + r.skipped[i].id;
+    spdlog::warn("skipped {} page(s) that cannot be read: {} (--strict makes this an error)",
+                 r.skipped.size(), ids);
+  }
   spdlog::info(
       "{} window(s); visual tokens {} -> {}; {:.0f} ms (decode {:.0f}, preprocess {:.0f}, vision "
       "{:.0f}, "
@@ -202,7 +261,20 @@ int run_batch_command(const PipelineArgs& a) {
   o.input = a.input;
   o.output = a.output;
   o.resume = a.resume;
+  o.force = a.force;
   o.format = a.format;
+  o.run_tag = a.run_tag;
+  if (a.format == "trec") check_run_tag(a.run_tag);
+  if (a.resume && a.force) throw UsageError("--resume and --force exclude each other");
+  if (a.resume && (a.input == "-" || a.output == "-")) {
+    throw UsageError(
+        "--resume needs the queries and the run as files (standard input cannot be read twice, "
+        "standard output cannot be read back)");
+  }
+  if (a.resume && a.format == "table") {
+    throw UsageError("--resume needs --format jsonl or trec (a table cannot be read back)");
+  }
+  if (a.vision_cache_mb < 0) throw UsageError("--vision-cache-mb must be >= 0");
   if (!a.shard.empty()) parse_shard(a.shard, o.shard_index, o.shard_count);
   check_batch_paths(o.input, o.output);  // before the model loads and anything is written
   o.rerank = rerank_options(a);
@@ -213,7 +285,6 @@ int run_batch_command(const PipelineArgs& a) {
   o.rerank.vision_tile = vision_tile_for(a, *reranker);
   spdlog::info("{} scoring, keep ratio {}{}", scoring, o.rerank.keep_ratio,
                tile_note(o.rerank.vision_tile));
-  if (a.vision_cache_mb < 0) throw UsageError("--vision-cache-mb must be >= 0");
   reranker->set_vision_cache(static_cast<size_t>(a.vision_cache_mb) << 20);
 
   const bool tty = ::isatty(STDERR_FILENO) == 1;
@@ -402,6 +473,26 @@ int run_bench_command(const BenchArgs& a) {
   return 0;
 }
 
+// -o/--output (required unless it has a default) and --force.
+void add_output_options(CLI::App* cmd, PipelineArgs& a, const std::string& what) {
+  auto* out = cmd->add_option("-o,--output", a.output, what);
+  if (a.output.empty()) {
+    out->required();
+  } else {
+    out->capture_default_str();
+  }
+  cmd->add_flag("--force", a.force, "Overwrite an existing --output");
+}
+
+// What rank and batch do with pages that cannot be read, and the TREC run tag.
+void add_page_options(CLI::App* cmd, PipelineArgs& a) {
+  cmd->add_flag("--strict", a.strict,
+                "Fail (the query, in batch) on a page that cannot be read or decoded; default: "
+                "skip it with a warning and rank the others");
+  cmd->add_option("-t,--run-tag", a.run_tag, "With --format trec: the run tag column")
+      ->capture_default_str();
+}
+
 void add_ranking_options(CLI::App* cmd, PipelineArgs& a) {
   add_model_options(cmd, a.common);
   cmd->add_option("--vision-tile", a.vision_tile,
@@ -444,25 +535,32 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
     auto a = std::make_shared<PipelineArgs>();
     auto* cmd =
         app.add_subcommand("rank", "Rank the pages of image files, folders or PDFs for one query");
-    add_ranking_options(cmd, *a);
+    // Required flags first: --help lists options in the order they are added.
     cmd->add_option("-q,--query", a->query, "The search query")->required();
     cmd->add_option("-p,--pages", a->pages, "Image files, folders of images, or PDF files")
         ->required();
-    cmd->add_option("--format", a->format, "Output: jsonl or table")
-        ->check(CLI::IsMember({"jsonl", "table"}))
+    a->output = "-";
+    add_output_options(cmd, *a, "The ranking to write; - = standard output");
+    cmd->add_option("--format", a->format,
+                    "Output: jsonl (rank, id, score, relevance, path), table, or trec (qid Q0 "
+                    "docid rank score tag)")
+        ->check(CLI::IsMember({"jsonl", "table", "trec"}))
         ->capture_default_str();
     cmd->add_option("--top-k", a->top_k, "Print only the best K pages (0 = all)")
         ->check(CLI::Range(0, 1 << 30))
         ->capture_default_str();
+    cmd->add_option("--query-id", a->query_id, "With --format trec: the query id column")
+        ->capture_default_str();
+    add_page_options(cmd, *a);
+    add_ranking_options(cmd, *a);
     cmd->callback([a, &handler] { handler = [a] { return run_rank(*a); }; });
   }
   {
     auto a = std::make_shared<PipelineArgs>();
     auto* cmd =
         app.add_subcommand("batch", "Rerank many queries from a JSONL file (resumable, shardable)");
-    add_ranking_options(cmd, *a);
-    cmd->add_option("-i,--input", a->input, "Queries JSONL")->required();
-    cmd->add_option("-o,--output", a->output, "Run JSONL to write")->required();
+    cmd->add_option("-i,--input", a->input, "Queries JSONL; - = standard input")->required();
+    add_output_options(cmd, *a, "Run file to write; - = standard output (no --resume)");
     cmd->add_flag("--resume", a->resume, "Skip queries already finished in --output");
     cmd->add_option(
         "--shard", a->shard,
@@ -472,9 +570,13 @@ void register_pipeline_commands(CLI::App& app, Handler& handler) {
                     "Memory for reusing pages' vision features across queries (exact; 0 = off)")
         ->capture_default_str();
     cmd->add_option("--format", a->format,
-                    "Output: jsonl (run JSONL) or trec (qid Q0 docid rank score tag)")
-        ->check(CLI::IsMember({"jsonl", "trec"}))
+                    "Output: jsonl (run JSONL), trec (qid Q0 docid rank score tag; failed queries "
+                    "in OUTPUT.errors.jsonl) or table (qid, rank, score, relevance, page; not "
+                    "resumable)")
+        ->check(CLI::IsMember({"jsonl", "trec", "table"}))
         ->capture_default_str();
+    add_page_options(cmd, *a);
+    add_ranking_options(cmd, *a);
     cmd->callback([a, &handler] { handler = [a] { return run_batch_command(*a); }; });
   }
   {

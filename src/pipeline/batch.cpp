@@ -8,10 +8,13 @@
 #include <climits>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -234,6 +237,13 @@ std::string resolve(const std::string& path, const std::string& base_dir) {
 class DurableAppender {
  public:
   explicit DurableAppender(const std::string& path) : path_(path) {
+    if (path == "-") {  // standard output: records go out as they finish, nothing to sync
+      path_ = "standard output";
+      fd_ = ::dup(STDOUT_FILENO);
+      if (fd_ < 0)
+        throw InputError(std::string("cannot write to standard output: ") + std::strerror(errno));
+      return;
+    }
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd_ < 0)
       throw InputError("cannot open '" + path + "' for writing: " + std::strerror(errno));
@@ -257,7 +267,7 @@ class DurableAppender {
       }
       off += static_cast<size_t>(n);
     }
-    if (::fdatasync(fd_) != 0 && errno != EINVAL) {
+    if (::fdatasync(fd_) != 0 && errno != EINVAL && errno != EROFS) {
       const std::string why = std::strerror(errno);
       if (before >= 0 && ::ftruncate(fd_, before) == 0) ::fdatasync(fd_);
       throw InputError("cannot write '" + path_ + "': " + why);
@@ -269,17 +279,36 @@ class DurableAppender {
   int fd_ = -1;
 };
 
-std::string format_run_line(const std::string& format, const std::string& query_id,
+// batch --format table: a header, then a row per ranked page.
+constexpr const char* kTableHeader = "query_id      rank  score        relevance  page\n";
+std::string table_row(const std::string& query_id, size_t rank, const RankedPage& p) {
+  char nums[64];
+  std::snprintf(nums, sizeof(nums), " %-5zu %-12.4f %-9.4f  ", rank, p.score, p.relevance);
+  std::string id = query_id;
+  if (id.size() < 12) id.resize(12, ' ');
+  return id + nums + p.id + "\n";
+}
+
+std::string format_run_line(const BatchOptions& o, const std::string& query_id,
                             const RerankResult& r) {
-  if (format == "trec") {
+  if (o.format == "trec") {
     std::ostringstream out;
     std::vector<std::pair<std::string, double>> ranking;
     for (const auto& p : r.ranking) ranking.emplace_back(p.id, p.score);
-    write_trec_run(out, query_id, ranking, "ziprerank");
+    write_trec_run(out, query_id, ranking, o.run_tag);
     return out.str();
   }
+  if (o.format == "table") {
+    std::string rows;
+    for (size_t i = 0; i < r.ranking.size(); ++i) rows += table_row(query_id, i + 1, r.ranking[i]);
+    return rows;
+  }
   json ranking = json::array();
-  for (const auto& p : r.ranking) ranking.push_back({{"id", p.id}, {"score", p.score}});
+  for (const auto& p : r.ranking) {
+    json item = {{"id", p.id}, {"score", p.score}};
+    if (std::isfinite(p.relevance)) item["relevance"] = p.relevance;
+    ranking.push_back(std::move(item));
+  }
   json line = {{"query_id", query_id},
                {"ranking", ranking},
                {"timing_ms",
@@ -294,6 +323,11 @@ std::string format_run_line(const std::string& format, const std::string& query_
                  {"visual_before", r.tokens.visual_before},
                  {"visual_after", r.tokens.visual_after}}},
                {"windows", r.windows}};
+  if (!r.skipped.empty()) {
+    json skipped = json::array();
+    for (const SkippedPage& p : r.skipped) skipped.push_back({{"id", p.id}, {"error", p.reason}});
+    line["skipped"] = std::move(skipped);
+  }
   return dump_line(line);
 }
 
@@ -317,6 +351,33 @@ int pdf_page_number(const json& v) {
     return d >= 1 && d <= INT_MAX && d == std::trunc(d) ? static_cast<int>(d) : 0;
   }
   return 0;
+}
+
+// Pages of one query decoded (PDFs rendered) and preprocessed ahead of its ranking.
+struct PreparedAhead {
+  size_t row = SIZE_MAX;  ///< the input row they belong to
+  std::shared_ptr<std::map<std::string, PreprocessedImage>> pages;
+};
+
+// One page at a time, each on this one thread, as the ranking would prepare it; a page that
+// fails is left to the ranking, which reports it as usual.
+PreparedAhead prepare_ahead(const Reranker& reranker, size_t row, std::vector<PageRef> pages,
+                            const RerankOptions& options) {
+  PreparedAhead out;
+  out.row = row;
+  out.pages = std::make_shared<std::map<std::string, PreprocessedImage>>();
+  for (const PageRef& p : pages) {
+    try {
+      (*out.pages)[prepared_page_key(p)] = reranker.prepare(load_page(p), options);
+    } catch (const std::exception&) {
+    }
+  }
+  return out;
+}
+
+bool overlap_from_env() {
+  const char* v = std::getenv("ZIPRERANK_BATCH_OVERLAP");
+  return !v || std::string(v) != "0";
 }
 
 }  // namespace
@@ -345,7 +406,8 @@ void check_finite_scores(const RerankResult& result, Scoring scoring) {
 
 void check_batch_paths(const std::string& input, const std::string& output) {
   std::error_code ec;
-  if (input == output || fs::equivalent(input, output, ec)) {
+  if (output == "-") return;  // standard output
+  if (input == output || (input != "-" && fs::equivalent(input, output, ec))) {
     throw UsageError("--output '" + output + "' is the input file '" + input +
                      "'; the run would overwrite its own queries: choose another --output");
   }
@@ -443,14 +505,30 @@ std::vector<std::string> finished_query_ids(const std::string& path, const std::
 BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
                        const std::atomic<bool>& stop,
                        const std::function<void(const BatchProgress&)>& progress) {
-  if (o.format != "jsonl" && o.format != "trec") throw UsageError("--format must be jsonl or trec");
+  if (o.format != "jsonl" && o.format != "trec" && o.format != "table")
+    throw UsageError("--format must be jsonl, trec or table");
+  if (o.format == "table" && o.resume) throw UsageError("--resume needs --format jsonl or trec");
   o.rerank.validate();
   check_batch_paths(o.input, o.output);
-  std::ifstream in(o.input, std::ios::binary);
-  if (!in) throw InputError("cannot open '" + o.input + "'");
+  const bool from_stdin = o.input == "-", to_stdout = o.output == "-";
+  if (o.resume && o.force) throw UsageError("--resume and --force exclude each other");
+  if (o.resume && (from_stdin || to_stdout)) {
+    throw UsageError(std::string("--resume needs the queries and the run as files: ") +
+                     (from_stdin ? "standard input cannot be read a second time"
+                                 : "standard output cannot be read back"));
+  }
   std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  const std::string base_dir = fs::absolute(o.input).parent_path().string();
+  if (from_stdin) {
+    for (std::string line; std::getline(std::cin, line);) lines.push_back(line);
+  } else {
+    std::ifstream in(o.input, std::ios::binary);
+    if (!in) throw InputError("cannot open '" + o.input + "'");
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+  }
+  // Relative page paths are resolved against the input's folder (the current one for stdin).
+  const std::string base_dir =
+      from_stdin ? fs::current_path().string() : fs::absolute(o.input).parent_path().string();
+  const std::string input_name = from_stdin ? "<stdin>" : o.input;
 
   // Non-blank lines, numbered as in the file, then the shard's contiguous slice.
   std::vector<size_t> rows;
@@ -464,10 +542,13 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
   BatchSummary summary;
   summary.in_shard = hi - lo;
   std::set<std::string> finished;
-  if (fs::exists(o.output)) {
+  if (!to_stdout && fs::exists(o.output) && o.force) {
+    replace_file(o.output, "");
+  } else if (!to_stdout && fs::exists(o.output)) {
     if (!o.resume) {
       throw UsageError("'" + o.output +
-                       "' already exists; pass --resume to continue it or choose another --output");
+                       "' already exists; pass --resume to continue it, --force to overwrite it, "
+                       "or choose another --output");
     }
     // Error records are dropped so that their queries run again and keep one line each.
     const auto existing = read_output_lines(o.output, o.format, /*repair=*/true);
@@ -487,10 +568,12 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
     }
   }
   DurableAppender out(o.output);
+  if (o.format == "table") out.write(kTableHeader);
   // A TREC run has no room for error records: they go, as JSONL, to a file beside it, which a
   // resumed run starts afresh (its failed queries run again).
+  // Written to standard output, they are logged only (as every failed query is).
   std::unique_ptr<DurableAppender> errors;
-  if (o.format == "trec") {
+  if (o.format == "trec" && !to_stdout) {
     const std::string side = trec_errors_path(o.output);
     replace_file(side, "");
     errors = std::make_unique<DurableAppender>(side);
@@ -523,12 +606,51 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
   RerankOptions rerank = o.rerank;
   rerank.should_stop = [&stop] { return stop.load(); };
   const auto t0 = std::chrono::steady_clock::now();
-  for (size_t row : todo) {
+  // While the model computes one query, a worker decodes (renders) and preprocesses the pages
+  // of the next query's first window, what its ranking reads first; with a vision cache, pages
+  // an earlier query showed are left out (their features are likely cached). The pages are
+  // the same either way, so are the results. Off: BatchOptions::overlap or
+  // ZIPRERANK_BATCH_OVERLAP=0.
+  const bool overlap = o.overlap && overlap_from_env();
+  std::future<PreparedAhead> ahead;
+  std::set<std::string> shown;  // pages of earlier queries (vision cache on)
+  double model_ms = 0, waited_ms = 0;
+  size_t pages_ahead = 0;
+  for (size_t next = 0; next < todo.size(); ++next) {
+    const size_t row = todo[next];
+    RerankOptions query_options = rerank;
+    if (ahead.valid()) {
+      const auto tw = std::chrono::steady_clock::now();
+      PreparedAhead a = ahead.get();
+      waited_ms +=
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tw).count();
+      if (a.row == row && !a.pages->empty()) {
+        pages_ahead += a.pages->size();
+        query_options.prepared = a.pages;
+      }
+    }
+    if (overlap && next + 1 < todo.size() && !stop.load()) {
+      const size_t after = todo[next + 1];
+      std::vector<PageRef> pages;
+      try {
+        const BatchQuery q = parse_batch_query(lines[after], base_dir, input_name);
+        for (const PageRef& p : q.candidates) {
+          if (static_cast<int>(pages.size()) >= rerank.window) break;
+          if (!reranker.vision_cache() || !shown.count(prepared_page_key(p))) pages.push_back(p);
+        }
+      } catch (const std::exception&) {
+        pages.clear();  // the query's own turn reports what is wrong with it
+      }
+      if (!pages.empty()) {
+        ahead = std::async(std::launch::async, prepare_ahead, std::cref(reranker), after,
+                           std::move(pages), rerank);
+      }
+    }
     if (stop.load()) {
       summary.interrupted = true;
       break;
     }
-    const std::string origin = o.input + ":" + std::to_string(row + 1);
+    const std::string origin = input_name + ":" + std::to_string(row + 1);
     std::string qid = row_query_id(lines[row], row);  // names error records too
     std::string record;
     try {
@@ -538,9 +660,18 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
         throw InputError(origin + ": duplicate query_id '" + qid + "' (first on line " +
                          std::to_string(dup->second + 1) + "); each query needs its own id");
       }
-      const RerankResult r = reranker.rerank_pages(q.query, q.candidates, rerank);
+      // Every page's file is checked before any page of the query is decoded; pages that turn
+      // out unreadable when decoded are skipped (or fail the query) as these.
+      std::vector<SkippedPage> skipped;
+      q.candidates = check_page_files(q.candidates, rerank.skip_unreadable ? &skipped : nullptr);
+      if (reranker.vision_cache()) {
+        for (const PageRef& p : q.candidates) shown.insert(prepared_page_key(p));
+      }
+      RerankResult r = reranker.rerank_pages(q.query, q.candidates, query_options);
+      model_ms += r.timing.vision + r.timing.prune + r.timing.llm;
       check_finite_scores(r, o.rerank.scoring);
-      record = format_run_line(o.format, qid, r);
+      r.skipped.insert(r.skipped.begin(), skipped.begin(), skipped.end());
+      record = format_run_line(o, qid, r);
       ++summary.ok;
     } catch (const Interrupted&) {
       summary.interrupted = true;  // nothing of this query is written
@@ -553,6 +684,8 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
       if (errors) {
         errors->write(format_error_line(qid, e.what()));
         record.clear();
+      } else if (o.format != "jsonl") {  // a table, or TREC on standard output: logged only
+        record.clear();
       } else {
         record = format_error_line(qid, e.what());
       }
@@ -562,7 +695,17 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
     prog.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (progress) progress(prog);
   }
-  if (!summary.interrupted && (summary.skipped > 0 || o.resume)) {
+  if (ahead.valid()) ahead.wait();
+  const double wall_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (prog.done > 0 && wall_s > 0) {
+    spdlog::debug(
+        "batch: {} queries in {:.1f} s ({:.3f} queries/s); the model computed {:.0f}% of the "
+        "wall time; {} pages decoded and preprocessed ahead (overlap {}), {:.1f} s waited for them",
+        prog.done, wall_s, static_cast<double>(prog.done) / wall_s, model_ms / 10 / wall_s,
+        pages_ahead, overlap ? "on" : "off", waited_ms / 1000);
+  }
+  if (!summary.interrupted && !to_stdout && (summary.skipped > 0 || o.resume)) {
     // Retried queries were appended at the end: restore input order. Each input line takes the
     // next unclaimed record of its query_id (one JSONL line, or a query's run of TREC lines), so
     // a duplicate query_id's error record stays on its own line's place.

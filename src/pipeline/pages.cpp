@@ -5,12 +5,16 @@
 #include <poppler-page-renderer.h>
 #include <poppler-page.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <system_error>
 
@@ -28,6 +32,13 @@ std::string lower_ext(const std::string& path) {
 }
 
 bool is_pdf(const std::string& path) { return lower_ext(path) == ".pdf"; }
+
+// poppler keeps state shared between documents: one thread in it at a time (batch renders the
+// next query's pages while the current query's are read).
+std::mutex& poppler_mutex() {
+  static std::mutex m;
+  return m;
+}
 
 std::unique_ptr<poppler::document> open_pdf(const std::string& path) {
   std::error_code ec;
@@ -66,11 +77,19 @@ bool natural_less(const std::string& a, const std::string& b) {
   return a.size() - i < b.size() - j;
 }
 
-void add_file(const fs::path& p, const std::string& id_prefix, std::vector<PageRef>& out) {
+void add_file(const fs::path& p, const std::string& id_prefix, std::vector<PageRef>& out,
+              std::vector<SkippedPage>* skipped) {
   const std::string path = p.string();
   const std::string name = id_prefix + p.filename().string();
   if (is_pdf(path)) {
-    const int n = pdf_page_count(path);
+    int n = 0;
+    try {
+      n = pdf_page_count(path);
+    } catch (const InputError& e) {
+      if (!skipped) throw;
+      skipped->push_back(SkippedPage{name, e.what()});
+      return;
+    }
     for (int k = 1; k <= n; ++k) out.push_back(PageRef{name + "#" + std::to_string(k), path, k});
   } else {
     out.push_back(PageRef{name, path, 0});
@@ -86,12 +105,58 @@ bool is_image_file(const std::string& path) {
 }
 
 int pdf_page_count(const std::string& path) {
+  const std::lock_guard<std::mutex> lock(poppler_mutex());
   const int n = open_pdf(path)->pages();
   if (n <= 0) throw InputError("PDF '" + path + "' has no pages");
   return n;
 }
 
-std::vector<PageRef> expand_page_inputs(const std::vector<std::string>& paths) {
+std::string page_file_problem(const std::string& path) {
+  try {
+    require_regular_file(path, is_pdf(path) ? "PDF" : "image");
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  if (::access(path.c_str(), R_OK) != 0)
+    return path + ": cannot read it (" + std::strerror(errno) + ")";
+  return "";
+}
+
+std::vector<PageRef> check_page_files(const std::vector<PageRef>& pages,
+                                      std::vector<SkippedPage>* skipped) {
+  std::map<std::string, std::string> problem_of;  // by path: a PDF's pages share one file
+  std::vector<PageRef> readable;
+  std::vector<std::string> problems;
+  for (const PageRef& p : pages) {
+    auto it = problem_of.find(p.path);
+    if (it == problem_of.end()) it = problem_of.emplace(p.path, page_file_problem(p.path)).first;
+    if (it->second.empty()) {
+      readable.push_back(p);
+      continue;
+    }
+    problems.push_back("'" + p.id + "': " + it->second);
+    if (skipped) {
+      skipped->push_back(SkippedPage{p.id, it->second});
+      spdlog::warn("skipping page '{}', which cannot be read: {}", p.id, it->second);
+    }
+  }
+  if (problems.empty()) return readable;
+  std::string listed;
+  for (size_t i = 0; i < problems.size() && i < 5; ++i) listed += (i ? "; " : "") + problems[i];
+  if (problems.size() > 5) listed += "; and " + std::to_string(problems.size() - 5) + " more";
+  if (readable.empty()) {
+    throw InputError("none of the " + std::to_string(pages.size()) +
+                     " page(s) can be read: " + listed);
+  }
+  if (!skipped) {
+    throw InputError(std::to_string(problems.size()) + " of " + std::to_string(pages.size()) +
+                     " page(s) cannot be read: " + listed);
+  }
+  return readable;
+}
+
+std::vector<PageRef> expand_page_inputs(const std::vector<std::string>& paths,
+                                        std::vector<SkippedPage>* skipped) {
   std::vector<PageRef> out;
   std::vector<std::string> from;  // the path each page of `out` came from
   for (const auto& raw : paths) {
@@ -122,12 +187,12 @@ std::vector<PageRef> expand_page_inputs(const std::vector<std::string>& paths) {
       });
       if (files.empty()) throw InputError("folder '" + raw + "' holds no images or PDFs");
       for (const auto& f : files) {
-        add_file(f, "", out);
+        add_file(f, "", out, skipped);
         from.resize(out.size(), f.string());
       }
     } else if (is_image_file(raw) || is_pdf(raw)) {
       require_regular_file(raw, is_pdf(raw) ? "PDF" : "image");
-      add_file(p, "", out);
+      add_file(p, "", out, skipped);
       from.resize(out.size(), raw);
     } else if (ec || st.type() != fs::file_type::regular) {
       require_regular_file(raw, "image");  // says what it is instead (a loop, a FIFO, ...)
@@ -187,6 +252,7 @@ std::vector<PageRef> expand_page_inputs(const std::vector<std::string>& paths) {
 }
 
 Image render_pdf_page(const std::string& path, int page_number, int longest_side) {
+  const std::lock_guard<std::mutex> lock(poppler_mutex());
   auto doc = open_pdf(path);
   if (page_number < 1 || page_number > doc->pages()) {
     throw InputError("PDF '" + path + "' has " + std::to_string(doc->pages()) + " pages; page " +

@@ -58,6 +58,21 @@ std::vector<int> stable_order_desc(const std::vector<double>& scores) {
   return order;
 }
 
+// Softmax of the finite values (NaN stays NaN), shifted by their maximum so no exp overflows.
+std::vector<double> softmax_finite(const std::vector<double>& x) {
+  double top = -INFINITY;
+  for (double v : x)
+    if (std::isfinite(v)) top = std::max(top, v);
+  std::vector<double> out(x.size(), NAN);
+  double sum = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isfinite(x[i])) sum += out[i] = std::exp(x[i] - top);
+  }
+  for (double& v : out)
+    if (std::isfinite(v)) v /= sum;
+  return out;
+}
+
 }  // namespace
 
 const std::vector<std::string>& scoring_names() {
@@ -487,36 +502,78 @@ RerankResult Reranker::rank_lazily(const std::string& query, const std::vector<s
   // Pages are encoded when a window first needs them and dropped once no later window can see
   // them, so memory follows the window, not the document.
   std::vector<std::shared_ptr<const EncodedPage>> held(ids.size());
+  // Pages found unreadable when a window first needed them: left out of every window from then
+  // on (skip_unreadable), so each window ranks the pages it can see.
+  std::vector<char> unreadable(ids.size(), 0);
   const auto need = [&](const std::vector<int>& idx) {
     std::vector<size_t> missing;
-    for (int i : idx)
-      if (!held[static_cast<size_t>(i)]) missing.push_back(static_cast<size_t>(i));
+    for (int i : idx) {
+      const size_t u = static_cast<size_t>(i);
+      if (!held[u] && !unreadable[u]) missing.push_back(u);
+    }
     if (missing.empty()) return;
     check_stop();
-    const auto got = fetch(missing, result.timing);
-    if (got.size() != missing.size()) throw InternalError("rerank: pages fetched out of step");
-    for (size_t k = 0; k < missing.size(); ++k) held[missing[k]] = got[k];
+    std::vector<std::string> errors(missing.size());
+    const auto got = fetch(missing, result.timing, errors);
+    if (got.size() != missing.size() || errors.size() != missing.size())
+      throw InternalError("rerank: pages fetched out of step");
+    for (size_t k = 0; k < missing.size(); ++k) {
+      if (got[k]) {
+        held[missing[k]] = got[k];
+        continue;
+      }
+      if (errors[k].empty()) throw InternalError("rerank: a page fetched as nothing, no reason");
+      if (!options.skip_unreadable) throw InputError(errors[k]);
+      unreadable[missing[k]] = 1;
+      result.skipped.push_back(SkippedPage{ids[missing[k]], errors[k]});
+      spdlog::warn("skipping page '{}', which cannot be read: {}", ids[missing[k]], errors[k]);
+    }
     progress.pages_encoded += static_cast<int>(missing.size());
     if (options.progress) options.progress(progress);
   };
+  // Scores the readable pages of a window; the unreadable ones get NaN and come last in its order.
   const auto score = [&](const std::vector<int>& idx) {
     need(idx);
     check_stop();
-    std::vector<const VisionFeatures*> win;
-    std::vector<ImageGrid> grids;
-    for (int i : idx) {
-      win.push_back(&held[static_cast<size_t>(i)]->features);
-      grids.push_back(held[static_cast<size_t>(i)]->grid);
+    std::vector<size_t> live;  // positions in idx of readable pages
+    for (size_t k = 0; k < idx.size(); ++k)
+      if (!unreadable[static_cast<size_t>(idx[k])]) live.push_back(k);
+    WindowScores out;
+    out.logits.assign(idx.size(), NAN);
+    if (!live.empty()) {
+      std::vector<const VisionFeatures*> win;
+      std::vector<ImageGrid> grids;
+      for (size_t k : live) {
+        win.push_back(&held[static_cast<size_t>(idx[k])]->features);
+        grids.push_back(held[static_cast<size_t>(idx[k])]->grid);
+      }
+      WindowScores ws = score_window(query, win, grids, options, result.timing, result.tokens);
+      ++result.windows;
+      progress.windows_done = result.windows;
+      if (options.progress) options.progress(progress);
+      for (size_t m = 0; m < ws.logits.size(); ++m) out.logits[live[m]] = ws.logits[m];
+      for (int m : ws.order) out.order.push_back(static_cast<int>(live[static_cast<size_t>(m)]));
+      out.generated = std::move(ws.generated);
     }
-    WindowScores ws = score_window(query, win, grids, options, result.timing, result.tokens);
-    ++result.windows;
-    progress.windows_done = result.windows;
-    if (options.progress) options.progress(progress);
-    return ws;
+    for (size_t k = 0; k < idx.size(); ++k)
+      if (unreadable[static_cast<size_t>(idx[k])]) out.order.push_back(static_cast<int>(k));
+    return out;
+  };
+  // Called once the ranking is done: a ranking of no readable page is an error either way.
+  const auto check_some_readable = [&] {
+    if (!result.ranking.empty()) return;
+    throw InputError("none of the " + std::to_string(n) + " page(s) can be read (the first: " +
+                     (result.skipped.empty() ? std::string("?") : result.skipped.front().reason) +
+                     ")");
   };
   std::vector<double> last_logit(ids.size(), NAN);
+  std::vector<double> last_relevance(ids.size(), NAN);
 
   if (options.scoring == Scoring::kSimilarity) {
+    // The score is a sum of cosines weighted by word length: over the weights' sum it is a
+    // weighted mean cosine in [-1, 1], mapped linearly onto [0, 1].
+    double weights = 0;
+    for (const SimilarityWord& w : similarity_words(*tokenizer_, query)) weights += w.weight;
     // Each page scores on its own: no sliding window, the pages are sorted by their scores
     // (scored a window's worth at a time, in input order).
     for (int begin = 0; begin < n; begin += options.window) {
@@ -524,16 +581,26 @@ RerankResult Reranker::rank_lazily(const std::string& query, const std::vector<s
       std::iota(idx.begin(), idx.end(), begin);
       const WindowScores ws = score(idx);
       for (size_t k = 0; k < idx.size(); ++k) {
-        last_logit[static_cast<size_t>(idx[k])] = ws.logits[k];
-        held[static_cast<size_t>(idx[k])].reset();
+        const size_t i = static_cast<size_t>(idx[k]);
+        last_logit[i] = ws.logits[k];
+        last_relevance[i] = std::clamp((ws.logits[k] / std::max(weights, 1e-12) + 1) / 2, 0.0, 1.0);
+        held[i].reset();
       }
     }
-    for (const int idx : stable_order_desc(last_logit)) {
+    std::vector<int> readable;
+    for (int i = 0; i < n; ++i)
+      if (!unreadable[static_cast<size_t>(i)]) readable.push_back(i);
+    std::stable_sort(readable.begin(), readable.end(), [&](int a, int b) {
+      return last_logit[static_cast<size_t>(a)] > last_logit[static_cast<size_t>(b)];
+    });
+    for (const int idx : readable) {
       RankedPage page;
       page.id = ids[static_cast<size_t>(idx)];
       page.logit = page.score = last_logit[static_cast<size_t>(idx)];
+      page.relevance = last_relevance[static_cast<size_t>(idx)];
       result.ranking.push_back(page);
     }
+    check_some_readable();
     result.timing.total = ms_since(t_start);
     return result;
   }
@@ -544,20 +611,32 @@ RerankResult Reranker::rank_lazily(const std::string& query, const std::vector<s
         for (int p = end; p < n; ++p) held[static_cast<size_t>(current[p])].reset();
         const std::vector<int> idx(current.begin() + begin, current.begin() + end);
         const WindowScores ws = score(idx);
-        for (size_t k = 0; k < ws.logits.size(); ++k)
+        // Relevance of logits scoring: each page's share of the softmax over the identifier
+        // logits of the last window that scored it.
+        const std::vector<double> share = softmax_finite(ws.logits);
+        for (size_t k = 0; k < ws.logits.size(); ++k) {
           last_logit[static_cast<size_t>(idx[k])] = ws.logits[k];
+          last_relevance[static_cast<size_t>(idx[k])] = share[k];
+        }
         return ws.order;
       });
 
   const bool single_logit_window = result.windows == 1 && options.scoring != Scoring::kGenerate;
-  for (int r = 0; r < n; ++r) {
-    const int idx = order[r];
+  // Unreadable pages leave the ranking; the others keep their order, n - rank counting only them.
+  const int ranked = n - static_cast<int>(result.skipped.size());
+  for (int idx : order) {
+    if (unreadable[static_cast<size_t>(idx)]) continue;
     RankedPage page;
     page.id = ids[idx];
     page.logit = last_logit[idx];
-    page.score = single_logit_window ? last_logit[idx] : static_cast<double>(n - r);
+    const double from_end = static_cast<double>(ranked - static_cast<int>(result.ranking.size()));
+    page.score = single_logit_window ? last_logit[idx] : from_end;
+    // Generate scoring has no logits: relevance falls linearly with rank, 1 for the first.
+    page.relevance =
+        options.scoring == Scoring::kGenerate ? from_end / ranked : last_relevance[idx];
     result.ranking.push_back(page);
   }
+  check_some_readable();
   result.timing.total = ms_since(t_start);
   return result;
 }
@@ -568,7 +647,7 @@ RerankResult Reranker::rank_encoded(const std::string& query, const std::vector<
   if (ids.size() != pages.size()) throw InternalError("rerank: ids and pages differ in length");
   return rank_lazily(
       query, ids,
-      [&](const std::vector<size_t>& idx, StageTiming&) {
+      [&](const std::vector<size_t>& idx, StageTiming&, std::vector<std::string>&) {
         std::vector<std::shared_ptr<const EncodedPage>> out;
         for (size_t i : idx) out.push_back(pages[i]);
         return out;
@@ -583,7 +662,7 @@ RerankResult Reranker::rerank(const std::string& query, const std::vector<std::s
   const bool deepstack = options.scoring != Scoring::kSimilarity;
   return rank_lazily(
       query, ids,
-      [&](const std::vector<size_t>& idx, StageTiming& timing) {
+      [&](const std::vector<size_t>& idx, StageTiming& timing, std::vector<std::string>&) {
         std::vector<PreprocessedImage> some;
         for (size_t i : idx) some.push_back(pages[i]);
         return encode(some, timing, options.vision_tile, deepstack);
@@ -635,6 +714,10 @@ std::vector<PreprocessedImage> Reranker::prepare_all(const std::vector<Image>& i
   return out;
 }
 
+std::string prepared_page_key(const PageRef& page) {
+  return page.path + "#" + std::to_string(page.pdf_page);
+}
+
 RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
                                     const RerankOptions& options) const {
   // rank_lazily checks the request before any page is read.
@@ -645,7 +728,8 @@ RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<
   // Similarity scoring reads the merged tokens alone: the DeepStack mergers are skipped.
   const bool deepstack = options.scoring != Scoring::kSimilarity;
   std::mutex pdf;  // PDF pages are drawn one at a time (the PDF library keeps shared state)
-  const auto fetch = [&](const std::vector<size_t>& idx, StageTiming& timing) {
+  const auto fetch = [&](const std::vector<size_t>& idx, StageTiming& timing,
+                         std::vector<std::string>& errors) {
     std::vector<std::shared_ptr<const EncodedPage>> out(idx.size());
     std::vector<std::string> keys(idx.size());
     std::vector<size_t> missing;  // positions in idx
@@ -663,19 +747,39 @@ RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<
         missing.size(),
         [&](size_t m, StageTiming& part) {
           const PageRef& ref = pages[idx[missing[m]]];
+          if (options.prepared) {
+            const auto ahead = options.prepared->find(prepared_page_key(ref));
+            if (ahead != options.prepared->end()) {
+              prepared[m] = ahead->second;
+              return;
+            }
+          }
           const auto td = Clock::now();
-          std::unique_lock<std::mutex> lock(pdf, std::defer_lock);
-          if (ref.pdf_page > 0) lock.lock();
-          const Image img = load_page(ref);
-          if (lock.owns_lock()) lock.unlock();
-          part.decode += ms_since(td);
-          prepared[m] = prepare(img, options, &part);
+          try {
+            std::unique_lock<std::mutex> lock(pdf, std::defer_lock);
+            if (ref.pdf_page > 0) lock.lock();
+            const Image img = load_page(ref);
+            if (lock.owns_lock()) lock.unlock();
+            part.decode += ms_since(td);
+            prepared[m] = prepare(img, options, &part);
+          } catch (const InputError& e) {
+            // rank_lazily decides: skip the page or fail the ranking.
+            errors[missing[m]] = e.what();
+          }
         },
         timing);
-    const auto fresh = encode(prepared, timing, options.vision_tile, deepstack);
+    std::vector<size_t> readable;  // positions in `missing`
+    std::vector<PreprocessedImage> ready;
     for (size_t m = 0; m < missing.size(); ++m) {
-      out[missing[m]] = fresh[m];
-      if (cache_) cache_->put(keys[missing[m]], fresh[m]);
+      if (!errors[missing[m]].empty()) continue;
+      readable.push_back(m);
+      ready.push_back(std::move(prepared[m]));
+    }
+    const auto fresh = encode(ready, timing, options.vision_tile, deepstack);
+    for (size_t r = 0; r < readable.size(); ++r) {
+      const size_t k = missing[readable[r]];
+      out[k] = fresh[r];
+      if (cache_) cache_->put(keys[k], fresh[r]);
     }
     return out;
   };

@@ -4,7 +4,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +14,8 @@
 #include <optional>
 #include <random>
 #include <regex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "cli_runner.hpp"
@@ -845,8 +849,9 @@ TEST_F(RankBatch, ResumeRetriesFailedQueriesAndKeepsInputOrder) {
   }
   const std::string out = (dir_ / "retry_run.jsonl").string();
   fs::remove(out);
-  const std::string args =
-      "batch " + model_flag() + " -i " + shell_quote(in.string()) + " -o " + shell_quote(out);
+  // --strict: the query with a missing page fails (without it the page would be skipped).
+  const std::string args = "batch " + model_flag() + " --strict -i " + shell_quote(in.string()) +
+                           " -o " + shell_quote(out);
   CliResult r = run_cli(args);
   EXPECT_EQ(r.code, 1) << r.err;  // the query with the missing image failed
   auto lines = read_jsonl(slurp(out));
@@ -867,4 +872,207 @@ TEST_F(RankBatch, ResumeRetriesFailedQueriesAndKeepsInputOrder) {
   r = run_cli(args + " --resume");  // nothing left to do: unchanged
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(read_jsonl(slurp(out)), lines);
+}
+
+namespace {
+
+// A folder of `n` of the fixture's pages with a corrupt page (and a corrupt PDF) among them.
+fs::path folder_with_broken_pages(const fs::path& root, const fs::path& pages, int n) {
+  const fs::path dir = root / "with_broken";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (int p = 1; p <= n; ++p) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "page%02d.png", p);
+    fs::copy_file(pages / name, dir / name);
+  }
+  std::ofstream(dir / "page03b.png") << "not really a png";  // sorts among the pages
+  std::ofstream(dir / "zz.pdf") << "%PDF-1.4 cut short";
+  return dir;
+}
+
+}  // namespace
+
+TEST_F(RankBatch, UnreadablePagesAreSkippedWithAWarningUnlessStrict) {
+  const fs::path dir = folder_with_broken_pages(dir_, dir_ / "pages", 8);
+  // Sliding windows (4 wide, stride 2): the corrupt page is found when a window first reaches
+  // it; the others keep unique ranks 1..8 and n - rank scores over the pages that were read.
+  const std::string base = "rank " + model_flag() + " --window 4 --stride 2 -q 'net revenue' -p " +
+                           shell_quote(dir.string());
+  CliResult r = run_cli(base);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto lines = read_jsonl(r.out);
+  ASSERT_EQ(lines.size(), 8u) << r.out;
+  std::set<std::string> ids;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(lines[i]["rank"].get<size_t>(), i + 1);
+    EXPECT_EQ(lines[i]["score"].get<double>(), static_cast<double>(8 - i));
+    ids.insert(lines[i]["id"].get<std::string>());
+  }
+  EXPECT_EQ(ids.size(), 8u);
+  EXPECT_FALSE(ids.count("page03b.png") || ids.count("zz.pdf#1"));
+  EXPECT_NE(r.err.find("skipped 2 page(s) that cannot be read: zz.pdf, page03b.png"),
+            std::string::npos)
+      << r.err;
+
+  // --strict keeps the abort, naming the file; nothing is printed.
+  r = run_cli(base + " --strict");
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("zz.pdf"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+  fs::remove(dir / "zz.pdf");
+  r = run_cli(base + " --strict");
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("page03b.png"), std::string::npos) << r.err;
+
+  // Nothing readable is an error either way.
+  r = run_cli("rank " + model_flag() + " -q x -p " + shell_quote((dir / "page03b.png").string()));
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("none of the 1 page(s) can be read"), std::string::npos) << r.err;
+}
+
+TEST_F(RankBatch, BatchChecksEveryPathOfAQueryBeforeDecodingAndSkipsOrFailsIt) {
+  const fs::path dir = folder_with_broken_pages(dir_, dir_ / "pages", 3);
+  const fs::path in = dir_ / "unreadable.jsonl";
+  std::ofstream(in)
+      << R"({"query_id": "mixed", "query": "x", "candidates": [{"id": "a", "image": "with_broken/page01.png"}, {"id": "corrupt", "image": "with_broken/page03b.png"}, {"id": "gone", "image": "with_broken/gone.png"}, {"id": "folder", "image": "with_broken"}, {"id": "b", "image": "with_broken/page02.png"}]})"
+      << "\n"
+      << R"({"query_id": "allbad", "query": "x", "candidates": [{"id": "corrupt", "image": "with_broken/page03b.png"}]})"
+      << "\n";
+  const std::string out = (dir_ / "unreadable_run.jsonl").string();
+  fs::remove(out);
+  CliResult r = run_cli("batch " + model_flag() + " -i " + shell_quote(in.string()) + " -o " +
+                        shell_quote(out));
+  EXPECT_EQ(r.code, 1) << r.err;  // "allbad" failed
+  auto lines = read_jsonl(slurp(out));
+  ASSERT_EQ(lines.size(), 2u);
+  ASSERT_TRUE(lines[0].contains("ranking")) << lines[0].dump();
+  std::set<std::string> ranked, skipped;
+  for (const auto& p : lines[0]["ranking"]) ranked.insert(p["id"].get<std::string>());
+  for (const auto& p : lines[0]["skipped"]) skipped.insert(p["id"].get<std::string>());
+  EXPECT_EQ(ranked, (std::set<std::string>{"a", "b"}));
+  EXPECT_EQ(skipped, (std::set<std::string>{"corrupt", "gone", "folder"}));
+  EXPECT_NE(lines[1]["error"].get<std::string>().find("none of the 1 page(s) can be read"),
+            std::string::npos)
+      << lines[1].dump();
+
+  // --strict: the query fails with every path that is not a readable file named at once
+  // (checked before any page is decoded), and the run goes on.
+  r = run_cli("batch " + model_flag() + " --strict --force -i " + shell_quote(in.string()) +
+              " -o " + shell_quote(out));
+  EXPECT_EQ(r.code, 1) << r.err;
+  lines = read_jsonl(slurp(out));
+  ASSERT_EQ(lines.size(), 2u);
+  const std::string error = lines[0]["error"].get<std::string>();
+  EXPECT_NE(error.find("2 of 5 page(s) cannot be read"), std::string::npos) << error;
+  EXPECT_NE(error.find("gone.png"), std::string::npos) << error;
+  EXPECT_NE(error.find("is a directory"), std::string::npos) << error;
+}
+
+TEST_F(RankBatch, RelevanceInZeroOneSitsBesideTheRawScore) {
+  const std::string some = shell_quote((dir_ / "pages" / "page01.png").string()) + " " +
+                           shell_quote((dir_ / "pages" / "page02.png").string()) + " " +
+                           shell_quote((dir_ / "pages" / "page03.png").string());
+  // logits, one window: the softmax of the identifier logits (the scores), summing to 1.
+  CliResult r = run_cli("rank " + model_flag() + " --scoring logits -q 'net revenue' -p " + some);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto lines = read_jsonl(r.out);
+  ASSERT_EQ(lines.size(), 3u);
+  double sum = 0, z = 0;
+  for (const auto& l : lines)
+    z += std::exp(l["score"].get<double>() - lines[0]["score"].get<double>());
+  for (const auto& l : lines) {
+    const double rel = l["relevance"].get<double>();
+    EXPECT_NEAR(rel, std::exp(l["score"].get<double>() - lines[0]["score"].get<double>()) / z,
+                1e-9);
+    sum += rel;
+  }
+  EXPECT_NEAR(sum, 1.0, 1e-9);
+  // similarity: the weighted mean cosine mapped onto [0, 1], in the scores' order.
+  r = run_cli("rank " + model_flag() + " --scoring similarity -q 'net revenue' -p " + some);
+  ASSERT_EQ(r.code, 0) << r.err;
+  lines = read_jsonl(r.out);
+  ASSERT_EQ(lines.size(), 3u);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const double rel = lines[i]["relevance"].get<double>();
+    EXPECT_GE(rel, 0.0);
+    EXPECT_LE(rel, 1.0);
+    if (i) EXPECT_GE(lines[i - 1]["relevance"].get<double>(), rel);
+  }
+  // batch JSONL carries it per ranked page too, and a sliding-window ranking stays in [0, 1].
+  const std::string out = (dir_ / "relevance_run.jsonl").string();
+  fs::remove(out);
+  r = run_cli("batch " + model_flag() + " -i " + shell_quote((dir_ / "queries.jsonl").string()) +
+              " -o " + shell_quote(out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const auto& q : read_jsonl(slurp(out))) {
+    for (const auto& p : q["ranking"]) {
+      const double rel = p["relevance"].get<double>();
+      EXPECT_TRUE(rel >= 0 && rel <= 1) << p.dump();
+    }
+  }
+}
+
+TEST_F(RankBatch, RankWritesTrecAndFilesAndBatchUsesStdinStdoutAndTables) {
+  const std::string pages = shell_quote((dir_ / "pages").string());
+  // rank --format trec with a run tag; -o writes a file, which a second run refuses to
+  // overwrite without --force.
+  const std::string out = (dir_ / "rank_out.trec").string();
+  fs::remove(out);
+  const std::string rank = "rank " + model_flag() +
+                           " --top-k 3 --format trec -t mytag --query-id 42 -q 'net revenue' -p " +
+                           pages + " -o " + shell_quote(out);
+  CliResult r = run_cli(rank);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  std::istringstream trec(slurp(out));
+  int n = 0;
+  for (std::string qid, q0, doc, rank_no, score, tag;
+       trec >> qid >> q0 >> doc >> rank_no >> score >> tag;) {
+    ++n;
+    EXPECT_EQ(qid, "42");
+    EXPECT_EQ(q0, "Q0");
+    EXPECT_EQ(rank_no, std::to_string(n));
+    EXPECT_EQ(tag, "mytag");
+  }
+  EXPECT_EQ(n, 3);
+  r = run_cli(rank);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
+  EXPECT_EQ(run_cli(rank + " --force").code, 0);
+  EXPECT_EQ(run_cli("rank " + model_flag() + " --format trec -t 'two words' -q x -p " + pages).code,
+            2);
+
+  // batch: queries from standard input (page paths relative to the current folder), the run to
+  // standard output; as a table too. --resume needs files, and says so before the model loads.
+  const std::string queries = slurp(dir_ / "queries.jsonl");
+  const std::string cd = "cd " + shell_quote(dir_.string()) + " && ";
+  r = run_cli_after(cd, "batch " + model_flag() + " -i - -o -", queries, false);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto lines = read_jsonl(r.out);
+  ASSERT_EQ(lines.size(), 6u);
+  EXPECT_EQ(lines[5]["query_id"], "q5");
+  r = run_cli_after(cd, "batch " + model_flag() + " -i - -o - --format table", queries, false);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("query_id", 0), 0u) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1 + 24 + 5 + 5 + 7 + 7 + 9) << r.out;
+  r = run_cli("batch --model /nonexistent -i - -o x.jsonl --resume", queries);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--resume needs the queries and the run as files"), std::string::npos)
+      << r.err;
+
+  // An existing run without --resume or --force is refused; --force overwrites it.
+  const std::string run = (dir_ / "forced.trec").string();
+  std::ofstream(run) << "stale\n";
+  const std::string batch = "batch " + model_flag() + " --format trec -t tagged -i " +
+                            shell_quote((dir_ / "queries.jsonl").string()) + " -o " +
+                            shell_quote(run);
+  r = run_cli(batch);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
+  r = run_cli(batch + " --force");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string text = slurp(run);
+  EXPECT_EQ(text.find("stale"), std::string::npos);
+  EXPECT_NE(text.find(" tagged\n"), std::string::npos) << text;
 }
