@@ -46,4 +46,13 @@ std::unique_ptr<Tokenizer> parse_bpe_tokenizer(const std::string& json_text,
 /// True when SentencePiece can be used in this process (the isolated shim library loads).
 bool sentencepiece_available(std::string* why_not = nullptr);
 
+/// Ids of the Qwen chat and vision special tokens in a tokenizer written by
+/// write_byte_level_tokenizer.
+struct SpecialTokenIds {
+  int64_t endoftext, im_start, im_end, vision_start, vision_end, image_pad, video_pad;
+};
+/// Writes a byte-level BPE tokenizer.json with no merges: the 256 bytes as ids 0..255 and the
+/// Qwen chat/vision special tokens after them. Returns the ids given to the special tokens.
+SpecialTokenIds write_byte_level_tokenizer(const std::string& path);
+
 }  // namespace ziprerank

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -206,7 +207,12 @@ struct TrainSummary {
 
 class VisionCache;
 
+struct VisionFeatures;
+struct PromptTokens;
+struct AssembledSequence;
+
 namespace train {
+struct TrainExample;
 class TrainDataset;
 class AdamW;
 class RenderCache;
@@ -252,6 +258,23 @@ class Trainer {
   /// Without it (a held-out measurement) --align-crop windows do not depend on the step.
   SampleResult run_sample(const Prepared& p, int64_t batch_tokens, int64_t batch_samples,
                           bool backward = true);
+  // The stages of run_sample (train/sample.cpp).
+  struct SampleInputs;
+  void gather_text_candidates(const train::TrainExample& ex, SampleInputs& in);
+  void gather_images(const train::TrainExample& ex, bool backward, SampleInputs& in);
+  void gather_cached_page(const train::TrainExample& ex, size_t i, SampleInputs& in);
+  VisionFeatures vision_features(const SampleInputs& in, bool backward);
+  at::Tensor candidate_relevance_loss(const train::TrainExample& ex, const at::Tensor& hidden,
+                                      const PromptTokens& prompt, const std::vector<int64_t>& ids,
+                                      const AssembledSequence& seq,
+                                      const std::vector<int64_t>& tokens_per_image,
+                                      SampleResult& r);
+  // The constructor's stages.
+  void read_source_folder(const nlohmann::json& resume_state);
+  ModelOptions load_model();
+  std::pair<int64_t, int64_t> setup_optimizer();  ///< (trainable, total) parameter counts
+  void accumulate_gradients(const std::vector<size_t>& order, int64_t first_micro,
+                            int64_t end_micro, StepMetrics& m);
   void report_eval(const EvalMetrics& e);
   std::vector<size_t> epoch_order(int epoch) const;
   void load_resume_state();

@@ -10,6 +10,7 @@
 #include "ziprerank/errors.hpp"
 #include "ziprerank/inspect.hpp"
 #include "ziprerank/model_folder.hpp"
+#include "ziprerank/model_init.hpp"
 #include "ziprerank/runtime.hpp"
 #include "ziprerank/tokenizer.hpp"
 

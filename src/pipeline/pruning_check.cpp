@@ -8,8 +8,8 @@
 #include <set>
 #include <sstream>
 
-#include "../train/grounding.hpp"
 #include "core/utf8.hpp"
+#include "render/word_boxes.hpp"
 #include "ziprerank/batch.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/image.hpp"
@@ -44,7 +44,7 @@ PruningRecallReport measure_pruning_recall(const Reranker& reranker,
   const Qwen3VLModel& model = reranker.model();
   const ModelConfig& c = model.config();
   const int64_t merge = c.vision.spatial_merge_size;
-  train::PageWordIndex words_index;
+  PageWordIndex words_index;
   c10::InferenceMode guard;
 
   PruningRecallReport report;
@@ -69,7 +69,7 @@ PruningRecallReport measure_pruning_recall(const Reranker& reranker,
     }
     for (const PageRef& page : q.candidates) {
       if (std::find(q.relevant.begin(), q.relevant.end(), page.id) == q.relevant.end()) continue;
-      const std::vector<train::PlacedWord>* words =
+      const std::vector<PlacedWord>* words =
           page.pdf_page == 0 ? words_index.find(page.path) : nullptr;
       if (!words || query_words.empty()) {
         ++report.skipped;
@@ -81,10 +81,10 @@ PruningRecallReport measure_pruning_recall(const Reranker& reranker,
       const auto encoded = reranker.encode({pre}, timing, -1, /*deepstack=*/false);
       const at::Tensor visual = encoded.at(0)->features.embeds.to(at::kFloat);
       std::set<int64_t> cells;
-      for (const train::PlacedWord& w : *words) {
+      for (const PlacedWord& w : *words) {
         if (!query_words.count(fold_word(w.text))) continue;
-        const int64_t cell = train::merged_cell_of(w, image.width, image.height, pre.grid_thw,
-                                                   c.vision.patch_size, merge);
+        const int64_t cell =
+            merged_cell_of(w, image.width, image.height, pre.grid_thw, c.vision.patch_size, merge);
         if (cell >= 0 && cell < visual.size(0)) cells.insert(cell);
       }
       if (cells.empty()) {

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "render/document_internal.hpp"
 #include "render/font.hpp"
 #include "ziprerank/errors.hpp"
 
@@ -26,194 +27,11 @@ namespace ziprerank {
 namespace {
 
 using nlohmann::json;
+using render::family_name;
+using render::file_exists;
 using render::Font;
 using render::FontCache;
 using render::Rgb;
-
-// ---------------------------------------------------------------------------------------------
-// Parsing
-
-std::string line_col(const std::string& text, size_t byte) {
-  size_t line = 1, col = 1;
-  for (size_t i = 0; i < byte && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
-    }
-  }
-  return "line " + std::to_string(line) + ", column " + std::to_string(col);
-}
-
-std::string get_string(const json& obj, const char* key, const std::string& where, bool required) {
-  auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) {
-    if (required) throw InputError(where + ": missing required string '" + key + "'");
-    return {};
-  }
-  if (!it->is_string()) {
-    throw InputError(where + "." + key + ": expected a string, got " + it->type_name());
-  }
-  return it->get<std::string>();
-}
-
-std::vector<std::string> get_strings(const json& value, const std::string& where) {
-  if (!value.is_array()) throw InputError(where + ": expected an array of strings");
-  std::vector<std::string> out;
-  for (size_t i = 0; i < value.size(); ++i) {
-    const json& v = value[i];
-    if (v.is_string()) {
-      out.push_back(v.get<std::string>());
-    } else if (v.is_number()) {
-      out.push_back(v.dump());  // tables often hold bare numbers
-    } else if (v.is_null()) {
-      out.emplace_back();
-    } else {
-      throw InputError(where + "[" + std::to_string(i) + "]: expected a string, got " +
-                       v.type_name());
-    }
-  }
-  return out;
-}
-
-DocumentBlock parse_block(const json& b, const std::string& where) {
-  DocumentBlock block;
-  if (b.is_string()) {
-    block.text = b.get<std::string>();
-    return block;
-  }
-  if (!b.is_object()) throw InputError(where + ": expected a string or an object");
-  const std::string type = get_string(b, "type", where, false);
-  if (type.empty() || type == "paragraph") {
-    block.kind = DocumentBlock::Kind::kParagraph;
-    block.text = get_string(b, "text", where, true);
-  } else if (type == "list") {
-    block.kind = DocumentBlock::Kind::kList;
-    auto it = b.find("ordered");
-    if (it != b.end() && !it->is_null()) {
-      if (!it->is_boolean()) throw InputError(where + ".ordered: expected true or false");
-      block.ordered = it->get<bool>();
-    }
-    if (!b.contains("items")) throw InputError(where + ": a list needs 'items'");
-    block.items = get_strings(b["items"], where + ".items");
-  } else if (type == "table") {
-    block.kind = DocumentBlock::Kind::kTable;
-    block.caption = get_string(b, "caption", where, false);
-    if (b.contains("header") && !b["header"].is_null()) {
-      block.header = get_strings(b["header"], where + ".header");
-    }
-    if (!b.contains("rows") || !b["rows"].is_array()) {
-      throw InputError(where + ": a table needs 'rows', an array of arrays of strings");
-    }
-    const json& rows = b["rows"];
-    for (size_t r = 0; r < rows.size(); ++r) {
-      block.rows.push_back(get_strings(rows[r], where + ".rows[" + std::to_string(r) + "]"));
-    }
-    if (block.rows.empty() && block.header.empty())
-      throw InputError(where + ": the table is empty");
-  } else {
-    throw InputError(where + ".type: unknown block type '" + type +
-                     "' (expected paragraph, list or table)");
-  }
-  return block;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Seeded choices. SplitMix64 with our own range mapping, so a seed gives the same style with
-// any standard library (std::uniform_int_distribution is implementation-defined).
-
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed ^ 0x5A17D0C5EEDULL) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  int range(int lo, int hi) {  // inclusive
-    return lo + static_cast<int>(next() % static_cast<uint64_t>(hi - lo + 1));
-  }
-  double unit() { return static_cast<double>(next() >> 11) / 9007199254740992.0; }
-  bool chance(double p) { return unit() < p; }
-
- private:
-  uint64_t state_;
-};
-
-struct FaceSpec {
-  const char* name;
-  FontFamily family;
-  const char* regular;
-  const char* bold;
-  const char* italic;  // optional: regular is used when missing
-};
-
-#define ZR_LIB "/usr/share/fonts/truetype/liberation2/"
-#define ZR_NOTO "/usr/share/fonts/truetype/noto/"
-#define ZR_DJV "/usr/share/fonts/truetype/dejavu/"
-#define ZR_LM "/usr/share/texmf/fonts/opentype/public/lm/"
-const FaceSpec kFaces[] = {
-    {"Liberation Serif", FontFamily::kSerif, ZR_LIB "LiberationSerif-Regular.ttf",
-     ZR_LIB "LiberationSerif-Bold.ttf", ZR_LIB "LiberationSerif-Italic.ttf"},
-    {"Noto Serif", FontFamily::kSerif, ZR_NOTO "NotoSerif-Regular.ttf",
-     ZR_NOTO "NotoSerif-Bold.ttf", ZR_NOTO "NotoSerif-Italic.ttf"},
-    {"DejaVu Serif", FontFamily::kSerif, ZR_DJV "DejaVuSerif.ttf", ZR_DJV "DejaVuSerif-Bold.ttf",
-     ZR_DJV "DejaVuSerif-Italic.ttf"},
-    {"Liberation Sans", FontFamily::kSans, ZR_LIB "LiberationSans-Regular.ttf",
-     ZR_LIB "LiberationSans-Bold.ttf", ZR_LIB "LiberationSans-Italic.ttf"},
-    {"Noto Sans", FontFamily::kSans, ZR_NOTO "NotoSans-Regular.ttf", ZR_NOTO "NotoSans-Bold.ttf",
-     ZR_NOTO "NotoSans-Italic.ttf"},
-    {"DejaVu Sans", FontFamily::kSans, ZR_DJV "DejaVuSans.ttf", ZR_DJV "DejaVuSans-Bold.ttf",
-     ZR_DJV "DejaVuSans-Oblique.ttf"},
-    {"DejaVu Sans Mono", FontFamily::kMono, ZR_DJV "DejaVuSansMono.ttf",
-     ZR_DJV "DejaVuSansMono-Bold.ttf", ZR_DJV "DejaVuSansMono-Oblique.ttf"},
-    {"Liberation Mono", FontFamily::kMono, ZR_LIB "LiberationMono-Regular.ttf",
-     ZR_LIB "LiberationMono-Bold.ttf", ZR_LIB "LiberationMono-Italic.ttf"},
-    {"Latin Modern Roman", FontFamily::kLatex, ZR_LM "lmroman10-regular.otf",
-     ZR_LM "lmroman10-bold.otf", ZR_LM "lmroman10-italic.otf"},
-    {"Latin Modern Sans", FontFamily::kLatex, ZR_LM "lmsans10-regular.otf",
-     ZR_LM "lmsans10-bold.otf", ZR_LM "lmsans10-oblique.otf"},
-};
-#undef ZR_LIB
-#undef ZR_NOTO
-#undef ZR_DJV
-#undef ZR_LM
-
-bool file_exists(const std::string& path) {
-  std::error_code ec;
-  return std::filesystem::is_regular_file(path, ec);
-}
-
-bool face_installed(const FaceSpec& f) { return file_exists(f.regular) && file_exists(f.bold); }
-
-const char* family_name(FontFamily f) {
-  switch (f) {
-    case FontFamily::kSerif:
-      return "serif";
-    case FontFamily::kSans:
-      return "sans";
-    case FontFamily::kMono:
-      return "mono";
-    case FontFamily::kLatex:
-      return "latex";
-  }
-  return "?";
-}
-
-const char* family_packages(FontFamily f) {
-  switch (f) {
-    case FontFamily::kSerif:
-    case FontFamily::kSans:
-      return "fonts-liberation2, fonts-noto-core or fonts-dejavu-core";
-    case FontFamily::kMono:
-      return "fonts-dejavu-core or fonts-liberation2";
-    case FontFamily::kLatex:
-      return "fonts-lmodern";
-  }
-  return "";
-}
 
 // ---------------------------------------------------------------------------------------------
 // Layout
@@ -379,6 +197,13 @@ class Layout {
   void paragraph(const DocumentBlock& b, int section, bool first_in_section);
   void list(const DocumentBlock& b, int section);
   void table(const DocumentBlock& b, int section);
+  struct TableGeometry {
+    TextStyle cell, head;  ///< the styles of body and header cells
+    int pad_x = 0, pad_y = 0;
+    std::vector<int> widths;  ///< per column
+    int total = 0;            ///< the table's width
+  };
+  TableGeometry table_geometry(const DocumentBlock& b, size_t ncols, int avail);
   int contents_layout(bool emit);
   void page_furniture(int pages);
   RenderedDocument rasterise(int pages);
@@ -609,18 +434,14 @@ bool looks_numeric(const std::string& s) {
   return digit;
 }
 
-void Layout::table(const DocumentBlock& b, int section) {
-  ++tables_;
-  size_t ncols = b.header.size();
-  for (const auto& r : b.rows) ncols = std::max(ncols, r.size());
-  if (ncols == 0) return;
-  const int avail = column_width();
-
-  // Column widths: natural (unwrapped) widths when they fit, else the widest single word of each
-  // column plus a share of the rest. When even the widest words do not fit, the table is set in
-  // a smaller size first, as typesetters do, and only then are words broken.
-  TextStyle cell, head;
-  int pad_x = 0, pad_y = 0, sum_nat = 0, sum_min = 0;
+// Column widths: natural (unwrapped) widths when they fit, else the widest single word of each
+// column plus a share of the rest. When even the widest words do not fit, the table is set in
+// a smaller size first, as typesetters do, and only then are words broken.
+Layout::TableGeometry Layout::table_geometry(const DocumentBlock& b, size_t ncols, int avail) {
+  TableGeometry g;
+  TextStyle &cell = g.cell, &head = g.head;
+  int &pad_x = g.pad_x, &pad_y = g.pad_y;
+  int sum_nat = 0, sum_min = 0;
   std::vector<int> natural, minimum;
   const double base = s_.columns == 2 ? 0.85 : 0.9;
   for (double scale : {base, base - 0.08, base - 0.16}) {
@@ -647,7 +468,8 @@ void Layout::table(const DocumentBlock& b, int section) {
     for (size_t c = 0; c < ncols; ++c) sum_nat += natural[c], sum_min += minimum[c];
     if (sum_min <= avail) break;
   }
-  std::vector<int> widths(ncols);
+  std::vector<int>& widths = g.widths;
+  widths.assign(ncols, 0);
   if (sum_nat <= avail) {
     widths = natural;
   } else if (sum_min <= avail) {
@@ -663,9 +485,22 @@ void Layout::table(const DocumentBlock& b, int section) {
       widths[c] = std::max(2 * pad_x + 4, static_cast<int>(int64_t{avail} * minimum[c] / sum_min));
     }
   }
-  int total = 0;
-  for (int w : widths) total += w;
-  total = std::min(total, avail);
+  for (int w : widths) g.total += w;
+  g.total = std::min(g.total, avail);
+  return g;
+}
+
+void Layout::table(const DocumentBlock& b, int section) {
+  ++tables_;
+  size_t ncols = b.header.size();
+  for (const auto& r : b.rows) ncols = std::max(ncols, r.size());
+  if (ncols == 0) return;
+  const int avail = column_width();
+
+  const TableGeometry g = table_geometry(b, ncols, avail);
+  const TextStyle &cell = g.cell, &head = g.head;
+  const int pad_x = g.pad_x, pad_y = g.pad_y, total = g.total;
+  const std::vector<int>& widths = g.widths;
 
   struct Row {
     std::vector<std::vector<Line>> cells;
@@ -917,295 +752,13 @@ RenderedDocument Layout::run() {
   return rasterise(pages);
 }
 
-void validate(const DocumentStyle& s) {
-  auto fail = [](const std::string& m) { throw InputError("document style: " + m); };
-  if (s.page_width < 200 || s.page_height < 200 || s.page_width > 8192 || s.page_height > 8192) {
-    fail("page size must be 200..8192 pixels per side");
-  }
-  if (s.columns < 1 || s.columns > 2) fail("columns must be 1 or 2");
-  if (s.body_size < 6 || s.body_size > 72) fail("body size must be 6..72 pixels");
-  if (s.line_spacing < 1.0 || s.line_spacing > 3.0) fail("line spacing must be 1..3");
-  if (s.margin_top < 40 || s.margin_bottom < 40 || s.margin_left < 10 || s.margin_right < 10) {
-    fail("margins are too small for the running header and page numbers");
-  }
-  const int content_w = s.page_width - s.margin_left - s.margin_right;
-  if ((content_w - (s.columns - 1) * s.column_gap) / s.columns < 12 * s.body_size) {
-    fail("the text column is too narrow for the font size");
-  }
-  if (s.page_height - s.margin_top - s.margin_bottom < 20 * s.body_size) {
-    fail("the page is too short for the font size");
-  }
-  for (const std::string* path : {&s.regular_font, &s.bold_font}) {
-    if (!file_exists(*path)) {
-      const std::string package = render::font_package_for(*path);
-      throw InputError("font file not found: " + *path +
-                       (package.empty() ? "" : " (install the Debian package " + package + ")"));
-    }
-  }
-}
-
-const char* page_size_name(PageSize p) { return p == PageSize::kA4 ? "a4" : "letter"; }
-
 }  // namespace
-
-Document parse_document(const std::string& json_text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    throw InputError(origin + ": not valid JSON at " + line_col(json_text, e.byte) + ": " +
-                     e.what());
-  }
-  if (!j.is_object()) throw InputError(origin + ": the document must be a JSON object");
-  Document doc;
-  doc.title = get_string(j, "title", origin, false);
-  doc.subtitle = get_string(j, "subtitle", origin, false);
-  doc.author = get_string(j, "author", origin, false);
-  doc.header = get_string(j, "header", origin, false);
-  auto it = j.find("sections");
-  if (it == j.end() || !it->is_array() || it->empty()) {
-    throw InputError(origin + ": 'sections' must be a non-empty array");
-  }
-  for (size_t i = 0; i < it->size(); ++i) {
-    const json& s = (*it)[i];
-    const std::string where = origin + ": sections[" + std::to_string(i) + "]";
-    if (!s.is_object()) throw InputError(where + ": expected an object");
-    DocumentSection sec;
-    sec.heading = get_string(s, "heading", where, true);
-    if (render::split_words(render::utf8_to_u32(sec.heading)).empty()) {
-      throw InputError(where + ".heading: the heading is empty");
-    }
-    auto lv = s.find("level");
-    if (lv != s.end() && !lv->is_null()) {
-      if (!lv->is_number_integer() || (lv->get<int>() != 1 && lv->get<int>() != 2)) {
-        throw InputError(where + ".level: expected 1 or 2");
-      }
-      sec.level = lv->get<int>();
-    }
-    auto blocks = s.find("blocks");
-    if (blocks != s.end() && !blocks->is_null()) {
-      if (!blocks->is_array()) throw InputError(where + ".blocks: expected an array");
-      for (size_t k = 0; k < blocks->size(); ++k) {
-        sec.blocks.push_back(
-            parse_block((*blocks)[k], where + ".blocks[" + std::to_string(k) + "]"));
-      }
-    }
-    doc.sections.push_back(std::move(sec));
-  }
-  return doc;
-}
-
-Document load_document(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError("cannot open document " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw InputError("cannot read document " + path);
-  return parse_document(ss.str(), path);
-}
-
-DocumentStyle choose_document_style(uint64_t seed, const DocumentStyleRequest& request) {
-  Rng rng(seed);
-  DocumentStyle s;
-  s.seed = seed;
-  // Every draw happens whatever the request, so forcing one property leaves the others as the
-  // seed alone would pick them.
-  const double family_draw = rng.unit();
-  const uint64_t face_draw = rng.next();
-  const bool letter = rng.chance(0.4);
-  const bool two_columns = rng.chance(0.35);
-  const int size_draw = rng.range(0, 3);
-  const int spacing_draw = rng.range(0, 5);
-  const int margin_v = rng.range(70, 105);
-  const int margin_h = rng.range(60, 105);
-  const int gap = rng.range(20, 34);
-  const double justify_draw = rng.unit();
-  const double indent_draw = rng.unit();
-  const bool numbered = rng.chance(0.7);
-  const bool contents = rng.chance(0.35);
-  const bool header = rng.chance(0.75);
-  const int page_number_style = rng.range(0, 2);
-  const bool grid = rng.chance(0.4);
-  const bool centered = rng.chance(0.7);
-  const bool leaders = rng.chance(0.6);
-  const int bullet_draw = rng.range(0, 2);
-  const int colour_draw = rng.range(0, 9);
-
-  std::vector<FontFamily> families;
-  if (request.family) {
-    families.push_back(*request.family);
-  } else {
-    // Weighted by how common each look is in reports and papers.
-    const std::pair<FontFamily, double> weights[] = {{FontFamily::kSerif, 0.35},
-                                                     {FontFamily::kSans, 0.35},
-                                                     {FontFamily::kLatex, 0.2},
-                                                     {FontFamily::kMono, 0.1}};
-    double total = 0;
-    for (const auto& [f, w] : weights) {
-      for (const FaceSpec& face : kFaces) {
-        if (face.family == f && face_installed(face)) {
-          total += w;
-          break;
-        }
-      }
-    }
-    double pick = family_draw * total;
-    for (const auto& [f, w] : weights) {
-      bool installed = false;
-      for (const FaceSpec& face : kFaces) installed |= face.family == f && face_installed(face);
-      if (!installed) continue;
-      if (pick < w || families.empty()) {
-        families.assign(1, f);
-        if (pick < w) break;
-      }
-      pick -= w;
-    }
-    if (families.empty()) {
-      throw InputError(
-          "no document fonts are installed (install fonts-dejavu-core, "
-          "fonts-liberation2, fonts-noto-core or fonts-lmodern)");
-    }
-  }
-  s.family = families[0];
-  std::vector<const FaceSpec*> faces;
-  for (const FaceSpec& face : kFaces) {
-    if (face.family == s.family && face_installed(face)) faces.push_back(&face);
-  }
-  if (faces.empty()) {
-    throw InputError(std::string("no font of the ") + family_name(s.family) +
-                     " family is installed (install " + family_packages(s.family) + ")");
-  }
-  const FaceSpec& face = *faces[face_draw % faces.size()];
-  s.font_name = face.name;
-  s.regular_font = face.regular;
-  s.bold_font = face.bold;
-  s.italic_font = face.italic;
-
-  s.page_size = request.page_size.value_or(letter ? PageSize::kLetter : PageSize::kA4);
-  // Longest side 1024 px: A4 is 210 x 297 mm, Letter 8.5 x 11 in.
-  s.page_height = 1024;
-  s.page_width = s.page_size == PageSize::kA4 ? 724 : 791;
-  s.columns = request.columns.value_or(two_columns ? 2 : 1);
-  if (s.columns < 1 || s.columns > 2) throw InputError("columns must be 1 or 2");
-  const bool mono = s.family == FontFamily::kMono;
-  s.body_size = (mono ? 12 : 13) + size_draw - (s.columns == 2 ? 1 : 0);
-  s.line_spacing = 1.2 + 0.05 * spacing_draw;
-  s.margin_top = margin_v;
-  s.margin_bottom = margin_v;
-  s.margin_left = s.margin_right = s.columns == 2 ? std::min(margin_h, 80) : margin_h;
-  s.column_gap = gap;
-  const bool bookish = s.family == FontFamily::kSerif || s.family == FontFamily::kLatex;
-  s.justify = justify_draw < (bookish ? 0.75 : mono ? 0.1 : 0.4) || s.columns == 2;
-  s.indent_paragraphs = indent_draw < (s.family == FontFamily::kLatex ? 0.8 : 0.25);
-  s.number_headings = numbered;
-  s.contents_page = request.contents_page.value_or(contents);
-  s.running_header = header;
-  s.header_text = request.header_text.value_or("");
-  s.page_numbers = static_cast<PageNumberStyle>(page_number_style);
-  s.grid_tables = grid;
-  s.center_title = centered;
-  s.contents_leaders = leaders;
-  s.bullet = bullet_draw == 0 ? "\u2022" : bullet_draw == 1 ? "\u2013" : "\u25aa";
-  static const std::array<uint8_t, 3> kColours[] = {
-      {31, 56, 100}, {120, 30, 30}, {30, 80, 50}, {60, 60, 60}};
-  s.heading_color = colour_draw < 6 ? std::array<uint8_t, 3>{0, 0, 0} : kColours[colour_draw - 6];
-  return s;
-}
-
-const char* word_role_name(WordRole role) {
-  switch (role) {
-    case WordRole::kTitle:
-      return "title";
-    case WordRole::kSubtitle:
-      return "subtitle";
-    case WordRole::kAuthor:
-      return "author";
-    case WordRole::kHeading:
-      return "heading";
-    case WordRole::kBody:
-      return "body";
-    case WordRole::kListMarker:
-      return "list_marker";
-    case WordRole::kListItem:
-      return "list_item";
-    case WordRole::kTableHeader:
-      return "table_header";
-    case WordRole::kTableCell:
-      return "table_cell";
-    case WordRole::kCaption:
-      return "caption";
-    case WordRole::kRunningHeader:
-      return "running_header";
-    case WordRole::kPageNumber:
-      return "page_number";
-    case WordRole::kContentsTitle:
-      return "contents_title";
-    case WordRole::kContentsEntry:
-      return "contents_entry";
-  }
-  return "?";
-}
 
 RenderedDocument render_document(const Document& document, const DocumentStyle& style) {
   if (document.sections.empty()) throw InputError("the document has no sections");
-  validate(style);
+  render::validate_style(style);
   Layout layout(document, style);
   return layout.run();
-}
-
-std::string document_layout_json(const RenderedDocument& r) {
-  const DocumentStyle& s = r.style;
-  json style = {
-      {"seed", s.seed},
-      {"page_size", page_size_name(s.page_size)},
-      {"page_width", s.page_width},
-      {"page_height", s.page_height},
-      {"family", family_name(s.family)},
-      {"font", s.font_name},
-      {"font_files",
-       {std::filesystem::path(s.regular_font).filename().string(),
-        std::filesystem::path(s.bold_font).filename().string(),
-        std::filesystem::path(s.italic_font).filename().string()}},
-      {"body_size", s.body_size},
-      {"line_spacing", s.line_spacing},
-      {"columns", s.columns},
-      {"margins", {s.margin_top, s.margin_right, s.margin_bottom, s.margin_left}},
-      {"justify", s.justify},
-      {"numbered_headings", s.number_headings},
-      {"contents_page", s.contents_page},
-  };
-  json pages = json::array();
-  for (size_t p = 0; p < r.pages.size(); ++p) {
-    char name[32];
-    std::snprintf(name, sizeof(name), "page_%03zu.png", p);
-    pages.push_back({{"index", p},
-                     {"file", name},
-                     {"label", r.page_labels[p]},
-                     {"width", r.pages[p].width},
-                     {"height", r.pages[p].height}});
-  }
-  json sections = json::array();
-  for (const SectionPlacement& sp : r.sections) {
-    sections.push_back({{"index", sp.section},
-                        {"heading", sp.heading},
-                        {"level", sp.level},
-                        {"page", sp.page},
-                        {"y", sp.y}});
-  }
-  json words = json::array();
-  for (const WordBox& w : r.words) {
-    words.push_back({{"page", w.page},
-                     {"text", w.text},
-                     {"box", {w.x0, w.y0, w.x1, w.y1}},
-                     {"role", word_role_name(w.role)},
-                     {"section", w.section}});
-  }
-  json out = {{"style", style},
-              {"pages", pages},
-              {"contents_pages", r.contents_pages},
-              {"sections", sections},
-              {"words", words}};
-  return out.dump(1) + "\n";
 }
 
 }  // namespace ziprerank

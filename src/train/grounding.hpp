@@ -15,33 +15,17 @@
 #include <unordered_map>
 #include <vector>
 
+#include "render/word_boxes.hpp"
 #include "ziprerank/render.hpp"
 #include "ziprerank/tokenizer.hpp"
 
 namespace ziprerank::train {
 
-/// A drawn word and the centre of its box, in the pixels of the image it is drawn on.
-struct PlacedWord {
-  std::string text;
-  double cx = 0, cy = 0;
-};
-
-/// The words of a stage-1 passage as render_passage draws them (lines that fit; no "...").
-std::vector<PlacedWord> passage_words(const std::string& text, const PassageRenderOptions& options);
-
-/// Word boxes of rendered document pages, read from the `words.json` sidecar that
-/// the document mode of `ziprerank render` (and so scripts/make_stage2_data.py) writes beside the
-/// page images. Each sidecar is read once.
-class PageWordIndex {
- public:
-  /// The words on the page image at `image_path`, or nullptr when no sidecar describes it.
-  /// Throws InputError for a sidecar that is not valid JSON or lacks its fields.
-  const std::vector<PlacedWord>* find(const std::string& image_path);
-
- private:
-  // folder -> (page file name -> words)
-  std::map<std::string, std::unordered_map<std::string, std::vector<PlacedWord>>> folders_;
-};
+// Word boxes live with the renderer that draws them (render/word_boxes.hpp).
+using ziprerank::merged_cell_of;
+using ziprerank::PageWordIndex;
+using ziprerank::passage_words;
+using ziprerank::PlacedWord;
 
 /// Token ids a word is taught as (ziprerank::word_pieces, the rule similarity scoring matches
 /// query words by), cached per word.
@@ -55,12 +39,6 @@ class WordPieces {
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::unordered_map<std::string, std::vector<int64_t>> cache_;
 };
-
-/// Row-major index of the merged visual token that holds the centre of `word` (in the pixels of
-/// the decoded `image_width` x `image_height` image), or -1 when it falls outside the grid.
-int64_t merged_cell_of(const PlacedWord& word, int image_width, int image_height,
-                       const std::array<int64_t, 3>& grid_thw, int64_t patch_size,
-                       int64_t merge_size);
 
 /// Which merged visual tokens show which words: for each such token its index among all visual
 /// tokens of the sample and the piece ids of the words whose box centre falls inside it.

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ziprerank/model_folder.hpp"
+#include "ziprerank/model_init.hpp"
 
 namespace ziprerank::test {
 
