@@ -46,16 +46,8 @@ int run_train(TrainArgs a) {
   return s.interrupted ? static_cast<int>(ExitCode::kInterrupted) : 0;
 }
 
-}  // namespace
-
-void register_train_command(CLI::App& app, Handler& handler) {
-  auto a = std::make_shared<TrainArgs>();
-  TrainOptions& o = a->options;
-  auto* cmd = app.add_subcommand(
-      "train",
-      "Train: stage 1 (rendered text passages, generation + weighted RankNet) or stage 2 (page "
-      "images, generation + soft-ranking distillation). Writes a model folder that rank, batch "
-      "and inspect load as is.");
+// What to train on and from: stage, data, init, output.
+void add_data_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--stage", o.stage, "1: rendered-text pretraining; 2: page distillation")
       ->check(CLI::IsMember({1, 2}))
       ->capture_default_str();
@@ -87,7 +79,10 @@ void register_train_command(CLI::App& app, Handler& handler) {
       ->capture_default_str();
   cmd->add_flag("--force-gt-top1", o.force_gt_top1,
                 "Stage 2: move the first ground-truth page to the top of the target");
+}
 
+// The optimisation: batches, schedule, losses, freezing, pruning.
+void add_optimisation_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--batch-size", o.batch_size,
                   "Samples per micro-batch (0 = 8 for stage 1, 2 for stage 2)")
       ->capture_default_str();
@@ -149,7 +144,10 @@ void register_train_command(CLI::App& app, Handler& handler) {
                   "Train with query-aware visual token pruning: fraction of each image's tokens "
                   "kept (1.0 = off)")
       ->capture_default_str();
+}
 
+// Checkpoints, logs, held-out measurements and the saved model.
+void add_checkpoint_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--save-every", o.save_every,
                   "Write a checkpoint every N optimizer steps (0 = only when interrupted)")
       ->capture_default_str();
@@ -183,28 +181,49 @@ void register_train_command(CLI::App& app, Handler& handler) {
                   "bfloat16, float16")
       ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}))
       ->capture_default_str();
+}
+
+// Device, threads, products and caches.
+void add_runtime_options(CLI::App* cmd, TrainArgs& a) {
+  TrainOptions& o = a.options;
   cmd->add_option(
          "--device", o.device,
          "cpu, cuda or cuda:N (weights, gradients and AdamW state stay float32 on every device)")
       ->capture_default_str();
-  cmd->add_option("--threads", a->threads,
+  cmd->add_option("--threads", a.threads,
                   "Compute threads (0 = OpenBLAS's own count: OPENBLAS_NUM_THREADS, else every "
                   "core; with OpenBLAS, libtorch's own pool stays at 1 thread)")
       ->capture_default_str();
-  cmd->add_option("--matmul", a->matmul,
+  cmd->add_option("--matmul", a.matmul,
                   "Linear layers' products on CPU: float32, bfloat16 (float32 master weights "
                   "cast for each product, float32 accumulation; faster on CPUs with AMX-BF16), "
                   "or auto (bfloat16 where the CPU has AMX-BF16)")
       ->check(CLI::IsMember({"auto", "float32", "fp32", "bfloat16", "bf16"}))
       ->capture_default_str();
-  cmd->add_option("--vision-cache-mb", a->vision_cache_mb,
+  cmd->add_option("--vision-cache-mb", a.vision_cache_mb,
                   "With --freeze-vision: memory for the features of encoded pages kept for reuse "
                   "(a frozen tower gives a page the same features every epoch; 0 = off)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--render-cache-mb", a->render_cache_mb,
+  cmd->add_option("--render-cache-mb", a.render_cache_mb,
                   "Stage 1: memory for rendered passages kept for reuse")
       ->capture_default_str();
+}
+
+}  // namespace
+
+void register_train_command(CLI::App& app, Handler& handler) {
+  auto a = std::make_shared<TrainArgs>();
+  TrainOptions& o = a->options;
+  auto* cmd = app.add_subcommand(
+      "train",
+      "Train: stage 1 (rendered text passages, generation + weighted RankNet) or stage 2 (page "
+      "images, generation + soft-ranking distillation). Writes a model folder that rank, batch "
+      "and inspect load as is.");
+  add_data_options(cmd, o);
+  add_optimisation_options(cmd, o);
+  add_checkpoint_options(cmd, o);
+  add_runtime_options(cmd, *a);
   cmd->callback([a, &handler] { handler = [a] { return run_train(*a); }; });
 }
 

@@ -65,6 +65,79 @@ uint64_t read_u64(const json& v, const std::string& origin, const std::string& w
   fail(origin, what + " must be a non-negative integer");
 }
 
+// One tensor's entry: dtype, shape and data offsets, checked against each other and against the
+// data section's size.
+TensorInfo parse_tensor_entry(const std::string& name, const json& entry, uint64_t data_size,
+                              const std::string& origin) {
+  if (!entry.is_object()) fail(origin, "entry '" + name + "' is not an object");
+  auto dt = entry.find("dtype");
+  auto sh = entry.find("shape");
+  auto off = entry.find("data_offsets");
+  if (dt == entry.end() || !dt->is_string())
+    fail(origin, "tensor '" + name + "' has no string 'dtype'");
+  if (sh == entry.end() || !sh->is_array())
+    fail(origin, "tensor '" + name + "' has no 'shape' array");
+  if (off == entry.end() || !off->is_array() || off->size() != 2) {
+    fail(origin, "tensor '" + name + "' needs 'data_offsets' = [begin, end]");
+  }
+  TensorInfo info;
+  info.name = name;
+  info.dtype = parse_dtype(dt->get<std::string>(), origin, name);
+  uint64_t numel = 1;
+  for (const json& d : *sh) {
+    const uint64_t dim = read_u64(d, origin, "shape of '" + name + "'");
+    if (dim > static_cast<uint64_t>(INT64_MAX))
+      fail(origin, "shape of '" + name + "' is too large");
+    if (__builtin_mul_overflow(numel, dim, &numel))
+      fail(origin, "shape of '" + name + "' overflows");
+    info.shape.push_back(static_cast<int64_t>(dim));
+  }
+  info.begin = read_u64((*off)[0], origin, "data_offsets of '" + name + "'");
+  info.end = read_u64((*off)[1], origin, "data_offsets of '" + name + "'");
+  if (info.begin > info.end) {
+    fail(origin, "tensor '" + name + "' has data_offsets [" + std::to_string(info.begin) + ", " +
+                     std::to_string(info.end) + "] with begin after end");
+  }
+  if (info.end > data_size) {
+    fail(origin, "tensor '" + name + "' ends at byte " + std::to_string(info.end) +
+                     " but the data section holds " + std::to_string(data_size) +
+                     " bytes (truncated file?)");
+  }
+  uint64_t expected = 0;
+  if (__builtin_mul_overflow(numel, static_cast<uint64_t>(dtype_size(info.dtype)), &expected) ||
+      expected != info.nbytes()) {
+    fail(origin, "tensor '" + name + "' occupies " + std::to_string(info.nbytes()) +
+                     " bytes but shape x " + dtype_name(info.dtype) + " needs " +
+                     std::to_string(expected));
+  }
+  return info;
+}
+
+// Tensors must tile the data section: sorted by offset, each starting where the last ended.
+void check_tiling(SafetensorsHeader& h, const std::string& origin) {
+  std::sort(h.tensors.begin(), h.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t cursor = 0;
+  const TensorInfo* prev = nullptr;
+  for (const auto& t : h.tensors) {
+    if (t.begin < cursor) {
+      fail(origin, "tensors '" + prev->name + "' and '" + t.name + "' overlap (bytes " +
+                       std::to_string(t.begin) + ".." + std::to_string(cursor) + ")");
+    }
+    if (t.begin > cursor) {
+      fail(origin, "gap of " + std::to_string(t.begin - cursor) + " unused bytes before tensor '" +
+                       t.name + "'");
+    }
+    cursor = t.end;
+    prev = &t;
+  }
+  if (cursor != h.data_size) {
+    fail(origin, "data section has " + std::to_string(h.data_size) + " bytes but tensors cover " +
+                     std::to_string(cursor));
+  }
+}
+
 }  // namespace
 
 SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size,
@@ -122,72 +195,10 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size,
       }
       continue;
     }
-    if (!entry.is_object()) fail(origin, "entry '" + name + "' is not an object");
-    auto dt = entry.find("dtype");
-    auto sh = entry.find("shape");
-    auto off = entry.find("data_offsets");
-    if (dt == entry.end() || !dt->is_string())
-      fail(origin, "tensor '" + name + "' has no string 'dtype'");
-    if (sh == entry.end() || !sh->is_array())
-      fail(origin, "tensor '" + name + "' has no 'shape' array");
-    if (off == entry.end() || !off->is_array() || off->size() != 2) {
-      fail(origin, "tensor '" + name + "' needs 'data_offsets' = [begin, end]");
-    }
-    TensorInfo info;
-    info.name = name;
-    info.dtype = parse_dtype(dt->get<std::string>(), origin, name);
-    uint64_t numel = 1;
-    for (const json& d : *sh) {
-      const uint64_t dim = read_u64(d, origin, "shape of '" + name + "'");
-      if (dim > static_cast<uint64_t>(INT64_MAX))
-        fail(origin, "shape of '" + name + "' is too large");
-      if (__builtin_mul_overflow(numel, dim, &numel))
-        fail(origin, "shape of '" + name + "' overflows");
-      info.shape.push_back(static_cast<int64_t>(dim));
-    }
-    info.begin = read_u64((*off)[0], origin, "data_offsets of '" + name + "'");
-    info.end = read_u64((*off)[1], origin, "data_offsets of '" + name + "'");
-    if (info.begin > info.end) {
-      fail(origin, "tensor '" + name + "' has data_offsets [" + std::to_string(info.begin) + ", " +
-                       std::to_string(info.end) + "] with begin after end");
-    }
-    if (info.end > h.data_size) {
-      fail(origin, "tensor '" + name + "' ends at byte " + std::to_string(info.end) +
-                       " but the data section holds " + std::to_string(h.data_size) +
-                       " bytes (truncated file?)");
-    }
-    uint64_t expected = 0;
-    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(dtype_size(info.dtype)), &expected) ||
-        expected != info.nbytes()) {
-      fail(origin, "tensor '" + name + "' occupies " + std::to_string(info.nbytes()) +
-                       " bytes but shape x " + dtype_name(info.dtype) + " needs " +
-                       std::to_string(expected));
-    }
-    h.tensors.push_back(std::move(info));
+    h.tensors.push_back(parse_tensor_entry(name, entry, h.data_size, origin));
   }
 
-  // Tensors must tile the data section: sorted by offset, each starting where the last ended.
-  std::sort(h.tensors.begin(), h.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
-  uint64_t cursor = 0;
-  const TensorInfo* prev = nullptr;
-  for (const auto& t : h.tensors) {
-    if (t.begin < cursor) {
-      fail(origin, "tensors '" + prev->name + "' and '" + t.name + "' overlap (bytes " +
-                       std::to_string(t.begin) + ".." + std::to_string(cursor) + ")");
-    }
-    if (t.begin > cursor) {
-      fail(origin, "gap of " + std::to_string(t.begin - cursor) + " unused bytes before tensor '" +
-                       t.name + "'");
-    }
-    cursor = t.end;
-    prev = &t;
-  }
-  if (cursor != h.data_size) {
-    fail(origin, "data section has " + std::to_string(h.data_size) + " bytes but tensors cover " +
-                     std::to_string(cursor));
-  }
+  check_tiling(h, origin);
   return h;
 }
 
