@@ -270,7 +270,10 @@ struct RerankServer::Impl {
     std::future<Answer> answer = job->answer.get_future();
     {
       std::lock_guard<std::mutex> lock(mutex);
-      if (queue.size() >= static_cast<size_t>(options.max_queue)) {
+      // Room for --max-queue waiting beside the one being ranked (a job not yet taken by an
+      // idle worker counts as that one).
+      const size_t held = queue.size() + static_cast<size_t>(in_flight.load());
+      if (held >= static_cast<size_t>(options.max_queue) + 1) {
         throw HttpError(503, "the server is busy: " + std::to_string(queue.size()) +
                                  " request(s) already wait (--max-queue " +
                                  std::to_string(options.max_queue) + "); retry later");
