@@ -1076,3 +1076,30 @@ TEST_F(RankBatch, RankWritesTrecAndFilesAndBatchUsesStdinStdoutAndTables) {
   EXPECT_EQ(text.find("stale"), std::string::npos);
   EXPECT_NE(text.find(" tagged\n"), std::string::npos) << text;
 }
+
+TEST_F(RankBatch, PreparingTheNextQueryAheadGivesTheSameRun) {
+  // Without a vision cache every query's pages are prepared ahead (PNG and PDF pages alike) while
+  // the previous query computes; the run must equal the one that prepares each page in its turn.
+  const std::string in = shell_quote((dir_ / "queries.jsonl").string());
+  const std::string on = (dir_ / "run_overlap_on.jsonl").string();
+  const std::string off = (dir_ / "run_overlap_off.jsonl").string();
+  fs::remove(on);
+  fs::remove(off);
+  const std::string flags = model_flag() + " --vision-cache-mb 0 --input " + in + " --output ";
+  const CliResult a = run_cli("-v batch " + flags + shell_quote(on));
+  ASSERT_EQ(a.code, 0) << a.err;
+  const CliResult b =
+      run_cli_after("ZIPRERANK_BATCH_OVERLAP=0", "-v batch " + flags + shell_quote(off), "", false);
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_NE(a.err.find("(overlap on)"), std::string::npos) << a.err;
+  EXPECT_EQ(a.err.find(" 0 pages decoded and preprocessed ahead"), std::string::npos) << a.err;
+  EXPECT_NE(b.err.find(" 0 pages decoded and preprocessed ahead (overlap off)"), std::string::npos)
+      << b.err;
+  const auto with = read_jsonl(slurp(on)), without = read_jsonl(slurp(off));
+  ASSERT_EQ(with.size(), 6u);
+  ASSERT_EQ(with.size(), without.size());
+  for (size_t i = 0; i < with.size(); ++i) {
+    EXPECT_EQ(with[i]["query_id"], without[i]["query_id"]);
+    EXPECT_EQ(with[i]["ranking"], without[i]["ranking"]);
+  }
+}
