@@ -56,7 +56,8 @@ std::vector<double> query_metrics(const std::vector<std::string>& ranking, const
 
 /// Metric values averaged over a group of queries (a domain, all queries, or the domains).
 struct MetricRow {
-  std::string label;
+  std::string label;           ///< the domain, "macro", "micro", or a query's id
+  std::string domain;          ///< a query's row: its domain (may be empty)
   int queries = 0;             ///< queries averaged (for macro: over all its domains)
   int domains = 0;             ///< macro only: domains averaged
   std::vector<double> values;  ///< in metric_names order; fractions in [0, 1]
@@ -68,9 +69,13 @@ struct EvalOptions {
   /// counts as 0 in the macro average (MMDocIR's "Avg" over its 10 domains). Empty: the domains
   /// present, sorted by name.
   std::vector<std::string> expected_domains;
+  /// Also report every evaluated query's own metrics (EvalReport::queries), as trec_eval -q.
+  bool per_query = false;
 };
 
 struct EvalReport {
+  std::string run_tag;             ///< the run's name in the report (a TREC run's tag unless given)
+  std::vector<MetricRow> queries;  ///< per_query: one row per evaluated query, in qrels order
   std::vector<std::string> metric_names;
   MetricOptions metrics;
   std::vector<MetricRow> domains;  ///< one row per domain; empty when no query has a domain
@@ -92,7 +97,9 @@ struct EvalReport {
 /// `warnings` with their counts.
 EvalReport evaluate(const Run& run, const Qrels& qrels, const EvalOptions& options);
 
-/// Table of domain rows, then "macro" and "micro"; values ×100 with one decimal.
+/// Table of domain rows, then "macro" and "micro"; values ×100 with one decimal. Query rows, when
+/// present, come first (as trec_eval -q prints each query before "all"), and a known run tag heads
+/// the table as a "run" line.
 std::string format_eval_table(const EvalReport& report);
 
 /// The report as JSON text (values as fractions, full precision).

@@ -29,6 +29,7 @@ struct RunEntry {
 
 struct Run {
   std::string origin;             ///< file name, for messages
+  std::string tag;                ///< a TREC run's tag (its first line's last field); else empty
   std::vector<RunEntry> queries;  ///< in order of first appearance
 };
 

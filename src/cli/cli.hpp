@@ -22,6 +22,16 @@ void add_model_options(CLI::App* cmd, CommonOptions& options);
 /// given, receives how many pages to encode at once (see configure_threads).
 std::string resolve_model(const CommonOptions& options, int* encode_workers = nullptr);
 
+/// -o/--output for a command that writes a folder, required, listed first; --out, its former
+/// spelling, stays accepted (hidden from --help) so that older scripts keep working.
+inline void add_output_folder_option(CLI::App* cmd, std::string& out, const std::string& what) {
+  cmd->add_option("-o,--output", out, what + " (required)");
+  cmd->add_option("--out", out, "Former spelling of --output")->group("");
+  cmd->parse_complete_callback([&out] {
+    if (out.empty()) throw CLI::RequiredError("-o,--output");
+  });
+}
+
 /// Each command group registers its subcommands; the callback runs after parsing and returns the
 /// process exit code.
 using Handler = std::function<int()>;

@@ -24,6 +24,8 @@ struct EvalArgs {
   std::vector<std::string> domains;
   std::string denominator = "k";
   std::string format = "table";
+  bool per_query = false;
+  std::string run_tag;  ///< empty: a TREC run's own tag
 };
 
 constexpr const char* kFooter =
@@ -34,7 +36,8 @@ constexpr const char* kFooter =
     "  not trec_eval's, which divides by |G|). K = the largest --k.\n"
     "  --denominator retrieved divides P@k by |R| and takes the ideal DCG over min(|R|,|G|), as\n"
     "  MMDocIR's reference code does; this differs only for rankings shorter than k.\n"
-    "Rows: each domain, \"macro\" (mean of the domain means) and \"micro\" (mean over queries).\n"
+    "Rows: with -q each query first, then each domain, \"macro\" (mean of the domain means) and\n"
+    "\"micro\" (mean over queries, trec_eval's \"all\").\n"
     "Queries with an error record in the run, or missing from it, count as empty rankings (0);\n"
     "run queries absent from the qrels are ignored. Both are reported as warnings on stderr.\n"
     "Table values are x100 with one decimal, as in MMDocIR's tables; --format json gives\n"
@@ -59,6 +62,7 @@ int run_eval(const EvalArgs& a) {
   k.erase(std::unique(k.begin(), k.end()), k.end());
   if (k.empty() || k.front() < 1) throw UsageError("--k needs positive cut-offs, e.g. --k 1,3,5");
   options.metrics.cutoffs = k;
+  options.per_query = a.per_query;
   options.metrics.denominator =
       a.denominator == "retrieved" ? Denominator::kRetrieved : Denominator::kCutoff;
   for (const std::string& d : a.domains) {
@@ -71,8 +75,10 @@ int run_eval(const EvalArgs& a) {
   }
 
   const Qrels qrels = read_qrels(a.qrels, to_qrels_format(a.qrels_format));
-  const Run run = read_run(a.run, to_run_format(a.run_format));
-  const EvalReport report = evaluate(run, qrels, options);
+  // "-": the run from standard input (a pipe; read_run reads anonymous pipes).
+  const Run run = read_run(a.run == "-" ? "/dev/stdin" : a.run, to_run_format(a.run_format));
+  EvalReport report = evaluate(run, qrels, options);
+  if (!a.run_tag.empty()) report.run_tag = a.run_tag;
   for (const std::string& w : report.warnings) spdlog::warn("{}", w);
   for (const std::string& n : report.notes) spdlog::info("{}", n);
 
@@ -86,7 +92,8 @@ void register_eval_command(CLI::App& app, Handler& handler) {
   auto a = std::make_shared<EvalArgs>();
   auto* cmd =
       app.add_subcommand("eval", "Recall, nDCG, MRR, MAP and Precision of a run against qrels");
-  cmd->add_option("--run", a->run, "Run JSONL (`ziprerank batch` output) or TREC run file")
+  cmd->add_option("--run", a->run,
+                  "Run JSONL (`ziprerank batch` output) or TREC run file; - = standard input")
       ->required();
   cmd->add_option("--qrels", a->qrels,
                   "Queries JSONL with `relevant` ids and `domain` (the batch input) or TREC qrels")
@@ -115,6 +122,12 @@ void register_eval_command(CLI::App& app, Handler& handler) {
   cmd->add_option("--format", a->format, "Output: table or json")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
+  cmd->add_flag("-q,--per-query", a->per_query,
+                "Also give every evaluated query's own metrics, before the summary rows (as "
+                "trec_eval -q): table rows labelled with the query id, or \"queries\" in JSON");
+  cmd->add_option("-t,--run-tag", a->run_tag,
+                  "The run's name in the report (a \"run\" line atop the table, \"run_tag\" in "
+                  "JSON); default: a TREC run's tag column, none for a JSONL run");
   cmd->footer(kFooter);
   cmd->callback([&handler, a] { handler = [a] { return run_eval(*a); }; });
 }

@@ -118,6 +118,7 @@ void register_model_commands(CLI::App& app, Handler& handler) {
     auto args = std::make_shared<InitArgs>();
     auto* cmd = app.add_subcommand(
         "init", "Write a randomly initialised model folder (for tests and as a training seed)");
+    add_output_folder_option(cmd, args->out, "Folder to write");
     cmd->add_option("--config", args->config,
                     "config.json describing the architecture (default: a tiny built-in config)");
     cmd->add_option(
@@ -127,7 +128,6 @@ void register_model_commands(CLI::App& app, Handler& handler) {
         "--tokenizer", args->tokenizer,
         "tokenizer.json or tokenizer.model to copy (default: a byte-level BPE with no "
         "merges; the config's vocab size and special-token ids are then set to its own)");
-    cmd->add_option("--out", args->out, "Folder to write")->required();
     cmd->add_option("--dtype", args->dtype, "Stored dtype: float32 or bfloat16")
         ->check(CLI::IsMember({"float32", "bfloat16"}))
         ->capture_default_str();

@@ -332,13 +332,13 @@ void register_render_command(CLI::App& app, Handler& handler) {
   auto a = std::make_shared<RenderArgs>();
   auto* cmd = app.add_subcommand("render", "Render text passages or documents to page images");
   a->cmd = cmd;
+  add_output_folder_option(cmd, a->out, "Output folder (created if missing)");
   cmd->add_option("--text", a->text, "One passage to render (writes OUT/passage.png)");
   cmd->add_option("--input", a->input,
                   "Passages JSONL: a JSON string or {\"id\",\"text\"} per line")
       ->check(CLI::ExistingFile);
   cmd->add_option("--document", a->document, "Document JSON to lay out as pages")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--out", a->out, "Output folder (created if missing)")->required();
   cmd->add_option("--size", a->size, "Passage canvas side in pixels")
       ->check(CLI::Range(41, 16384))
       ->capture_default_str();

@@ -144,6 +144,7 @@ EvalReport evaluate(const Run& run, const Qrels& qrels, const EvalOptions& optio
   EvalReport report;
   report.metrics = mo;
   report.metric_names = metric_names(mo);
+  report.run_tag = run.tag;
   const size_t width = report.metric_names.size();
 
   std::unordered_map<std::string, const RunEntry*> by_id;
@@ -195,6 +196,14 @@ EvalReport evaluate(const Run& run, const Qrels& qrels, const EvalOptions& optio
     }
     per_query.push_back(query_metrics(*ranking, relevant, mo));
     domains_of.push_back(q.domain);
+    if (options.per_query) {
+      MetricRow row;
+      row.label = q.query_id;
+      row.domain = q.domain;
+      row.queries = 1;
+      row.values = per_query.back();
+      report.queries.push_back(std::move(row));
+    }
   }
   if (per_query.empty()) {
     throw InputError("no query in the qrels " + qrels.origin +
@@ -296,11 +305,13 @@ EvalReport evaluate(const Run& run, const Qrels& qrels, const EvalOptions& optio
 
 std::string format_eval_table(const EvalReport& r) {
   std::vector<const MetricRow*> rows;
+  for (const MetricRow& q : r.queries) rows.push_back(&q);
   for (const MetricRow& d : r.domains) rows.push_back(&d);
   if (!r.domains.empty()) rows.push_back(&r.macro);
   rows.push_back(&r.micro);
 
-  size_t label_width = std::string("domain").size();
+  const std::string first = r.queries.empty() ? "domain" : "query/domain";
+  size_t label_width = first.size();
   for (const MetricRow* row : rows) label_width = std::max(label_width, row->label.size());
   std::vector<size_t> widths;
   for (const std::string& name : r.metric_names) widths.push_back(std::max<size_t>(name.size(), 5));
@@ -312,7 +323,8 @@ std::string format_eval_table(const EvalReport& r) {
   auto pad_right = [](const std::string& s, size_t w) {
     return s.size() >= w ? s : s + std::string(w - s.size(), ' ');
   };
-  out << pad_right("domain", label_width) << "  " << pad_left("queries", 7);
+  if (!r.run_tag.empty()) out << "run  " << r.run_tag << "\n";
+  out << pad_right(first, label_width) << "  " << pad_left("queries", 7);
   for (size_t j = 0; j < widths.size(); ++j) out << "  " << pad_left(r.metric_names[j], widths[j]);
   out << "\n";
   for (const MetricRow* row : rows) {
@@ -335,6 +347,7 @@ std::string format_eval_json(const EvalReport& r) {
     return v;
   };
   ojson j;
+  j["run_tag"] = r.run_tag.empty() ? ojson(nullptr) : ojson(r.run_tag);
   j["metrics"] = r.metric_names;
   j["cutoffs"] = r.metrics.cutoffs;
   j["denominator"] = r.metrics.denominator == Denominator::kCutoff ? "k" : "retrieved";
@@ -350,6 +363,13 @@ std::string format_eval_json(const EvalReport& r) {
     j["macro"] = nullptr;
   }
   j["micro"] = {{"queries", r.micro.queries}, {"values", values(r.micro)}};
+  if (!r.queries.empty()) {
+    ojson queries = ojson::array();
+    for (const MetricRow& q : r.queries) {
+      queries.push_back({{"query_id", q.label}, {"domain", q.domain}, {"values", values(q)}});
+    }
+    j["queries"] = std::move(queries);
+  }
   j["counts"] = {{"evaluated", r.evaluated},
                  {"error_records", r.error_records},
                  {"missing_from_run", r.missing_from_run},

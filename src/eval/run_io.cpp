@@ -200,6 +200,7 @@ Run parse_trec_run(const std::vector<Line>& lines, const std::string& origin) {
       throw InputError(at + ": page '" + f[2] + "' of query '" + f[0] +
                        "' already appeared on line " + std::to_string(pair->second));
     }
+    if (run.tag.empty()) run.tag = f[5];
     auto [it, inserted] = index.emplace(f[0], run.queries.size());
     if (inserted) {
       RunEntry e;

@@ -276,3 +276,33 @@ TEST(CliRuntime, OpenBlasRunsTheKernelsThisCpuHas) {
     unsetenv("OPENBLAS_CORETYPE");
   }
 }
+
+TEST_F(Cli, OutputIsDashOEverywhereAndRequiredFlagsComeFirstInHelp) {
+  // init and render write folders with -o/--output; --out, the former spelling (the fixture
+  // above uses it), still works but is not offered in --help.
+  const fs::path out = dir_ / "by_dash_o";
+  CliResult r = run_cli("--log-level warn init --seed 4 -o " + shell_quote(out.string()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out / "config.json"));
+  r = run_cli("init --seed 4");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--output is required"), std::string::npos) << r.err;
+  r = run_cli("render --text 'hello world' --output " + shell_quote((dir_ / "rendered").string()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir_ / "rendered" / "passage.png"));
+  for (const char* cmd : {"init", "render"}) {
+    const CliResult help = run_cli(std::string(cmd) + " --help");
+    EXPECT_NE(help.out.find("-o,--output"), std::string::npos) << cmd << help.out;
+    EXPECT_EQ(help.out.find("--out "), std::string::npos) << cmd << help.out;
+  }
+  // Required flags are listed before the optional ones; one --format vocabulary.
+  const CliResult rank = run_cli("rank --help"), batch = run_cli("batch --help");
+  EXPECT_LT(rank.out.find("--query"), rank.out.find("--model")) << rank.out;
+  EXPECT_LT(rank.out.find("--pages"), rank.out.find("--keep-ratio")) << rank.out;
+  EXPECT_LT(batch.out.find("--input"), batch.out.find("--model")) << batch.out;
+  EXPECT_LT(batch.out.find("--output"), batch.out.find("--window")) << batch.out;
+  for (const char* word : {"trec", "table", "--force", "--strict", "--run-tag"}) {
+    EXPECT_NE(rank.out.find(word), std::string::npos) << word;
+    EXPECT_NE(batch.out.find(word), std::string::npos) << word;
+  }
+}

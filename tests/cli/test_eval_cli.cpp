@@ -160,3 +160,46 @@ TEST_F(EvalCli, BadInputAndBadFlags) {
   r = run_cli("eval --qrels " + q);
   EXPECT_EQ(r.code, 2) << r.err;
 }
+
+TEST_F(EvalCli, PerQueryRowsAndTheRunTagAsTrecEvalGivesThem) {
+  const std::string q = write("queries.jsonl", kQueries);
+  const std::string run = write("run.jsonl", kRun);
+  // -q: every evaluated query's row (qrels order; failed and missing ones at 0), then the usual.
+  CliResult r = run_cli("eval -q --run " + run + " --qrels " + q + " --k 1,2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "query/domain  queries    R@1    R@2  nDCG@1  nDCG@2  MRR@2  MAP@2    P@1    P@2\n"
+            "q1                  1    0.0  100.0     0.0    63.1   50.0   50.0    0.0   50.0\n"
+            "q2                  1   50.0  100.0   100.0   100.0  100.0  100.0  100.0  100.0\n"
+            "q3                  1    0.0    0.0     0.0     0.0    0.0    0.0    0.0    0.0\n"
+            "q4                  1    0.0    0.0     0.0     0.0    0.0    0.0    0.0    0.0\n"
+            "Laws                2   25.0  100.0    50.0    81.5   75.0   75.0   50.0   75.0\n"
+            "News                2    0.0    0.0     0.0     0.0    0.0    0.0    0.0    0.0\n"
+            "macro               4   12.5   50.0    25.0    40.8   37.5   37.5   25.0   37.5\n"
+            "micro               4   12.5   50.0    25.0    40.8   37.5   37.5   25.0   37.5\n");
+  r = run_cli("eval --per-query --format json --run " + run + " --qrels " + q + " --k 1,2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["queries"].size(), 4u);
+  EXPECT_EQ(j["queries"][0]["query_id"], "q1");
+  EXPECT_EQ(j["queries"][0]["domain"], "Laws");
+  EXPECT_DOUBLE_EQ(j["queries"][0]["values"]["R@2"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(j["queries"][1]["values"]["R@1"].get<double>(), 0.5);
+  EXPECT_TRUE(j["run_tag"].is_null());
+  EXPECT_FALSE(
+      nlohmann::json::parse(run_cli("eval --format json --run " + run + " --qrels " + q).out)
+          .contains("queries"));
+
+  // A TREC run's tag names the run atop the table and in JSON; -t names it otherwise. The run
+  // can come from standard input.
+  const std::string trec_text = "q1 Q0 d#0 1 2 bm25-v2\nq1 Q0 d#1 2 1 bm25-v2\n";
+  const std::string trec = write("run.trec", trec_text);
+  r = run_cli("eval --run " + trec + " --qrels " + q + " --k 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("run  bm25-v2\n", 0), 0u) << r.out;
+  r = run_cli("eval --format json -t mine --run - --qrels " + q, trec_text);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["run_tag"], "mine");
+  EXPECT_EQ(j["counts"]["missing_from_run"], 3);
+}
