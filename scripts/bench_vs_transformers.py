@@ -49,6 +49,10 @@ def parse_args():
     p.add_argument("--rounds", type=int, default=2, help="timed rounds (medians over them)")
     p.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes to compare")
     p.add_argument("--keep-ratios", default="1.0,0.5,0.25", help="ziprerank's keep ratios")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (both run there)")
+    p.add_argument("--scorings", default="logits",
+                   help="logits (one forward pass), generate (greedy decoding; transformers decodes "
+                        "as many tokens as ziprerank did), or both")
     p.add_argument("--json", help="also write the medians here")
     p.add_argument("--dry-run", action="store_true",
                    help="tiny model, 3 small pages, 1 round, float32 only: checks the script end to end")
@@ -182,7 +186,7 @@ def ranking_prompt(n):
 class Transformers:
     """transformers' Qwen3-VL on the model folder, one instance per dtype."""
 
-    def __init__(self, folder, dtype_name, paths, threads):
+    def __init__(self, folder, dtype_name, paths, threads, device):
         import torch
         load_torchvision(torch)
         from PIL import Image
@@ -192,7 +196,8 @@ class Transformers:
         self.torch = torch
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_name]
         self.model = Qwen3VLForConditionalGeneration.from_pretrained(
-            folder, dtype=dtype, attn_implementation="sdpa").eval()
+            folder, dtype=dtype, attn_implementation="sdpa").eval().to(device)
+        self.device = torch.device(device)
         self.dtype = dtype
         self.processor = Qwen2VLImageProcessorFast.from_pretrained(folder)
         self.images = [Image.open(p).convert("RGB") for p in paths]
@@ -203,27 +208,41 @@ class Transformers:
                           tok.encode(ranking_prompt(len(paths))[1], add_special_tokens=False))
         self.special = (cfg["vision_start_token_id"], cfg["image_token_id"], cfg["vision_end_token_id"])
 
-    def run(self):
+    def sync(self):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+    def run(self, generate=0):
+        """One window; generate > 0: greedy decoding of that many new tokens after the prompt."""
         torch = self.torch
         with torch.inference_mode():
             t0 = time.perf_counter()
             proc = self.processor(images=self.images, return_tensors="pt")
             t1 = time.perf_counter()
-            px, grid = proc["pixel_values"].to(self.dtype), proc["image_grid_thw"]
+            px = proc["pixel_values"].to(self.device, self.dtype)
+            grid = proc["image_grid_thw"].to(self.device)
             merge = self.processor.merge_size
             vs, pad, ve = self.special
             ids = list(self.ids_parts[0])
             for g in grid.tolist():
                 ids += [vs] + [pad] * (g[0] * g[1] * g[2] // (merge * merge)) + [ve]
             ids += self.ids_parts[1]
-            input_ids = torch.tensor([ids])
+            input_ids = torch.tensor([ids], device=self.device)
             mask = torch.ones_like(input_ids)
+            self.sync()
             t2 = time.perf_counter()
             self.model.model.get_image_features(px, grid)
+            self.sync()
             t3 = time.perf_counter()
-            out = self.model(input_ids=input_ids, attention_mask=mask, pixel_values=px,
-                             image_grid_thw=grid, logits_to_keep=1)
-            float(out.logits[0, -1].float().sum())
+            if generate > 0:
+                self.model.generate(input_ids=input_ids, attention_mask=mask, pixel_values=px,
+                                    image_grid_thw=grid, do_sample=False, max_new_tokens=generate,
+                                    min_new_tokens=generate)
+            else:
+                out = self.model(input_ids=input_ids, attention_mask=mask, pixel_values=px,
+                                 image_grid_thw=grid, logits_to_keep=1)
+                float(out.logits[0, -1].float().sum())
+            self.sync()
             t4 = time.perf_counter()
         vision = 1000 * (t3 - t2)
         full = 1000 * (t4 - t3)
@@ -231,12 +250,12 @@ class Transformers:
                 "total": 1000 * (t1 - t0) + full, "tokens": len(ids)}
 
 
-def run_ziprerank(a, folder, pages_dir, dtype_name, keeps):
+def run_ziprerank(a, folder, pages_dir, dtype_name, keeps, scoring):
     flags = {"float32": ["--dtype", "float32", "--matmul", "float32"],
              "bfloat16": ["--dtype", "bfloat16"],
              "float32+bf16-products": ["--dtype", "float32", "--matmul", "bfloat16"]}[dtype_name]
     cmd = [a.ziprerank, "--log-level", "warn", "bench", "--model", folder, "-p", pages_dir,
-           "--scoring", "logits", "--keep-ratios", keeps, "--repeats", "1", "--warmup", "1",
+           "--scoring", scoring, "--keep-ratios", keeps, "--device", a.device, "--repeats", "1", "--warmup", "1",
            "--window", str(a.pages), "--threads", str(a.threads), "-q", QUERY,
            "--format", "jsonl"] + flags
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -247,6 +266,7 @@ def run_ziprerank(a, folder, pages_dir, dtype_name, keeps):
         rows[r["keep_ratio"]] = {"preprocess": t["preprocess"]["median"], "vision": t["vision"]["median"],
                                  "llm": t["prune"]["median"] + t["llm"]["median"],
                                  "total": t["total"]["median"], "tokens": r["tokens"]["input"],
+                                 "generated": r["tokens"]["generated"],
                                  "vision_gflops": r.get("gflops", {}).get("vision", 0),
                                  "llm_gflops": r.get("gflops", {}).get("llm", 0)}
     return rows
@@ -269,29 +289,36 @@ def main():
     paths = make_pages(a.pages, a.page_size, pages_dir)
     dtypes = [d for d in a.dtypes.split(",") if d]
     keeps = [float(k) for k in a.keep_ratios.split(",")]
-    hf = {d: Transformers(folder, d, paths, a.threads) for d in dtypes}
+    scorings = [s for s in a.scorings.split(",") if s]
+    hf = {d: Transformers(folder, d, paths, a.threads, a.device) for d in dtypes}
     for d in dtypes:
         hf[d].run()  # warm-up
-    hf_samples = {d: [] for d in dtypes}
-    zr_samples = {d: {k: [] for k in keeps} for d in dtypes}
+    cases = [(d, s) for d in dtypes for s in scorings]
+    hf_samples = {c: [] for c in cases}
+    zr_samples = {c: {k: [] for k in keeps} for c in cases}
     for r in range(a.rounds):
-        for d in dtypes:
-            hf_samples[d].append(hf[d].run())
-            rows = run_ziprerank(a, folder, pages_dir, d, a.keep_ratios)
+        for d, sc in cases:
+            # ziprerank first: generate mode then tells transformers how many tokens to decode.
+            rows = run_ziprerank(a, folder, pages_dir, d, a.keep_ratios, sc)
             for k in keeps:
-                zr_samples[d][k].append(rows[k])
+                zr_samples[(d, sc)][k].append(rows[k])
+            new_tokens = max(1, rows[keeps[0]]["generated"]) if sc == "generate" else 0
+            hf_samples[(d, sc)].append(hf[d].run(new_tokens))
         print(f"round {r + 1}/{a.rounds} done ({time.time() - start:.0f} s)", file=sys.stderr)
 
     result = {"model": folder, "shape": a.model and "given" or a.shape, "pages": a.pages,
-              "page_size": a.page_size, "threads": a.threads, "rounds": a.rounds, "dtypes": {}}
+              "page_size": a.page_size, "threads": a.threads, "rounds": a.rounds,
+              "device": a.device, "cases": {}}
     print(f"model {a.shape if not a.model else folder}, {a.pages} pages of {a.page_size}, "
-          f"{a.threads} threads, medians of {a.rounds} interleaved round(s), times in ms")
-    for d in dtypes:
-        hfm = median_rows(hf_samples[d])
-        zrm = {k: median_rows(zr_samples[d][k]) for k in keeps}
-        result["dtypes"][d] = {"transformers": hfm, "ziprerank": {str(k): v for k, v in zrm.items()}}
+          f"device {a.device}, {a.threads} threads, medians of {a.rounds} interleaved round(s), "
+          f"times in ms")
+    for d, sc in cases:
+        hfm = median_rows(hf_samples[(d, sc)])
+        zrm = {k: median_rows(zr_samples[(d, sc)][k]) for k in keeps}
+        result["cases"][f"{d}/{sc}"] = {"transformers": hfm,
+                                        "ziprerank": {str(k): v for k, v in zrm.items()}}
         base = zrm[keeps[0]]
-        print(f"\n{d}: transformers {hfm['tokens']} tokens, ziprerank {base['tokens']} tokens "
+        print(f"\n{d}, {sc}: transformers {hfm['tokens']} tokens, ziprerank {base['tokens']} tokens "
               f"(keep {keeps[0]})")
         print(f"{'stage':<11} {'transformers':>12} {'ziprerank':>10} {'ratio':>7}")
         for stage in ["preprocess", "vision", "llm", "total"]:
