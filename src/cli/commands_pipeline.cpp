@@ -148,6 +148,13 @@ int run_rank(const PipelineArgs& a) {
                      ")");
   }
   const std::vector<PageRef> pages = check_page_files(given, skip_to);
+  // What the ranking would refuse once the model has loaded, refused before it loads.
+  if (a.query.find_first_not_of(" \t\r\n") == std::string::npos)
+    throw InputError("the query is empty");
+  if (pages.size() > static_cast<size_t>(options.max_candidates)) {
+    throw InputError(std::to_string(pages.size()) + " candidates in one query, above the cap of " +
+                     std::to_string(options.max_candidates) + " (raise it with --max-candidates)");
+  }
   auto reranker = load_reranker(a.common);
   const std::string scoring = scoring_for(a, *reranker);
   options.scoring = parse_scoring(scoring);

@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "cli_runner.hpp"
 #include "pages_fixture.hpp"
@@ -1101,5 +1102,32 @@ TEST_F(RankBatch, PreparingTheNextQueryAheadGivesTheSameRun) {
   for (size_t i = 0; i < with.size(); ++i) {
     EXPECT_EQ(with[i]["query_id"], without[i]["query_id"]);
     EXPECT_EQ(with[i]["ranking"], without[i]["ranking"]);
+  }
+}
+
+TEST_F(RankBatch, ArgumentsAreCheckedBeforeTheModelLoads) {
+  // With a model folder that does not exist, each of these must be refused for its own reason:
+  // a check made after loading would report the missing model instead.
+  const std::string page = shell_quote((dir_ / "pages" / "page01.png").string());
+  const std::string three = page + " " + shell_quote((dir_ / "pages" / "page02.png").string()) +
+                            " " + shell_quote((dir_ / "pages" / "page03.png").string());
+  const std::string existing = shell_quote((dir_ / "queries.jsonl").string());
+  const std::string no_model = " --model /nonexistent/model ";
+  const std::vector<std::tuple<std::string, int, std::string>> cases = {
+      {"rank" + no_model + "-q '  ' -p " + page, 3, "the query is empty"},
+      {"rank" + no_model + "--max-candidates 2 -q x -p " + three, 3, "above the cap of 2"},
+      {"rank" + no_model + "-q x -p " + page + " -o " + existing, 2, "--force"},
+      {"rank" + no_model + "--format trec -t 'a b' -q x -p " + page, 2, "--run-tag"},
+      {"batch" + no_model + "--vision-cache-mb -1 -i " + existing + " -o x.jsonl", 2,
+       "--vision-cache-mb"},
+      {"batch" + no_model + "--resume --force -i " + existing + " -o x.jsonl", 2, "--force"},
+      {"batch" + no_model + "--format table --resume -i " + existing + " -o x.txt", 2,
+       "--format jsonl or trec"},
+  };
+  for (const auto& [args, code, message] : cases) {
+    const CliResult r = run_cli(args);
+    EXPECT_EQ(r.code, code) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.find("/nonexistent/model"), std::string::npos) << args << "\n" << r.err;
   }
 }
