@@ -80,6 +80,7 @@ for kv in "${defaults[@]}"; do
   [ -n "${!name:-}" ] || export "$kv"
 done
 export LLM_STAGES="${LLM_STAGES:-1}" ZIPRERANK="$zr" WORK="$out/work" MODEL_OUT="$out/model"
+[ "$dry" -eq 0 ] || rm -rf "$WORK" "$MODEL_OUT" # each dry run runs every step again
 if [ "$dry" -eq 1 ] && [ -f "$root/models/ziprerank-small/tokenizer.model" ]; then
   # The dry run borrows the shipped tokenizer (training one takes a third of its minute).
   mkdir -p "$WORK"
