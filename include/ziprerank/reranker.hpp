@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -71,6 +72,15 @@ struct RerankOptions {
   /// Asked between page groups and windows; true stops the ranking with Interrupted (optional).
   std::function<bool()> should_stop;
   void validate() const;
+};
+
+/// The settings a command may leave to the model folder: each one unset takes the folder's own
+/// (ziprerank.scoring, ziprerank.keep_ratio, ziprerank.vision_tile in its config.json; see
+/// ModelFolder). Reranker::resolve settles them in one place.
+struct RankingChoice {
+  std::optional<Scoring> scoring;
+  std::optional<double> keep_ratio;
+  std::optional<int> vision_tile;  ///< 0 = whole pages
 };
 
 /// Milliseconds spent per stage. What each covers: decode = reading files and rendering PDFs;
@@ -151,6 +161,13 @@ class Reranker {
   const ModelFolder& folder() const { return folder_; }
   const Qwen3VLModel& model() const { return *model_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
+
+  /// `options` with its scoring, keep ratio and vision tile settled: as `asked`, else the model
+  /// folder's own. A tile asked for is checked against the vision tower (UsageError); a scoring
+  /// the folder says it was not trained for logs a warning. The result is validated.
+  RerankOptions resolve(RerankOptions options, const RankingChoice& asked) const;
+  /// "keep ratio 0.5, logits scoring, vision tiles of 320 px": settled options as logs name them.
+  static std::string describe(const RerankOptions& options);
 
   /// Decodes and preprocesses one page (timed into `timing`).
   PreprocessedImage prepare(const Image& image, const RerankOptions& options,

@@ -71,27 +71,13 @@ void check_rank_output(const PipelineArgs& a) {
   check_batch_paths("-", a.output);  // its folder exists and can be written
 }
 
-// The scoring asked for, else the one the model folder names.
-std::string scoring_for(const PipelineArgs& a, const Reranker& reranker) {
-  const std::string scoring = a.scoring.empty() ? reranker.folder().scoring : a.scoring;
-  if (const std::string w = untrained_scoring_warning(reranker.folder(), scoring); !w.empty())
-    spdlog::warn("{}", w);
-  return scoring;
-}
-
-// The keep ratio asked for, else the one the model folder names.
-double keep_ratio_for(const PipelineArgs& a, const Reranker& reranker) {
-  return a.keep_ratio < 0 ? reranker.folder().keep_ratio : a.keep_ratio;
-}
-
-// The vision tile asked for, else the model's own; and how the log names it.
-int vision_tile_for(const PipelineArgs& a, const Reranker& reranker) {
-  if (a.vision_tile < 0) return reranker.model().options().vision_tile;
-  check_vision_tile(a.vision_tile, reranker.model().config().vision, "--vision-tile");
-  return a.vision_tile;
-}
-std::string tile_note(int tile) {
-  return tile > 0 ? ", vision tiles of " + std::to_string(tile) + " px" : "";
+// The settings left to the model folder where the flags do not give them.
+RankingChoice ranking_choice(const PipelineArgs& a) {
+  RankingChoice c;
+  if (!a.scoring.empty()) c.scoring = parse_scoring(a.scoring);
+  if (a.keep_ratio >= 0) c.keep_ratio = a.keep_ratio;
+  if (a.vision_tile >= 0) c.vision_tile = a.vision_tile;
+  return c;
 }
 
 // Checked before the model loads; the scoring and keep ratio are settled once it has.
@@ -156,12 +142,8 @@ int run_rank(const PipelineArgs& a) {
                      std::to_string(options.max_candidates) + " (raise it with --max-candidates)");
   }
   auto reranker = load_reranker(a.common);
-  const std::string scoring = scoring_for(a, *reranker);
-  options.scoring = parse_scoring(scoring);
-  options.keep_ratio = keep_ratio_for(a, *reranker);
-  options.vision_tile = vision_tile_for(a, *reranker);
-  spdlog::info("ranking {} page(s), keep ratio {}, {} scoring{}", pages.size(), options.keep_ratio,
-               scoring, tile_note(options.vision_tile));
+  options = reranker->resolve(options, ranking_choice(a));
+  spdlog::info("ranking {} page(s), {}", pages.size(), Reranker::describe(options));
   // Progress on long runs: a line redrawn on a terminal, one every 10 s otherwise (logs).
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   const auto t0 = std::chrono::steady_clock::now();
@@ -286,12 +268,8 @@ int run_batch_command(const PipelineArgs& a) {
   check_batch_paths(o.input, o.output);  // before the model loads and anything is written
   o.rerank = rerank_options(a);
   auto reranker = load_reranker(a.common);
-  const std::string scoring = scoring_for(a, *reranker);
-  o.rerank.scoring = parse_scoring(scoring);
-  o.rerank.keep_ratio = keep_ratio_for(a, *reranker);
-  o.rerank.vision_tile = vision_tile_for(a, *reranker);
-  spdlog::info("{} scoring, keep ratio {}{}", scoring, o.rerank.keep_ratio,
-               tile_note(o.rerank.vision_tile));
+  o.rerank = reranker->resolve(o.rerank, ranking_choice(a));
+  spdlog::info("{}", Reranker::describe(o.rerank));
   reranker->set_vision_cache(static_cast<size_t>(a.vision_cache_mb) << 20);
 
   const bool tty = ::isatty(STDERR_FILENO) == 1;

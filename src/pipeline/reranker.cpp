@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <mutex>
 #include <numeric>
+#include <sstream>
 #include <thread>
 
 #include "ziprerank/errors.hpp"
@@ -182,6 +183,29 @@ std::unique_ptr<Reranker> Reranker::load(const std::string& model_dir,
 Reranker::Reranker(ModelFolder folder, std::shared_ptr<const Qwen3VLModel> model,
                    std::shared_ptr<const Tokenizer> tokenizer)
     : folder_(std::move(folder)), model_(std::move(model)), tokenizer_(std::move(tokenizer)) {}
+
+RerankOptions Reranker::resolve(RerankOptions options, const RankingChoice& asked) const {
+  options.scoring = asked.scoring ? *asked.scoring : parse_scoring(folder_.scoring);
+  const std::string& name = scoring_name(options.scoring);
+  if (const std::string w = untrained_scoring_warning(folder_, name); !w.empty())
+    spdlog::warn("{}", w);
+  options.keep_ratio = asked.keep_ratio ? *asked.keep_ratio : folder_.keep_ratio;
+  if (asked.vision_tile) {
+    check_vision_tile(*asked.vision_tile, model_->config().vision, "--vision-tile");
+    options.vision_tile = *asked.vision_tile;
+  } else {
+    options.vision_tile = model_->options().vision_tile;
+  }
+  options.validate();
+  return options;
+}
+
+std::string Reranker::describe(const RerankOptions& o) {
+  std::ostringstream out;
+  out << "keep ratio " << o.keep_ratio << ", " << scoring_name(o.scoring) << " scoring";
+  if (o.vision_tile > 0) out << ", vision tiles of " << o.vision_tile << " px";
+  return out.str();
+}
 
 PreprocessedImage Reranker::prepare(const Image& image, const RerankOptions& options,
                                     StageTiming* timing) const {
