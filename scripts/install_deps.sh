@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config ccache mold git
   libtorch-dev libopenblas0-pthread libopenblas-pthread-dev
-  libopencv-dev libfreetype-dev
+  libopencv-dev libfreetype-dev libjpeg-dev  # libjpeg: CMYK JPEGs as PIL decodes them
   libsentencepiece-dev sentencepiece
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libcpp-httplib-dev  # the rerank server (ziprerank serve)

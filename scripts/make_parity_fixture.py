@@ -33,6 +33,7 @@ import re
 import shutil
 import sys
 import tempfile
+import warnings
 
 
 def _load_torchvision(torch):
@@ -112,7 +113,20 @@ IMAGES = [
     ("sliver", 40, 700, "RGB", "above max_pixels with the narrow side clamped to the factor"),
     ("halves", 80, 208, "RGB", "sides at 2.5 and 6.5 factors: round half to even"),
     ("rgba", 61, 45, "RGBA", "alpha channel dropped by convert('RGB'); upscaled"),
+    # Files that decoders disagree on, opened as the reference opens pages: PIL's Image.open and
+    # convert("RGB"), without EXIF transposition.
+    ("palette", 57, 43, "P", "palette PNG with a transparency table: palette colours, alpha dropped"),
+    ("rgb16", 52, 70, "RGB;16", "16-bit RGB PNG: PIL keeps each sample's high byte"),
+    ("gray16", 66, 48, "I;16", "16-bit grayscale PNG: PIL opens it as I;16, convert clips at 255"),
+    ("gray", 48, 66, "L", "8-bit grayscale PNG: gray replicated to RGB"),
+    ("cmyk", 60, 44, "CMYK", "CMYK JPEG (Adobe marker): PIL's CMYK to RGB conversion"),
+    ("exif", 72, 40, "EXIF6", "JPEG with EXIF orientation 6: not rotated (Image.open ignores it)"),
 ]
+JPEG_MODES = ("CMYK", "EXIF6")
+
+
+def image_file(name, mode):
+    return f"{name}.jpg" if mode in JPEG_MODES else f"{name}.png"
 
 QUERY = "parity test"
 # Ranking prompts: candidates by image name, in order.
@@ -120,6 +134,9 @@ CASES = [
     ("n1", ["landscape"]),
     ("n3", ["portrait", "tiny", "rgba"]),
     ("n5", ["halves", "landscape", "tiny", "portrait", "sliver"]),
+    # 10 and 20 candidates: every image, then repeated (M-RoPE positions with 20 images).
+    ("n10", [IMAGES[i % len(IMAGES)][0] for i in range(3, 13)]),
+    ("n20", [IMAGES[(5 * i) % len(IMAGES)][0] for i in range(20)]),
 ]
 
 
@@ -175,6 +192,56 @@ def make_image(name, width, height, mode, seed):
         alpha = (x * 255 // max(width - 1, 1)).astype(np.uint8)
         img = np.concatenate([img, alpha[..., None]], -1)
     return Image.fromarray(img, mode)
+
+
+def write_png16_rgb(path, rgb16):
+    """A 16-bit RGB PNG, written by hand (PIL cannot save one)."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\0" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def write_image(path, name, width, height, mode, seed):
+    """Saves one generated image in the file format and mode named."""
+    rng = np.random.default_rng(seed + 1000)
+    if mode in ("RGB", "RGBA"):
+        make_image(name, width, height, mode, seed).save(path)
+        return
+    base = np.asarray(make_image(name, width, height, "RGB", seed))
+    if mode == "P":
+        img = Image.fromarray(base, "RGB").quantize(colors=24, method=Image.Quantize.MEDIANCUT)
+        alpha = bytes(int(a) for a in rng.integers(0, 256, size=24))
+        with warnings.catch_warnings():  # PIL suggests RGBA for such files; this one is on purpose
+            warnings.simplefilter("ignore")
+            img.save(path, transparency=alpha)
+    elif mode == "RGB;16":  # high byte = the 8-bit image, low byte noise (rounding would differ)
+        low = rng.integers(0, 256, size=base.shape)
+        write_png16_rgb(path, base.astype(np.uint16) * 256 + low.astype(np.uint16))
+    elif mode == "I;16":  # gray from 0 to 600: part below 255, part clipped
+        y, x = np.mgrid[0:height, 0:width]
+        gray = (x * 600 // max(width - 1, 1) + base[..., 1].astype(np.int64) // 8).astype(np.uint16)
+        Image.fromarray(gray.astype("<u2")).save(path)  # mode I;16
+    elif mode == "L":
+        Image.fromarray(base, "RGB").convert("L").save(path)
+    elif mode == "CMYK":
+        k = rng.integers(0, 120, size=base.shape[:2] + (1,))
+        cmyk = np.concatenate([255 - base, k], -1).astype(np.uint8)
+        Image.fromarray(cmyk, "CMYK").save(path, quality=92)
+    elif mode == "EXIF6":
+        exif = Image.Exif()
+        exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+        Image.fromarray(base, "RGB").save(path, quality=92, exif=exif.tobytes())
+    else:
+        raise ValueError(mode)
 
 
 def ranking_text(n):
@@ -249,18 +316,21 @@ def build_model(name, spec, out_dir):
     processor.save_pretrained(out_dir)
 
 
-def load_reference(model_dir, attention):
-    model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32,
+DEVICE = torch.device("cpu")
+
+
+def load_reference(model_dir, attention, dtype=torch.float32):
+    model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, dtype=dtype,
                                                             attn_implementation=attention)
-    return model.eval()
+    return model.eval().to(DEVICE)
 
 
 def run_model(model, pixel_values, grids, cases):
     """Vision features for all images, and per prompt: positions, hidden states, last logits."""
-    grid = torch.tensor(grids)
+    grid = torch.tensor(grids, device=DEVICE)
     out = {}
     with torch.no_grad():
-        embeds, deepstack = model.model.get_image_features(pixel_values, grid)
+        embeds, deepstack = model.model.get_image_features(pixel_values.to(DEVICE), grid)
         out["vision.embeds"] = torch.cat(list(embeds), 0)
         for k, d in enumerate(deepstack):
             out[f"vision.deepstack.{k}"] = d
@@ -268,9 +338,9 @@ def run_model(model, pixel_values, grids, cases):
         hook = model.model.language_model.norm.register_forward_hook(
             lambda _m, _i, o: captured.__setitem__("hidden", o))
         for case in cases:
-            ids = torch.tensor([case["input_ids"]])
-            g = torch.tensor(case["grid_thw"])
-            px = case["pixel_values"]
+            ids = torch.tensor([case["input_ids"]], device=DEVICE)
+            g = torch.tensor(case["grid_thw"], device=DEVICE)
+            px = case["pixel_values"].to(DEVICE)
             mask = torch.ones_like(ids)
             position_ids, _ = model.model.get_rope_index(ids, g, None, mask)
             logits = model(input_ids=ids, attention_mask=mask, pixel_values=px, image_grid_thw=g).logits[0]
@@ -279,7 +349,7 @@ def run_model(model, pixel_values, grids, cases):
             out[f"{name}.hidden"] = captured["hidden"][0]
             out[f"{name}.logits_last"] = logits[-1]
         hook.remove()
-    return {k: v.float().contiguous() for k, v in out.items()}
+    return {k: v.float().cpu().contiguous() for k, v in out.items()}
 
 
 def dump_json(obj):
@@ -294,6 +364,25 @@ def max_abs_diff(a, b):
     return float((a - b).abs().max())
 
 
+def tensor_diffs(a, b):
+    """Per tensor (positions aside): [max |a - b|, root mean square of a - b], 3 digits each."""
+    return {k: [float(f"{max_abs_diff(a[k], b[k]):.3g}"),
+                float(f"{float((a[k] - b[k]).double().pow(2).mean().sqrt()):.3g}")]
+            for k in sorted(a) if not k.endswith("position_ids")}
+
+
+def stage_diffs(a, b):
+    """Largest |a - b| per stage (vision.embeds, vision.deepstack, hidden, logits_last), over
+    every image or prompt, to 3 significant digits."""
+    diffs = {}
+    for k in a:
+        stage = "vision.deepstack" if k.startswith("vision.deepstack.") else \
+            k if k.startswith("vision.") else k.split(".", 1)[1]
+        if stage != "position_ids":
+            diffs[stage] = max(diffs.get(stage, 0.0), max_abs_diff(a[k], b[k]))
+    return {k: float(f"{v:.3g}") for k, v in sorted(diffs.items())}
+
+
 def generate(out_dir):
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -301,17 +390,21 @@ def generate(out_dir):
     images_dir = os.path.join(out_dir, "images")
     os.makedirs(images_dir, exist_ok=True)
     for i, (name, w, h, mode, _) in enumerate(IMAGES):
-        make_image(name, w, h, mode, seed=i + 1).save(os.path.join(images_dir, f"{name}.png"))
-    pil = {name: Image.open(os.path.join(images_dir, f"{name}.png")).convert("RGB") for name, *_ in IMAGES}
+        write_image(os.path.join(images_dir, image_file(name, mode)), name, w, h, mode, seed=i + 1)
+    pil = {name: Image.open(os.path.join(images_dir, image_file(name, mode))).convert("RGB")
+           for name, _, _, mode, _ in IMAGES}
     names = [name for name, *_ in IMAGES]
+    meta_file = {name: f"images/{image_file(name, mode)}" for name, _, _, mode, _ in IMAGES}
 
     tensors = {}
     meta = {"transformers_version": transformers.__version__, "torch_version": torch.__version__,
             "torchvision_version": torchvision.__version__, "attention": "eager", "dtype": "float32",
+            "device": str(DEVICE),
             "query": QUERY,
-            "images": [{"name": n, "file": f"images/{n}.png", "width": w, "height": h, "mode": m, "what": what}
+            "images": [{"name": n, "file": f"images/{image_file(n, m)}", "width": w, "height": h, "mode": m,
+                        "what": what}
                        for n, w, h, m, what in IMAGES],
-            "models": {}, "eager_vs_sdpa": {}}
+            "models": {}, "eager_vs_sdpa": {}, "bf16_vs_float32": {}}
     for mname, spec in MODELS.items():
         mdir = os.path.join(out_dir, mname)
         build_model(mname, spec, mdir)
@@ -332,7 +425,8 @@ def generate(out_dir):
                 raise SystemExit(f"{mname}/{n}: pixel_values are not (level - 127.5) / 127.5 of uint8 levels")
             tensors[f"{mname}.levels.{n}"] = levels.to(torch.float16).contiguous()  # exact for 0..255
             pixel_values[n], grids[n] = pv, g
-            per_image.append({"name": n, "grid_thw": g, "tokens": g[0] * g[1] * g[2] // (merge * merge)})
+            per_image.append({"name": n, "file": meta_file[n], "grid_thw": g,
+                              "tokens": g[0] * g[1] * g[2] // (merge * merge)})
 
         cases = []
         for cname, cimages in CASES:
@@ -351,14 +445,13 @@ def generate(out_dir):
         sdpa = run_model(load_reference(mdir, "sdpa"), all_px, all_grids, cases)
         for k, v in eager.items():
             tensors[f"{mname}.{k}"] = v
-        diffs = {}
-        for k in eager:
-            stage = "vision.deepstack" if k.startswith("vision.deepstack.") else \
-                k if k.startswith("vision.") else k.split(".", 1)[1]
-            if stage == "position_ids":
-                continue
-            diffs[stage] = max(diffs.get(stage, 0.0), max_abs_diff(eager[k], sdpa[k]))
-        meta["eager_vs_sdpa"][mname] = {k: float(f"{v:.3g}") for k, v in sorted(diffs.items())}
+        meta["eager_vs_sdpa"][mname] = stage_diffs(eager, sdpa)
+        # transformers' own bfloat16 error: the model in bfloat16 (eager and sdpa) against the
+        # float32 reference above, per stage; ziprerank in bfloat16 must not be further off.
+        meta["bf16_vs_float32"][mname] = {
+            attn: tensor_diffs(eager, run_model(load_reference(mdir, attn, torch.bfloat16), all_px,
+                                                all_grids, cases))
+            for attn in ("eager", "sdpa")}
         meta["models"][mname] = {
             "dir": mname, "processor_images": per_image, "vision_images": names,
             "cases": [{k: c[k] for k in ("name", "images", "input_ids", "grid_thw", "identifier_ids")}
@@ -404,9 +497,9 @@ def compare(fresh, committed):
     for key in ("images", "models", "query", "attention", "dtype"):
         if ma.get(key) != mb.get(key):
             problems.append(f"parity.json: '{key}' differs")
-    for name, *_ in IMAGES:
-        ia = np.asarray(Image.open(os.path.join(fresh, "images", f"{name}.png")))
-        ib = np.asarray(Image.open(os.path.join(committed, "images", f"{name}.png")))
+    for name, _, _, mode, _ in IMAGES:
+        ia = np.asarray(Image.open(os.path.join(fresh, "images", image_file(name, mode))))
+        ib = np.asarray(Image.open(os.path.join(committed, "images", image_file(name, mode))))
         if ia.shape != ib.shape or not np.array_equal(ia, ib):
             problems.append(f"images/{name}.png: pixels differ")
     return problems
@@ -415,9 +508,14 @@ def compare(fresh, committed):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dir", nargs="?", default="tests/fixtures/parity")
+    ap.add_argument("--device", default="cpu",
+                    help="where transformers runs (cuda: scripts/gpu/parity_check.sh); the committed "
+                         "fixture is made on cpu")
     ap.add_argument("--check", action="store_true",
                     help="regenerate into a temporary folder and compare with DIR instead of writing DIR")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     if not args.check:
         for mname in MODELS:  # a stale model folder must not survive a regeneration
             shutil.rmtree(os.path.join(args.dir, mname), ignore_errors=True)

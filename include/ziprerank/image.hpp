@@ -35,7 +35,8 @@ inline constexpr int64_t kDefaultMaxImagePixels = 50'000'000;
 /// Decodes PNG, JPEG, WebP or BMP bytes into RGB the way PIL's `Image.open(...).convert("RGB")`
 /// does: alpha is dropped (not composited), gray is replicated, palettes are expanded. 16-bit
 /// samples follow PIL: a 16-bit gray PNG is clipped to 255 (PIL opens it as mode "I"), while
-/// 16-bit colour or gray+alpha PNGs keep the high byte. EXIF orientation is ignored, as
+/// 16-bit colour or gray+alpha PNGs keep the high byte. CMYK (and YCCK) JPEGs follow PIL: samples
+/// read as Adobe-inverted, then PIL's rounded CMYK to RGB. EXIF orientation is ignored, as
 /// `Image.open` ignores it. Throws InputError naming `origin` for empty, truncated, corrupt,
 /// unsupported or oversized data.
 Image decode_image(const uint8_t* data, size_t size, const std::string& origin,

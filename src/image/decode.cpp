@@ -1,10 +1,17 @@
-// Image decoding with OpenCV, normalised to PIL's convert("RGB") semantics.
+// Image decoding with OpenCV (four-component JPEGs with libjpeg, as PIL), normalised to PIL's
+// convert("RGB") semantics.
 //
 // OpenCV 4.6 has no API that reads only an image's dimensions, and cv::imdecode allocates the
 // full canvas named in the header before decoding. The container headers are therefore parsed
 // here first, so the pixel cap is enforced from a few bytes and a forged header cannot make the
 // decoder allocate gigabytes.
+#include <cstddef>
+#include <cstdio>
+// jpeglib.h uses size_t and FILE without including their headers.
+#include <jpeglib.h>
+
 #include <algorithm>
+#include <csetjmp>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -44,6 +51,7 @@ struct HeaderInfo {
   Format format = Format::kPng;
   int64_t width = 0;
   int64_t height = 0;
+  int components = 0;  ///< JPEG only: colour components in the frame (4: CMYK or YCCK)
 };
 
 uint32_t be32(const uint8_t* p) {
@@ -118,6 +126,7 @@ HeaderInfo sniff_jpeg(const uint8_t* d, size_t n, const std::string& origin, boo
       if (len < 7) fail(origin, "corrupt JPEG: short frame header");
       info.height = be16(d + pos + 3);
       info.width = be16(d + pos + 5);
+      info.components = len >= 8 ? d[pos + 7] : 0;
       if (info.height == 0) {
         fail(origin, "unsupported JPEG: the height is defined after the first scan (DNL)");
       }
@@ -203,6 +212,72 @@ cv::Mat to_8bit(const cv::Mat& m) {
   return out;
 }
 
+// A four-component JPEG as PIL opens it: libjpeg's CMYK samples (YCCK converted), read as
+// "CMYK;I" (inverted, the Adobe convention PIL assumes for every CMYK JPEG), then
+// convert("RGB") with PIL's integer formula: nk = 255 - k, r = nk - round(c * nk / 255), where
+// round(x / 255) is MULDIV255's ((x + 128) + ((x + 128) >> 8)) >> 8. (OpenCV converts CMYK itself,
+// truncating instead of rounding: up to 3 levels off PIL.)
+struct JpegErrorManager {
+  jpeg_error_mgr base;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+
+void jpeg_error_jump(j_common_ptr cinfo) {
+  auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
+  err->base.format_message(cinfo, err->message);
+  std::longjmp(err->jump, 1);
+}
+
+void jpeg_no_warning(j_common_ptr, int) {}
+
+// Fills `image` and returns true, or returns false with libjpeg's message in `error`. Only
+// trivially destructible locals live between setjmp and a possible longjmp.
+bool decode_cmyk_jpeg(const uint8_t* data, size_t size, Image& image, std::vector<uint8_t>& row,
+                      std::string& error) {
+  jpeg_decompress_struct cinfo;
+  JpegErrorManager err;
+  cinfo.err = jpeg_std_error(&err.base);
+  err.base.error_exit = jpeg_error_jump;
+  err.base.emit_message = jpeg_no_warning;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    error = err.message;
+    return false;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, const_cast<unsigned char*>(data), static_cast<unsigned long>(size));
+  jpeg_read_header(&cinfo, TRUE);
+  cinfo.out_color_space = JCS_CMYK;
+  jpeg_start_decompress(&cinfo);
+  if (cinfo.output_components != 4) {
+    jpeg_destroy_decompress(&cinfo);
+    error = "unexpected component count";
+    return false;
+  }
+  image.width = static_cast<int>(cinfo.output_width);
+  image.height = static_cast<int>(cinfo.output_height);
+  image.rgb.resize(static_cast<size_t>(image.width) * image.height * 3);
+  row.resize(static_cast<size_t>(image.width) * 4);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    const size_t y = cinfo.output_scanline;
+    JSAMPROW rows[1] = {row.data()};
+    jpeg_read_scanlines(&cinfo, rows, 1);
+    uint8_t* o = image.rgb.data() + y * static_cast<size_t>(image.width) * 3;
+    for (int x = 0; x < image.width; ++x) {
+      const uint8_t* s = row.data() + static_cast<size_t>(x) * 4;
+      const int nk = s[3];  // stored inverted: 255 - k
+      for (int c = 0; c < 3; ++c) {
+        const int tmp = (255 - s[c]) * nk + 128;
+        o[x * 3 + c] = static_cast<uint8_t>(std::clamp(nk - (((tmp >> 8) + tmp) >> 8), 0, 255));
+      }
+    }
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return true;
+}
+
 }  // namespace
 
 Image decode_image(const uint8_t* data, size_t size, const std::string& origin,
@@ -223,6 +298,14 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& origin,
   // Structure checks that need more than the header, after the cheap size refusal.
   if (info.format == Format::kPng) check_png_complete(data, size, origin);
   if (info.format == Format::kJpeg) sniff_jpeg(data, size, origin, true);
+  if (info.format == Format::kJpeg && info.components == 4) {
+    Image image;
+    std::vector<uint8_t> row;
+    std::string error;
+    if (!decode_cmyk_jpeg(data, size, image, row, error))
+      fail(origin, "cannot decode CMYK JPEG: " + error);
+    return image;
+  }
 
   cv::Mat decoded;
   try {

@@ -344,6 +344,15 @@ at::Tensor VisionTower::patch_embed(const at::Tensor& px) const {
       const at::Tensor rows = first.reshape({px.size(0), C * PP});
       if (still_matrix_bf16_.defined())
         return detail::linear_bf16(rows, still_matrix_bf16_, patch_bias_);
+      if (patch_kernel_.scalar_type() != at::kFloat) {
+        // As the convolution over every frame computes it: the frames' kernels summed in float32
+        // (exact; a bfloat16 sum rounds each weight once more), the product accumulated in
+        // float32 and rounded once.
+        const at::Tensor kernel =
+            patch_kernel_.view({hidden, C, T, PP}).to(at::kFloat).sum(2).view({hidden, C * PP});
+        const at::Tensor bias = patch_bias_.defined() ? patch_bias_.to(at::kFloat) : at::Tensor();
+        return at::linear(rows.to(at::kFloat), kernel, bias).to(patch_kernel_.scalar_type());
+      }
       const at::Tensor kernel =
           patch_kernel_.view({hidden, C, T, PP}).sum(2).view({hidden, C * PP});
       return at::linear(rows, kernel, patch_bias_);
