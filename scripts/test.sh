@@ -11,6 +11,8 @@ fi
 # transformers' outputs regenerated with the pinned reference environment must equal the committed
 # parity fixture (skipped, with a message, where no package index answers).
 "$root/scripts/check_parity_fixture.sh"
+# The GPU parity check's CPU dry run (the same steps as on a GPU machine, ~30 s).
+"$root/scripts/gpu/parity_check.sh" --dry-run "$build/gpu-parity-dry-run"
 # The Slurm scripts on a single-node Slurm started here (root only; skipped, with a message,
 # elsewhere or where slurm-wlm/munge cannot be installed; ~15 s).
 "$root/scripts/slurm/test_slurm.sh" "$build"
