@@ -516,6 +516,9 @@ def main():
     args = ap.parse_args()
     global DEVICE
     DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda":  # float32 as float32: no TensorFloat-32 products or convolutions
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     if not args.check:
         for mname in MODELS:  # a stale model folder must not survive a regeneration
             shutil.rmtree(os.path.join(args.dir, mname), ignore_errors=True)
