@@ -8,6 +8,7 @@
 
 #include "ziprerank/errors.hpp"
 #include "ziprerank/model.hpp"
+#include "ziprerank/model_folder.hpp"
 #include "ziprerank/prompt.hpp"
 #include "ziprerank/reranker.hpp"
 #include "ziprerank/runtime.hpp"
@@ -53,6 +54,7 @@ int run_serve(const ServeArgs& a) {
   // The folder is named (and a wrong one refused) before the socket opens; the model loads on
   // the server's worker, which is the thread that uses it.
   const std::string dir = resolve_model(a.common);
+  open_model_folder(dir);  // its config files, checked before the socket opens
   ModelOptions mo;
   mo.device = parse_device(a.common.device);
   mo.dtype = parse_dtype(a.common.dtype, mo.device);

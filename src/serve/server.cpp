@@ -483,6 +483,12 @@ struct RerankServer::Impl {
           res.status = 500;
           res.set_content(error_body(500, "internal error: " + what), "application/json");
         });
+    // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a second server on the
+    // same port starts without error and takes half of the connections.
+    http.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    });
     http.set_payload_max_length(options.limits.max_body_bytes);
     http.set_keep_alive_timeout(2);
     const size_t threads = options.http_threads > 0

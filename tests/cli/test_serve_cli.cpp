@@ -373,3 +373,16 @@ TEST_F(ServeCli, SigtermFinishesTheRequestInFlightAndExitsZero) {
   // Nothing listens any more.
   EXPECT_FALSE(s.client().Get("/health"));
 }
+
+TEST_F(ServeCli, AnAddressInUseAndAMissingModelAreRefusedBeforeServing) {
+  const CliResult taken = run_cli_limited("serve --model " + shell_quote((dir_ / "tiny").string()) +
+                                          " --port " + std::to_string(main_.port));
+  EXPECT_EQ(taken.code, 3) << taken.err;
+  EXPECT_NE(taken.err.find("cannot listen on 127.0.0.1:" + std::to_string(main_.port)),
+            std::string::npos)
+      << taken.err;
+  const CliResult missing =
+      run_cli_limited("serve --port 0 --model " + shell_quote((dir_ / "nope").string()));
+  EXPECT_EQ(missing.code, 3) << missing.err;
+  EXPECT_EQ(missing.err.find("listening"), std::string::npos) << missing.err;
+}
