@@ -57,15 +57,20 @@ fi
 for _ in $(seq 50); do [ -f "$work/munge/munged.pid" ] && break; sleep 0.1; done
 pids+=("$(cat "$work/munge/munged.pid")")
 
-# Slurm: one node on loopback, ports away from the defaults.
+# Slurm: one node on loopback, on two ports free now (another Slurm may hold the defaults).
+read -r ctld_port slurmd_port < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])')
 cpus=$(nproc)
 mkdir -p "$work/state" "$work/spool" "$work/out"
 conf="$work/slurm.conf"
 cat > "$conf" <<CONF
 ClusterName=zrtest
 SlurmctldHost=$(hostname)(127.0.0.1)
-SlurmctldPort=16817
-SlurmdPort=16818
+SlurmctldPort=$ctld_port
+SlurmdPort=$slurmd_port
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
