@@ -86,10 +86,10 @@ struct ServeOptions {
   /// Data-URI documents are kept as files (by content) so that repeats hit the vision cache;
   /// beyond this many bytes the least recently used go.
   size_t data_store_bytes = size_t{256} << 20;
-  /// Ranking settings; scoring_name empty, keep_ratio < 0 and vision_tile < 0 mean the model
-  /// folder's own (as rank).
+  /// Ranking settings (window, stride, caps); the scoring, keep ratio and vision tile are
+  /// settled by Reranker::resolve from `choice` once the model is loaded, as rank settles them.
   RerankOptions rerank;
-  std::string scoring_name;
+  RankingChoice choice;
   int http_threads = 0;  ///< 0 = max_queue + 4 (capped at 256)
 };
 

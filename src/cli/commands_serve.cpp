@@ -21,6 +21,7 @@ namespace {
 struct ServeArgs {
   CommonOptions common;
   serve::ServeOptions server;
+  std::string scoring;     ///< empty: the model's own
   double keep_ratio = -1;  ///< < 0: the model's own
   int vision_tile = -1;    ///< < 0: the model's own
   int window = 20;
@@ -33,24 +34,20 @@ struct ServeArgs {
 
 int run_serve(const ServeArgs& a) {
   serve::ServeOptions o = a.server;
-  o.rerank.keep_ratio = a.keep_ratio;
-  o.rerank.vision_tile = a.vision_tile;
+  if (!a.scoring.empty()) o.choice.scoring = parse_scoring(a.scoring);
+  if (a.keep_ratio >= 0) o.choice.keep_ratio = a.keep_ratio;
+  if (a.vision_tile >= 0) o.choice.vision_tile = a.vision_tile;
   o.rerank.window = a.window;
   o.rerank.stride = a.stride;
   o.rerank.max_query_tokens = a.max_query_tokens;
   o.rerank.max_candidates = o.limits.max_candidates;
-  {
-    RerankOptions check = o.rerank;
-    check.keep_ratio = a.keep_ratio < 0 ? 1.0 : a.keep_ratio;
-    check.validate();  // window/stride before anything listens
-  }
+  o.rerank.validate();  // window and stride before anything listens
   if (a.vision_cache_mb < 0) throw UsageError("--vision-cache-mb must be >= 0");
   if (a.data_store_mb < 0) throw UsageError("--data-store-mb must be >= 0");
   if (a.max_body_bytes < 64) throw UsageError("--max-body-bytes must be at least 64");
   o.vision_cache_bytes = static_cast<size_t>(a.vision_cache_mb) << 20;
   o.data_store_bytes = static_cast<size_t>(a.data_store_mb) << 20;
   o.limits.max_body_bytes = static_cast<size_t>(a.max_body_bytes);
-  if (!a.server.scoring_name.empty()) parse_scoring(a.server.scoring_name);
   // The folder is named (and a wrong one refused) before the socket opens; the model loads on
   // the server's worker, which is the thread that uses it.
   const std::string dir = resolve_model(a.common);
@@ -59,13 +56,11 @@ int run_serve(const ServeArgs& a) {
   mo.device = parse_device(a.common.device);
   mo.dtype = parse_dtype(a.common.dtype, mo.device);
   const CommonOptions common = a.common;
-  const int tile = a.vision_tile;
-  serve::RerankServer server(o, [dir, mo, common, tile]() mutable {
+  serve::RerankServer server(o, [dir, mo, common]() mutable {
     const int workers = configure_threads(common.threads);
     mo.bf16_products = parse_matmul(common.matmul, mo.device, mo.dtype);
     auto reranker = Reranker::load(dir, mo);
     reranker->set_encode_workers(workers);
-    if (tile >= 0) check_vision_tile(tile, reranker->model().config().vision, "--vision-tile");
     return reranker;
   });
   serve::run_until_signal(server);
@@ -118,7 +113,7 @@ void register_serve_command(CLI::App& app, Handler& handler) {
   cmd->add_option("--keep-ratio", a->keep_ratio,
                   "Fraction of each page's visual tokens kept (default: the model's own, as rank)")
       ->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--scoring", a->server.scoring_name,
+  cmd->add_option("--scoring", a->scoring,
                   "logits, generate or similarity (default: the model's own, as rank)")
       ->check(CLI::IsMember(scoring_names()));
   cmd->add_option("--vision-tile", a->vision_tile,

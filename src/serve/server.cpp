@@ -323,23 +323,11 @@ struct RerankServer::Impl {
   }
 
   void settle_options() {
-    rerank = options.rerank;
-    const ModelFolder& folder = reranker->folder();
-    const std::string scoring =
-        options.scoring_name.empty() ? folder.scoring : options.scoring_name;
-    if (const std::string w = untrained_scoring_warning(folder, scoring); !w.empty())
-      spdlog::warn("{}", w);
-    rerank.scoring = parse_scoring(scoring);
-    if (rerank.keep_ratio < 0) rerank.keep_ratio = folder.keep_ratio;
-    if (rerank.vision_tile < 0) rerank.vision_tile = reranker->model().options().vision_tile;
+    rerank = reranker->resolve(options.rerank, options.choice);
     // The request cap was applied while parsing (413); the library's must not be lower.
     rerank.max_candidates = std::max(rerank.max_candidates, options.limits.max_candidates);
-    rerank.validate();
-    spdlog::info("{} scoring, keep ratio {}, window {} stride {}{}", scoring, rerank.keep_ratio,
-                 rerank.window, rerank.stride,
-                 rerank.vision_tile > 0
-                     ? ", vision tiles of " + std::to_string(rerank.vision_tile) + " px"
-                     : "");
+    spdlog::info("{}, window {} stride {}", Reranker::describe(rerank), rerank.window,
+                 rerank.stride);
   }
 
   Answer rank(Job& job) {
