@@ -256,7 +256,10 @@ struct RerankServer::Impl {
     }
     if (a.status == 503) res.set_header("Retry-After", "1");
     reply(res, a.status, a.body);
-    metrics.latency(seconds_since(received));
+    const double seconds = seconds_since(received);
+    metrics.latency(seconds);
+    spdlog::info("POST /v1/rerank from {} -> {} in {:.0f} ms", req.remote_addr, a.status,
+                 1000 * seconds);
   }
 
   Answer answer_rerank(const httplib::Request& req, Clock::time_point received) {
