@@ -65,6 +65,13 @@ WINDOW, STRIDE = 20, 10
 COUNTS = [1, 5, 9, 10, 11, 20, 21, 30, 45]
 KEEPS = [0.5, 0.25]
 MODES = ["all_before_image", "query_only"]
+# Generated texts for the reference's parse_generated_ranking (the random model only repeats one
+# token): letters, brackets, out-of-range letters, digits with leading zeros, very long numbers,
+# Unicode decimal digits (Python's \d), nothing parsable.
+PARSE_TEXTS = ["A] > [C] > [B]", "[B] > [B] > [Z] > [A]", "C > A", "Hello World", "2] > [1]", "",
+               "[U] > [T] > [A]", "no ranking here", "3 > 10 > 1", "000003 > 2", "\uff13 > \uff11",
+               "\u0663 > \u0661 > 2", "99999999999999999999 > 4", "[D]>[c]>[a]", "  [E] "]
+
 # The window whose prompt, pruning, logits and generation are recorded: images of the parity
 # fixture (tests/fixtures/parity/images), in this order.
 WINDOW_IMAGES = ["landscape", "portrait", "huge", "halves", "sliver"]
@@ -228,6 +235,9 @@ def generate(out_dir, checkout, parity_dir):
     meta["generate"] = {"tokens": new_tokens,
                         "text": tokenizer.decode(new_tokens, skip_special_tokens=True),
                         "order": order, "max_new_tokens": 5 * len(images)}
+
+    meta["parse"] = [{"text": t, "window": w, "order": evaluate.parse_generated_ranking(t, w)}
+                     for t in PARSE_TEXTS for w in (5, 20)]
 
     # Final rankings through evaluate_mmdocir: pages as PNG bytes, as its parquet rows hold them.
     pages_dir = os.path.join(out_dir, "pages")

@@ -39,8 +39,9 @@ PromptTokens build_ranking_prompt(const Tokenizer& tokenizer, const ModelConfig&
                                   const std::vector<int64_t>& tokens_per_image);
 
 /// Parses a generated ranking such as "A] > [C] > [B]" (the text after the opening "[") into
-/// candidate indices, as the reference does: letters in order of appearance, duplicates and
-/// out-of-range letters dropped, missing candidates appended in their original order.
+/// candidate indices, as the reference does: letters A..T in order of appearance (without any,
+/// runs of decimal digits as 1-based positions, Unicode digits too, as Python's \d), duplicates
+/// and out-of-range ones dropped, missing candidates appended in their original order.
 std::vector<int> parse_generated_ranking(const std::string& text, int n);
 
 }  // namespace ziprerank

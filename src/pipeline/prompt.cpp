@@ -1,8 +1,9 @@
 #include "ziprerank/prompt.hpp"
 
 #include <algorithm>
-#include <cctype>
+#include <iterator>
 
+#include "core/utf8.hpp"
 #include "ziprerank/errors.hpp"
 
 namespace ziprerank {
@@ -118,6 +119,28 @@ PromptTokens build_ranking_prompt(const Tokenizer& tokenizer, const ModelConfig&
   return out;
 }
 
+namespace {
+// The digit 0 of every run of Unicode decimal digits (general category Nd, Unicode 14, what
+// Python's \d matches); each run holds 0..9 in order.
+constexpr char32_t kDecimalZeros[] = {
+    0x30,    0x660,   0x6F0,   0x7C0,   0x966,   0x9E6,   0xA66,   0xAE6,   0xB66,   0xBE6,
+    0xC66,   0xCE6,   0xD66,   0xDE6,   0xE50,   0xED0,   0xF20,   0x1040,  0x1090,  0x17E0,
+    0x1810,  0x1946,  0x19D0,  0x1A80,  0x1A90,  0x1B50,  0x1BB0,  0x1C40,  0x1C50,  0xA620,
+    0xA8D0,  0xA900,  0xA9D0,  0xA9F0,  0xAA50,  0xABF0,  0xFF10,  0x104A0, 0x10D30, 0x11066,
+    0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0, 0x11650, 0x116C0, 0x11730, 0x118E0,
+    0x11950, 0x11C50, 0x11D50, 0x11DA0, 0x16A60, 0x16AC0, 0x16B50, 0x1D7CE, 0x1D7D8, 0x1D7E2,
+    0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0};
+
+// The value of a decimal digit, or -1.
+int decimal_digit_value(char32_t cp) {
+  const auto* end = std::end(kDecimalZeros);
+  const auto* it = std::upper_bound(std::begin(kDecimalZeros), end, cp);
+  if (it == std::begin(kDecimalZeros)) return -1;
+  const char32_t offset = cp - *(it - 1);
+  return offset < 10 ? static_cast<int>(offset) : -1;
+}
+}  // namespace
+
 std::vector<int> parse_generated_ranking(const std::string& text, int n) {
   // As the reference parser: every letter A..T is an identifier (brackets optional); when there is
   // none, every run of digits is a 1-based position; then missing candidates follow in order.
@@ -137,16 +160,23 @@ std::vector<int> parse_generated_ranking(const std::string& text, int n) {
     }
   }
   if (!any_letter) {
-    for (size_t i = 0; i < text.size();) {
-      if (!std::isdigit(static_cast<unsigned char>(text[i]))) {
-        ++i;
-        continue;
+    // Runs of decimal digits as Python's \d+ and int() read them: any Unicode decimal digit
+    // (category Nd, e.g. fullwidth or Arabic-Indic), leading zeros allowed. A value past the
+    // largest window is out of range however long the run.
+    const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+    int64_t value = -1;  // -1: not in a run
+    for (size_t i = 0; i <= text.size();) {
+      char32_t cp = 0;
+      size_t len = i < text.size() ? detail::utf8_decode_one(s, text.size(), i, &cp) : 1;
+      const int digit = i < text.size() && len > 0 ? decimal_digit_value(cp) : -1;
+      if (len == 0) len = 1;  // a malformed byte: not a digit
+      if (digit >= 0) {
+        value = std::min<int64_t>((value < 0 ? 0 : value) * 10 + digit, 1000000);
+      } else if (value >= 0) {
+        take(static_cast<int>(value) - 1);
+        value = -1;
       }
-      size_t j = i;
-      while (j < text.size() && std::isdigit(static_cast<unsigned char>(text[j]))) ++j;
-      const std::string digits = text.substr(i, j - i);
-      if (digits.size() < 6) take(std::stoi(digits) - 1);
-      i = j;
+      i += len;
     }
   }
   for (int i = 0; i < n; ++i) take(i);

@@ -477,6 +477,16 @@ TEST_F(ParityReference, Generate) {
   EXPECT_EQ(ws.order, want["order"].get<std::vector<int>>());
 }
 
+// The reference's parser of generated rankings on crafted texts (windows of 5 and 20).
+TEST_F(ParityReference, GeneratedRankingParse) {
+  for (const auto& c : reference_meta()["parse"]) {
+    const std::string text = c["text"];
+    EXPECT_EQ(parse_generated_ranking(text, c["window"].get<int>()),
+              c["order"].get<std::vector<int>>())
+        << "'" << text << "' in a window of " << c["window"];
+  }
+}
+
 // Final rankings through the reference's evaluate loop (one window up to 20 candidates, else the
 // window of 20 sliding back by 10) for 1 to 45 candidates, without pruning and at keep 0.5.
 TEST_F(ParityReference, Rankings) {
