@@ -346,6 +346,13 @@ TEST_F(ServeCli, AFullQueueAnswers503AtOnce) {
   }
   ::kill(s.pid, SIGKILL);
   wait_exit(s.pid, 10);
+  // --max-queue 0: one request at a time, answered when the worker is free.
+  Server one = start("--max-queue 0");
+  const auto alone = post(one, request("alone", 1).dump());
+  ASSERT_TRUE(alone);
+  EXPECT_EQ(alone->status, 200) << alone->body;
+  ::kill(one.pid, SIGKILL);
+  wait_exit(one.pid, 10);
 }
 
 TEST_F(ServeCli, ARequestOverTheTimeoutIsStoppedWith504) {
