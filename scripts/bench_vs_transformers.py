@@ -55,10 +55,10 @@ def parse_args():
                         "as many tokens as ziprerank did), or both")
     p.add_argument("--json", help="also write the medians here")
     p.add_argument("--dry-run", action="store_true",
-                   help="tiny model, 3 small pages, 1 round, float32 only: checks the script end to end")
+                   help="tiny model, 3 small pages, 1 round: checks the script end to end")
     a = p.parse_args()
     if a.dry_run:
-        a.shape, a.pages, a.page_size, a.rounds, a.dtypes = "tiny", 3, "320x400", 1, "float32"
+        a.shape, a.pages, a.page_size, a.rounds, a.dtypes = "tiny", 3, "320x400", 1, "float32,bfloat16"
         a.keep_ratios = "1.0,0.5"
         a.threads = min(a.threads, 2)
     return a
@@ -69,6 +69,9 @@ def load_torchvision(torch):
     against CUDA torch; beside the CPU torch its operator library does not load and its import
     stops at registering fake kernels for nms/qnms. The image transforms do not need that library:
     define the two operator schemas, then import."""
+    if getattr(load_torchvision, "done", False):
+        return
+    load_torchvision.done = True
     import importlib.util
     spec = importlib.util.find_spec("torchvision")
     if spec is None:
