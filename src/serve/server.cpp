@@ -237,7 +237,10 @@ struct RerankServer::Impl {
   Impl(ServeOptions o, Loader l)
       : options(std::move(o)), load(std::move(l)), store(options.data_store_bytes) {}
 
+  // Every response is counted here, before httplib writes it (its logger runs after the client
+  // may already have the answer and asked /metrics).
   void reply(httplib::Response& res, int status, const std::string& body) {
+    metrics.response(status);
     res.status = status;
     res.set_content(body, "application/json");
   }
@@ -430,6 +433,7 @@ struct RerankServer::Impl {
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       metrics.request("metrics");
+      metrics.response(200);
       size_t depth = 0;
       {
         std::lock_guard<std::mutex> lock(mutex);
@@ -455,15 +459,14 @@ struct RerankServer::Impl {
           } else {
             message = "HTTP " + std::to_string(res.status);
           }
-          res.set_content(error_body(res.status, message), "application/json");
+          reply(res, res.status, error_body(res.status, message));
           return httplib::Server::HandlerResponse::Handled;
         }));
-    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-      metrics.response(res.status);
+    http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
       spdlog::debug("{} {} -> {}", req.method, req.path, res.status);
     });
     http.set_exception_handler(
-        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        [this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
           std::string what = "unknown";
           try {
             std::rethrow_exception(ep);
@@ -471,8 +474,7 @@ struct RerankServer::Impl {
             what = e.what();
           } catch (...) {
           }
-          res.status = 500;
-          res.set_content(error_body(500, "internal error: " + what), "application/json");
+          reply(res, 500, error_body(500, "internal error: " + what));
         });
     // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a second server on the
     // same port starts without error and takes half of the connections.
