@@ -98,9 +98,9 @@ struct EvalReport {
 EvalReport evaluate(const Run& run, const Qrels& qrels, const EvalOptions& options);
 
 /// Table of domain rows, then "macro" and "micro"; values ×100 with one decimal. Query rows, when
-/// present, come first (as trec_eval -q prints each query before "all"), and a known run tag heads
-/// the table as a "run" line.
-std::string format_eval_table(const EvalReport& report);
+/// present, come first (as trec_eval -q prints each query before "all"). With `run_line` a known
+/// run tag heads the table as a "run TAG" line (trec_eval's runid).
+std::string format_eval_table(const EvalReport& report, bool run_line = false);
 
 /// The report as JSON text (values as fractions, full precision).
 std::string format_eval_json(const EvalReport& report);

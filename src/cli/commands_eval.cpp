@@ -82,7 +82,8 @@ int run_eval(const EvalArgs& a) {
   for (const std::string& w : report.warnings) spdlog::warn("{}", w);
   for (const std::string& n : report.notes) spdlog::info("{}", n);
 
-  std::cout << (a.format == "json" ? format_eval_json(report) : format_eval_table(report));
+  std::cout << (a.format == "json" ? format_eval_json(report)
+                                   : format_eval_table(report, a.per_query || !a.run_tag.empty()));
   return 0;
 }
 
@@ -122,9 +123,11 @@ void register_eval_command(CLI::App& app, Handler& handler) {
   cmd->add_option("--format", a->format, "Output: table or json")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
-  cmd->add_flag("-q,--per-query", a->per_query,
-                "Also give every evaluated query's own metrics, before the summary rows (as "
-                "trec_eval -q): table rows labelled with the query id, or \"queries\" in JSON");
+  cmd->add_flag(
+      "-q,--per-query", a->per_query,
+      "Also give every evaluated query's own metrics, before the summary rows (as "
+      "trec_eval -q, headed by the run tag when known): table rows labelled with the query "
+      "id, or \"queries\" in JSON");
   cmd->add_option("-t,--run-tag", a->run_tag,
                   "The run's name in the report (a \"run\" line atop the table, \"run_tag\" in "
                   "JSON); default: a TREC run's tag column, none for a JSONL run");

@@ -303,7 +303,7 @@ EvalReport evaluate(const Run& run, const Qrels& qrels, const EvalOptions& optio
   return report;
 }
 
-std::string format_eval_table(const EvalReport& r) {
+std::string format_eval_table(const EvalReport& r, bool run_line) {
   std::vector<const MetricRow*> rows;
   for (const MetricRow& q : r.queries) rows.push_back(&q);
   for (const MetricRow& d : r.domains) rows.push_back(&d);
@@ -323,7 +323,7 @@ std::string format_eval_table(const EvalReport& r) {
   auto pad_right = [](const std::string& s, size_t w) {
     return s.size() >= w ? s : s + std::string(w - s.size(), ' ');
   };
-  if (!r.run_tag.empty()) out << "run  " << r.run_tag << "\n";
+  if (run_line && !r.run_tag.empty()) out << "run  " << r.run_tag << "\n";
   out << pad_right(first, label_width) << "  " << pad_left("queries", 7);
   for (size_t j = 0; j < widths.size(); ++j) out << "  " << pad_left(r.metric_names[j], widths[j]);
   out << "\n";

@@ -190,13 +190,16 @@ TEST_F(EvalCli, PerQueryRowsAndTheRunTagAsTrecEvalGivesThem) {
       nlohmann::json::parse(run_cli("eval --format json --run " + run + " --qrels " + q).out)
           .contains("queries"));
 
-  // A TREC run's tag names the run atop the table and in JSON; -t names it otherwise. The run
-  // can come from standard input.
+  // With -q (or -t) a TREC run's tag names the run atop the table (the plain table stays as it
+  // was); JSON always carries it; -t names the run otherwise. The run can come from stdin.
   const std::string trec_text = "q1 Q0 d#0 1 2 bm25-v2\nq1 Q0 d#1 2 1 bm25-v2\n";
   const std::string trec = write("run.trec", trec_text);
+  r = run_cli("eval -q --run " + trec + " --qrels " + q + " --k 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("run  bm25-v2\nquery/domain", 0), 0u) << r.out;
   r = run_cli("eval --run " + trec + " --qrels " + q + " --k 1");
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out.rfind("run  bm25-v2\n", 0), 0u) << r.out;
+  EXPECT_EQ(r.out.rfind("domain ", 0), 0u) << r.out;
   r = run_cli("eval --format json -t mine --run - --qrels " + q, trec_text);
   ASSERT_EQ(r.code, 0) << r.err;
   j = nlohmann::json::parse(r.out);
