@@ -89,7 +89,9 @@ class ServeCli : public ::testing::Test {
     write_pdf(dir_ / "root" / "doc.pdf", {"Annual report 2021", "Net revenue by year", "Safety"});
     write_pages(dir_ / "outside", 1);
     fs::create_symlink(dir_ / "outside" / "page01.png", dir_ / "root" / "escape.png");
-    main_ = start("--max-candidates 100 --max-body-bytes 400000");
+    // Products in float32 as the rank it is compared with (auto could choose apart in two
+    // processes measuring at once).
+    main_ = start("--matmul float32 --max-candidates 100 --max-body-bytes 400000");
   }
   static void TearDownTestSuite() {
     if (main_.pid > 0) {
@@ -185,9 +187,9 @@ TEST_F(ServeCli, ScoresAndOrderEqualRank) {
   std::string pages;
   for (int i = 1; i <= 4; ++i) pages += " " + shell_quote((dir_ / "root" / page(i)).string());
   const CliResult rank =
-      run_cli("--log-level warn rank --threads 1 --model " + shell_quote((dir_ / "tiny").string()) +
-              " --query 'net revenue by year' --pages" + pages + " " +
-              shell_quote((dir_ / "root" / "doc.pdf").string()));
+      run_cli("--log-level warn rank --threads 1 --matmul float32 --model " +
+              shell_quote((dir_ / "tiny").string()) + " --query 'net revenue by year' --pages" +
+              pages + " " + shell_quote((dir_ / "root" / "doc.pdf").string()));
   ASSERT_EQ(rank.code, 0) << rank.err;
   const auto lines = read_jsonl(rank.out);
   // rank's candidates in order: the four images, then the PDF's pages.
