@@ -64,10 +64,13 @@ at::Tensor RMSNorm::operator()(const at::Tensor& x) const {
 at::Tensor activation(const at::Tensor& x, const std::string& name) {
   if (name == "silu") return at::silu(x);
   if (name == "gelu_pytorch_tanh") {
-    // With a graph, and for bfloat16/float16 (computed in float32 and rounded once, as the
-    // reference's fused op does: the formula below would round after each of its six steps).
-    if ((x.requires_grad() && c10::GradMode::is_enabled()) || x.scalar_type() != at::kFloat)
-      return at::gelu(x, "tanh");
+    // bfloat16/float16: computed in float32 and rounded once, as the reference's fused op
+    // (PyTorch 2) does; libtorch 1.13's op on CPU rounds reduced-precision inputs in several steps
+    // (40% of bfloat16 results one unit off), and the formula below would round after each of
+    // its six steps.
+    if (x.scalar_type() != at::kFloat)
+      return at::gelu(x.to(at::kFloat), "tanh").to(x.scalar_type());
+    if (x.requires_grad() && c10::GradMode::is_enabled()) return at::gelu(x, "tanh");
     // Without a graph: 0.5 x (1 + tanh(u)) == x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3),
     // in place. libtorch's tanh is the slow part of its kernel on CPU (1.5x here; results
     // agree to float rounding, 5e-7 absolute).

@@ -258,12 +258,12 @@ TEST_F(Parity, HiddenStatesAndIdentifierLogits) {
 // mean square of the difference, the precision of the whole tensor; the largest single
 // difference, which one unlucky rounding decides, is printed beside it.
 //
-// Measured: the language model's hidden states and logits are at transformers' own error (ratio
-// 0.73-1.02) but for one logits row (1.16); the vision tower's tokens and DeepStack features are
-// 1.04-1.14 times it (libtorch 1.13's bfloat16 kernels round differently from PyTorch 2.13's;
-// the source is not yet pinned down). kBf16Slack bounds that: a systematic extra rounding
-// anywhere (e.g. the patch kernel summed in bfloat16, fixed) moves a stage by more.
-constexpr double kBf16Slack = 1.25;
+// Measured ratios to transformers' own: vision tokens, DeepStack features and hidden states
+// 0.99-1.01 (a rounding step more per layer, e.g. libtorch 1.13's bfloat16 layer norm, shows as
+// 1.1-1.4); the logits row at "[" 0.83-1.17: one position's few hundred values, whose error moves
+// by up to 27% between transformers' own two attentions.
+constexpr double kBf16Slack = 1.02;
+constexpr double kBf16LogitsSlack = 1.25;
 
 TEST_F(Parity, Bfloat16WithinTransformersOwnError) {
   for (const auto& [model, m] : meta()["models"].items()) {
@@ -278,7 +278,8 @@ TEST_F(Parity, Bfloat16WithinTransformersOwnError) {
       const auto& e = gap["eager"][key];
       const auto& p = gap["sdpa"][key];
       const double own = std::max(e[1].get<double>(), p[1].get<double>());
-      const double bound = kBf16Slack * own;
+      const bool logits = key.find("logits") != std::string::npos;
+      const double bound = (logits ? kBf16LogitsSlack : kBf16Slack) * own;
       std::printf(
           "[parity] %-32s bf16 rms %.3g (transformers %.3g/%.3g, ratio %.2f)  max %.3g "
           "(%.3g/%.3g)\n",
