@@ -394,7 +394,9 @@ struct RerankServer::Impl {
     json results = json::array();
     for (size_t k = 0; k < shown; ++k) {
       const size_t index = std::stoul(result.ranking[k].id);
-      json item = {{"index", index}, {"relevance_score", result.ranking[k].score}};
+      json item = {{"index", index},
+                   {"relevance_score", result.ranking[k].score},
+                   {"relevance", result.ranking[k].relevance}};
       if (r.return_documents) item["document"] = r.raw_documents[index];
       results.push_back(std::move(item));
     }

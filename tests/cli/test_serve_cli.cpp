@@ -201,6 +201,7 @@ TEST_F(ServeCli, ScoresAndOrderEqualRank) {
     const json& r = answer["results"][k];
     EXPECT_EQ(ids[r["index"].get<size_t>()], lines[k]["id"].get<std::string>()) << k;
     EXPECT_EQ(r["relevance_score"].get<double>(), lines[k]["score"].get<double>()) << k;
+    EXPECT_EQ(r["relevance"].get<double>(), lines[k]["relevance"].get<double>()) << k;
   }
   EXPECT_EQ(answer["usage"]["documents"], 7);
   EXPECT_GT(answer["usage"]["input_tokens"].get<int>(), 0);
