@@ -41,6 +41,20 @@ struct GenerationSettings {
 /// apply to greedy decoding (no_repeat_ngram_size, bad_words_ids, ...) are logged as warnings.
 GenerationSettings load_generation_settings(const std::string& dir);
 
+/// kLogits: one forward pass, the identifier logits after "["; kGenerate: greedy decoding of the
+/// ranking; kSimilarity: no language model: each page scores, summed over the query's words and
+/// weighted by their length, each word's best match among the page's merged visual tokens in the
+/// text-embedding space (similarity.hpp; how a model whose tower was trained to read ranks). Only
+/// the visual tokens query-aware pruning keeps are scored, what the language model would see;
+/// windows do not change the scores. The
+/// pipeline (reranker.hpp) implements them; a model folder names its own.
+enum class Scoring { kLogits, kGenerate, kSimilarity };
+/// Every scoring mode by name, in enum order (what --scoring accepts).
+const std::vector<std::string>& scoring_names();
+/// The name of a scoring mode, and back; parse_scoring throws UsageError for an unknown name.
+const std::string& scoring_name(Scoring scoring);
+Scoring parse_scoring(const std::string& name);
+
 struct ModelFolder {
   std::string dir;
   ModelConfig config;
@@ -51,10 +65,10 @@ struct ModelFolder {
   bool random_init = false;  ///< config.json says the weights are untrained
   /// How this model ranks when the command does not say (`ziprerank.scoring` in config.json):
   /// logits (the default), generate or similarity.
-  std::string scoring = "logits";
+  Scoring scoring = Scoring::kLogits;
   /// The scorings this model was trained for (`ziprerank.trained_scorings` in config.json); empty:
   /// not stated (any). A model whose language model is untrained lists only "similarity".
-  std::vector<std::string> trained_scorings;
+  std::vector<Scoring> trained_scorings;
   /// The keep ratio of query-aware pruning when the command does not say: `ziprerank.keep_ratio`
   /// in config.json (in (0, 1]); else the reference's keys, `qi_early_keep_ratio` (0.25 when
   /// absent) where `qi_early_enabled` is true; else 1.0 (no pruning, as the reference).
@@ -79,7 +93,7 @@ std::vector<std::string> chat_template_differences(const std::string& template_t
 
 /// A warning for ranking with `scoring` when the folder lists the scorings it was trained for
 /// and `scoring` is not one of them; empty otherwise.
-std::string untrained_scoring_warning(const ModelFolder& folder, const std::string& scoring);
+std::string untrained_scoring_warning(const ModelFolder& folder, Scoring scoring);
 
 /// Reads config.json and preprocessor_config.json and finds the tokenizer. Weights are not opened.
 ModelFolder open_model_folder(const std::string& dir);

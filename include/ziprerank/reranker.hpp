@@ -22,19 +22,6 @@
 
 namespace ziprerank {
 
-/// kLogits: one forward pass, the identifier logits after "["; kGenerate: greedy decoding of the
-/// ranking; kSimilarity: no language model: each page scores, summed over the query's words and
-/// weighted by their length, each word's best match among the page's merged visual tokens in the
-/// text-embedding space (similarity.hpp; how a model whose tower was trained to read ranks). Only
-/// the visual tokens query-aware pruning keeps are scored, what the language model would see;
-/// windows do not change the scores.
-enum class Scoring { kLogits, kGenerate, kSimilarity };
-/// Every scoring mode by name, in enum order (what --scoring accepts).
-const std::vector<std::string>& scoring_names();
-/// The name of a scoring mode, and back; parse_scoring throws UsageError for an unknown name.
-const std::string& scoring_name(Scoring scoring);
-Scoring parse_scoring(const std::string& name);
-
 /// Where a ranking is: pages encoded (read, preprocessed and through the vision tower, or found
 /// in the vision cache) and windows scored, each out of its total.
 /// The key of a page in RerankOptions::prepared: its path and PDF page.

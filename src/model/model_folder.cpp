@@ -51,14 +51,17 @@ ModelFolder open_model_folder(const std::string& dir) {
   if (auto it = root.find("ziprerank"); it != root.end() && it->is_object()) {
     detail::read_opt(*it, "name", m.name, cfg.string(), "ziprerank.");
     detail::read_opt(*it, "random_init", m.random_init, cfg.string(), "ziprerank.");
-    detail::read_opt(*it, "scoring", m.scoring, cfg.string(), "ziprerank.");
     const auto is_scoring = [](const std::string& name) {
-      return name == "logits" || name == "generate" || name == "similarity";
+      const auto& names = scoring_names();
+      return std::find(names.begin(), names.end(), name) != names.end();
     };
-    if (!is_scoring(m.scoring)) {
-      throw InputError(cfg.string() + ": ziprerank.scoring '" + m.scoring +
+    std::string scoring = scoring_name(m.scoring);
+    detail::read_opt(*it, "scoring", scoring, cfg.string(), "ziprerank.");
+    if (!is_scoring(scoring)) {
+      throw InputError(cfg.string() + ": ziprerank.scoring '" + scoring +
                        "' is not one of logits, generate, similarity");
     }
+    m.scoring = parse_scoring(scoring);
     if (auto t = it->find("trained_scorings"); t != it->end()) {
       const std::string what = cfg.string() + ": ziprerank.trained_scorings";
       if (!t->is_array()) throw InputError(what + " must be an array of scoring names");
@@ -66,7 +69,7 @@ ModelFolder open_model_folder(const std::string& dir) {
         const std::string name = v.is_string() ? v.get<std::string>() : v.dump();
         if (!v.is_string() || !is_scoring(name))
           throw InputError(what + ": '" + name + "' is not one of logits, generate, similarity");
-        m.trained_scorings.push_back(name);
+        m.trained_scorings.push_back(parse_scoring(name));
       }
     }
     detail::read_opt(*it, "keep_ratio", m.keep_ratio, cfg.string(), "ziprerank.");
@@ -187,13 +190,30 @@ GenerationSettings load_generation_settings(const std::string& dir) {
   return g;
 }
 
-std::string untrained_scoring_warning(const ModelFolder& folder, const std::string& scoring) {
+const std::vector<std::string>& scoring_names() {
+  static const std::vector<std::string> names{"logits", "generate", "similarity"};
+  return names;
+}
+
+const std::string& scoring_name(Scoring scoring) {
+  return scoring_names().at(static_cast<size_t>(scoring));
+}
+
+Scoring parse_scoring(const std::string& name) {
+  const auto& names = scoring_names();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return static_cast<Scoring>(i);
+  }
+  throw UsageError("unknown scoring '" + name + "' (use logits, generate or similarity)");
+}
+
+std::string untrained_scoring_warning(const ModelFolder& folder, Scoring scoring) {
   const auto& t = folder.trained_scorings;
   if (t.empty() || std::find(t.begin(), t.end(), scoring) != t.end()) return "";
   std::string list;
-  for (const std::string& s : t) list += (list.empty() ? "" : ", ") + s;
+  for (Scoring s : t) list += (list.empty() ? "" : ", ") + scoring_name(s);
   return "model '" + folder.name + "' was trained for " + list + " scoring only (" +
-         "ziprerank.trained_scorings in its config.json): its " + scoring +
+         "ziprerank.trained_scorings in its config.json): its " + scoring_name(scoring) +
          " rankings are not meaningful; drop --scoring to use its own";
 }
 

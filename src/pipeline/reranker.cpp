@@ -76,23 +76,6 @@ std::vector<double> softmax_finite(const std::vector<double>& x) {
 
 }  // namespace
 
-const std::vector<std::string>& scoring_names() {
-  static const std::vector<std::string> names{"logits", "generate", "similarity"};
-  return names;
-}
-
-const std::string& scoring_name(Scoring scoring) {
-  return scoring_names().at(static_cast<size_t>(scoring));
-}
-
-Scoring parse_scoring(const std::string& name) {
-  const auto& names = scoring_names();
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == name) return static_cast<Scoring>(i);
-  }
-  throw UsageError("unknown scoring '" + name + "' (use logits, generate or similarity)");
-}
-
 void RerankOptions::validate() const {
   if (!(keep_ratio > 0.0 && keep_ratio <= 1.0)) throw UsageError("--keep-ratio must be in (0, 1]");
   if (window < 1 || window > kMaxWindow) {
@@ -185,9 +168,8 @@ Reranker::Reranker(ModelFolder folder, std::shared_ptr<const Qwen3VLModel> model
     : folder_(std::move(folder)), model_(std::move(model)), tokenizer_(std::move(tokenizer)) {}
 
 RerankOptions Reranker::resolve(RerankOptions options, const RankingChoice& asked) const {
-  options.scoring = asked.scoring ? *asked.scoring : parse_scoring(folder_.scoring);
-  const std::string& name = scoring_name(options.scoring);
-  if (const std::string w = untrained_scoring_warning(folder_, name); !w.empty())
+  options.scoring = asked.scoring ? *asked.scoring : folder_.scoring;
+  if (const std::string w = untrained_scoring_warning(folder_, options.scoring); !w.empty())
     spdlog::warn("{}", w);
   options.keep_ratio = asked.keep_ratio ? *asked.keep_ratio : folder_.keep_ratio;
   if (asked.vision_tile) {
