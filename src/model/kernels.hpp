@@ -7,6 +7,14 @@
 
 namespace ziprerank::detail {
 
+/// The instruction set the vector kernels below run with: the best the CPU has (AVX-512, AVX2,
+/// else the x86-64 baseline, one copy of each kernel per set, picked at load time), or the
+/// portable baseline copy when the environment variable ZIPRERANK_CPU_ISA is "portable" ("native"
+/// or unset: the best). Read once per process: CI sets it to test the portable copy on any host.
+enum class KernelIsa { kPortable, kAvx2, kAvx512 };
+KernelIsa kernel_isa();
+const char* kernel_isa_name(KernelIsa isa);
+
 /// bfloat16 <-> float32 bit conversions (round to nearest even, as libtorch's).
 uint16_t to_bf16_bits(float f);
 float from_bf16_bits(uint16_t b);

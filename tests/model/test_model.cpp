@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -317,6 +318,28 @@ TEST(Model, InferenceVisionBlocksEqualTheAutogradPath) {
     for (size_t l = 0; l < a.deepstack.size(); ++l)
       EXPECT_TRUE(at::allclose(a.deepstack[l], b.deepstack[l].detach(), 1e-4, 1e-5));
   }
+}
+
+// The fused kernels run the copy for the best instruction set the CPU has, or the portable
+// baseline copy when ZIPRERANK_CPU_ISA=portable (the model_kernels_portable test runs the kernel
+// tests so, on any host).
+TEST(Model, KernelIsaFollowsZiprerankCpuIsa) {
+  using ziprerank::detail::KernelIsa;
+  const char* env = std::getenv("ZIPRERANK_CPU_ISA");
+  if (env && std::string(env) == "portable") {
+    EXPECT_EQ(ziprerank::detail::kernel_isa(), KernelIsa::kPortable);
+    EXPECT_STREQ(ziprerank::detail::kernel_isa_name(ziprerank::detail::kernel_isa()), "portable");
+    return;
+  }
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  const KernelIsa best = __builtin_cpu_supports("avx512f") ? KernelIsa::kAvx512
+                         : __builtin_cpu_supports("avx2")  ? KernelIsa::kAvx2
+                                                           : KernelIsa::kPortable;
+  EXPECT_EQ(ziprerank::detail::kernel_isa(), best)
+      << ziprerank::detail::kernel_isa_name(ziprerank::detail::kernel_isa());
+#else
+  EXPECT_EQ(ziprerank::detail::kernel_isa(), KernelIsa::kPortable);
+#endif
 }
 
 TEST(Model, FusedGeluKernelAgreesWithLibtorchs) {
