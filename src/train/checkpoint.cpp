@@ -1,6 +1,7 @@
 // Saving a trained model folder and training checkpoints (weights, optimizer state, position),
 // and resuming from one exactly.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
