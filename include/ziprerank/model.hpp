@@ -32,6 +32,10 @@ struct VisionFeatures {
   std::vector<int64_t> tokens_per_image;
 };
 
+/// The features of several pages (or windows of pages) as one: visual tokens, each DeepStack
+/// level and the token counts, in the order given.
+VisionFeatures concat_vision_features(const std::vector<const VisionFeatures*>& pages);
+
 /// Per-layer key/value cache for incremental decoding and prefix reuse.
 struct KVCache {
   std::vector<at::Tensor> keys, values;  ///< [B, kv_heads, S, head_dim] per layer

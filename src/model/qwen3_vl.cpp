@@ -140,6 +140,22 @@ VisionTiling plan_vision_tiles(const std::vector<ImageGrid>& grids, int64_t merg
   return plan;
 }
 
+VisionFeatures concat_vision_features(const std::vector<const VisionFeatures*>& pages) {
+  VisionFeatures out;
+  std::vector<at::Tensor> embeds;
+  std::vector<std::vector<at::Tensor>> levels;
+  for (const VisionFeatures* f : pages) {
+    embeds.push_back(f->embeds);
+    out.tokens_per_image.insert(out.tokens_per_image.end(), f->tokens_per_image.begin(),
+                                f->tokens_per_image.end());
+    if (levels.empty()) levels.resize(f->deepstack.size());
+    for (size_t l = 0; l < f->deepstack.size(); ++l) levels[l].push_back(f->deepstack[l]);
+  }
+  out.embeds = at::cat(embeds, 0);
+  for (auto& l : levels) out.deepstack.push_back(at::cat(l, 0));
+  return out;
+}
+
 VisionFeatures Qwen3VLModel::encode_images(const at::Tensor& pixel_values,
                                            const std::vector<ImageGrid>& grids, int vision_tile,
                                            bool deepstack) const {

@@ -36,22 +36,6 @@ void wait_for(const at::Tensor& t) {
   if (t.defined() && !t.device().is_cpu() && t.numel() > 0) (void)t.reshape({-1})[0].item<float>();
 }
 
-VisionFeatures concat_features(const std::vector<const VisionFeatures*>& pages) {
-  VisionFeatures out;
-  std::vector<at::Tensor> embeds;
-  std::vector<std::vector<at::Tensor>> levels;
-  for (const VisionFeatures* f : pages) {
-    embeds.push_back(f->embeds);
-    out.tokens_per_image.insert(out.tokens_per_image.end(), f->tokens_per_image.begin(),
-                                f->tokens_per_image.end());
-    if (levels.empty()) levels.resize(f->deepstack.size());
-    for (size_t l = 0; l < f->deepstack.size(); ++l) levels[l].push_back(f->deepstack[l]);
-  }
-  out.embeds = at::cat(embeds, 0);
-  for (auto& l : levels) out.deepstack.push_back(at::cat(l, 0));
-  return out;
-}
-
 std::vector<int> stable_order_desc(const std::vector<double>& scores) {
   std::vector<int> order(scores.size());
   std::iota(order.begin(), order.end(), 0);
@@ -243,7 +227,7 @@ WindowScores Reranker::score_window(const std::string& query,
           "scoring), which the language model needs");
     }
   }
-  const VisionFeatures vf = concat_features(pages);
+  const VisionFeatures vf = concat_vision_features(pages);
   const PromptTokens prompt = build_ranking_prompt(*tokenizer_, c, query, vf.tokens_per_image);
   AssembledSequence seq = assemble_sequence(*model_, prompt.ids, grids, vf, options.keep_ratio,
                                             pruning_text(c, prompt));

@@ -188,17 +188,9 @@ VisionFeatures Trainer::vision_features(const SampleInputs& in, bool backward) {
                     model_->embed(at::tensor(std::vector<int64_t>{c.image_token_id}, at::kLong));
     vision.tokens_per_image = in.tokens_per_image;
   } else if (vision_cache_) {
-    std::vector<at::Tensor> embeds;
-    std::vector<std::vector<at::Tensor>> levels(
-        model_->config().vision.deepstack_visual_indexes.size());
-    for (const auto& page : in.cached_pages) {
-      embeds.push_back(page->features.embeds);
-      for (size_t l = 0; l < levels.size(); ++l)
-        levels[l].push_back(page->features.deepstack.at(l));
-    }
-    vision.embeds = at::cat(embeds, 0);
-    for (auto& level : levels) vision.deepstack.push_back(at::cat(level, 0));
-    vision.tokens_per_image = in.tokens_per_image;
+    std::vector<const VisionFeatures*> pages;
+    for (const auto& page : in.cached_pages) pages.push_back(&page->features);
+    vision = concat_vision_features(pages);
   } else {
     // A frozen tower needs no graph: its activations would only cost memory.
     c10::AutoGradMode grad_mode(!options_.freeze_vision && backward);
