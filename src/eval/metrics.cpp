@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ziprerank/errors.hpp"
 
@@ -132,26 +133,13 @@ std::vector<double> query_metrics(const std::vector<std::string>& ranking, const
   return v;
 }
 
-EvalReport evaluate(const Run& run, const Qrels& qrels, const EvalOptions& options) {
-  const MetricOptions& mo = options.metrics;
-  if (mo.cutoffs.empty()) throw UsageError("at least one cut-off k is needed");
-  for (size_t i = 0; i < mo.cutoffs.size(); ++i) {
-    if (mo.cutoffs[i] < 1 || (i && mo.cutoffs[i] <= mo.cutoffs[i - 1])) {
-      throw UsageError("cut-offs must be positive and strictly increasing");
-    }
-  }
+namespace {
 
-  EvalReport report;
-  report.metrics = mo;
-  report.metric_names = metric_names(mo);
-  report.run_tag = run.tag;
-  const size_t width = report.metric_names.size();
-
-  std::unordered_map<std::string, const RunEntry*> by_id;
-  for (const RunEntry& e : run.queries) by_id.emplace(e.query_id, &e);
-  std::unordered_map<std::string, const QrelsEntry*> judged;
-  for (const QrelsEntry& q : qrels.queries) judged.emplace(q.query_id, &q);
-
+// The run's query ids the qrels do not judge; throws InputError when that is every one of them
+// (almost always the wrong pair of files).
+std::vector<std::string> unjudged_run_queries(const Run& run, const Qrels& qrels) {
+  std::unordered_set<std::string> judged;
+  for (const QrelsEntry& q : qrels.queries) judged.insert(q.query_id);
   std::vector<std::string> not_in_qrels;
   for (const RunEntry& e : run.queries) {
     if (!judged.count(e.query_id)) not_in_qrels.push_back(e.query_id);
@@ -165,6 +153,81 @@ EvalReport evaluate(const Run& run, const Qrels& qrels, const EvalOptions& optio
                           : ", qrels e.g. '" + qrels.queries.front().query_id + "'") +
                      ")");
   }
+  return not_in_qrels;
+}
+
+// Queries of the qrels that were not evaluated as ranked, by reason.
+struct QueryTally {
+  std::vector<std::string> failed, missing, not_in_qrels, no_relevant, outside;
+};
+
+void check_cutoffs(const MetricOptions& mo) {
+  if (mo.cutoffs.empty()) throw UsageError("at least one cut-off k is needed");
+  for (size_t i = 0; i < mo.cutoffs.size(); ++i) {
+    if (mo.cutoffs[i] < 1 || (i && mo.cutoffs[i] <= mo.cutoffs[i - 1])) {
+      throw UsageError("cut-offs must be positive and strictly increasing");
+    }
+  }
+}
+
+// The report's warnings and notes: queries that failed, are missing, unjudged, without relevant
+// ids, in domains outside the expected list (`unexpected`), or with relevant pages outside their
+// candidates.
+void add_warnings(EvalReport& report, const QueryTally& t,
+                  const std::vector<std::string>& unexpected, size_t evaluated) {
+  auto warn = [&](size_t n, const std::string& text, const std::vector<std::string>& ids) {
+    if (n) report.warnings.push_back(std::to_string(n) + " " + text + ": " + id_sample(ids));
+  };
+  warn(t.failed.size(),
+       "judged quer" + std::string(t.failed.size() == 1 ? "y has" : "ies have") +
+           " an error record in the run and count" + (t.failed.size() == 1 ? "s" : "") +
+           " as an empty ranking (every metric 0)",
+       t.failed);
+  warn(t.missing.size(),
+       "judged quer" + std::string(t.missing.size() == 1 ? "y is" : "ies are") +
+           " missing from the run and count" + (t.missing.size() == 1 ? "s" : "") +
+           " as an empty ranking (every metric 0)",
+       t.missing);
+  warn(t.not_in_qrels.size(),
+       "run quer" + std::string(t.not_in_qrels.size() == 1 ? "y has" : "ies have") +
+           " no judgements in the qrels and " + (t.not_in_qrels.size() == 1 ? "is" : "are") +
+           " ignored",
+       t.not_in_qrels);
+  warn(t.no_relevant.size(),
+       "judged quer" + std::string(t.no_relevant.size() == 1 ? "y has" : "ies have") +
+           " no relevant ids and " + (t.no_relevant.size() == 1 ? "is" : "are") +
+           " left out (recall is undefined)",
+       t.no_relevant);
+  if (report.outside_expected_domains) {
+    warn(static_cast<size_t>(report.outside_expected_domains),
+         "quer" + std::string(report.outside_expected_domains == 1 ? "y has" : "ies have") +
+             " a domain that is not in the expected list; counted in micro, not in macro",
+         unexpected);
+  }
+  if (!t.outside.empty()) {
+    report.notes.push_back(
+        std::to_string(t.outside.size()) + " of " + std::to_string(evaluated) +
+        " judged queries have relevant pages outside their candidate list (first-stage misses); "
+        "their recall cannot reach 1: " +
+        id_sample(t.outside));
+  }
+}
+
+}  // namespace
+
+EvalReport evaluate(const Run& run, const Qrels& qrels, const EvalOptions& options) {
+  const MetricOptions& mo = options.metrics;
+  check_cutoffs(mo);
+
+  EvalReport report;
+  report.metrics = mo;
+  report.metric_names = metric_names(mo);
+  report.run_tag = run.tag;
+  const size_t width = report.metric_names.size();
+
+  std::unordered_map<std::string, const RunEntry*> by_id;
+  for (const RunEntry& e : run.queries) by_id.emplace(e.query_id, &e);
+  const std::vector<std::string> not_in_qrels = unjudged_run_queries(run, qrels);
 
   static const std::vector<std::string> kEmpty;
   std::vector<std::vector<double>> per_query;
@@ -258,48 +321,16 @@ EvalReport evaluate(const Run& run, const Qrels& qrels, const EvalOptions& optio
     }
   }
 
-  auto warn = [&](size_t n, const std::string& text, const std::vector<std::string>& ids) {
-    if (n) report.warnings.push_back(std::to_string(n) + " " + text + ": " + id_sample(ids));
-  };
-  warn(failed.size(),
-       "judged quer" + std::string(failed.size() == 1 ? "y has" : "ies have") +
-           " an error record in the run and count" + (failed.size() == 1 ? "s" : "") +
-           " as an empty ranking (every metric 0)",
-       failed);
-  warn(missing.size(),
-       "judged quer" + std::string(missing.size() == 1 ? "y is" : "ies are") +
-           " missing from the run and count" + (missing.size() == 1 ? "s" : "") +
-           " as an empty ranking (every metric 0)",
-       missing);
-  warn(not_in_qrels.size(),
-       "run quer" + std::string(not_in_qrels.size() == 1 ? "y has" : "ies have") +
-           " no judgements in the qrels and " + (not_in_qrels.size() == 1 ? "is" : "are") +
-           " ignored",
-       not_in_qrels);
-  warn(no_relevant.size(),
-       "judged quer" + std::string(no_relevant.size() == 1 ? "y has" : "ies have") +
-           " no relevant ids and " + (no_relevant.size() == 1 ? "is" : "are") +
-           " left out (recall is undefined)",
-       no_relevant);
+  std::vector<std::string> unexpected;
   if (report.outside_expected_domains) {
-    std::vector<std::string> labels;
     for (const auto& [label, rows] : groups) {
       if (std::find(macro_domains.begin(), macro_domains.end(), label) == macro_domains.end()) {
-        labels.push_back(label);
+        unexpected.push_back(label);
       }
     }
-    warn(static_cast<size_t>(report.outside_expected_domains),
-         "quer" + std::string(report.outside_expected_domains == 1 ? "y has" : "ies have") +
-             " a domain that is not in the expected list; counted in micro, not in macro",
-         labels);
   }
-  if (!outside.empty()) {
-    report.notes.push_back(
-        std::to_string(outside.size()) + " of " + std::to_string(per_query.size()) +
-        " judged queries have relevant pages outside their candidate list (first-stage misses); "
-        "their recall cannot reach 1: " +
-        id_sample(outside));
-  }
+  add_warnings(report, QueryTally{failed, missing, not_in_qrels, no_relevant, outside}, unexpected,
+               per_query.size());
   return report;
 }
 
