@@ -22,6 +22,7 @@
 
 #include "core/json_util.hpp"
 #include "core/utf8.hpp"
+#include "pipeline/batch_ahead.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/run_io.hpp"
 
@@ -353,33 +354,6 @@ int pdf_page_number(const json& v) {
   return 0;
 }
 
-// Pages of one query decoded (PDFs rendered) and preprocessed ahead of its ranking.
-struct PreparedAhead {
-  size_t row = SIZE_MAX;  ///< the input row they belong to
-  std::shared_ptr<std::map<std::string, PreprocessedImage>> pages;
-};
-
-// One page at a time, each on this one thread, as the ranking would prepare it; a page that
-// fails is left to the ranking, which reports it as usual.
-PreparedAhead prepare_ahead(const Reranker& reranker, size_t row, std::vector<PageRef> pages,
-                            const RerankOptions& options) {
-  PreparedAhead out;
-  out.row = row;
-  out.pages = std::make_shared<std::map<std::string, PreprocessedImage>>();
-  for (const PageRef& p : pages) {
-    try {
-      (*out.pages)[prepared_page_key(p)] = reranker.prepare(load_page(p), options);
-    } catch (const std::exception&) {
-    }
-  }
-  return out;
-}
-
-bool overlap_from_env() {
-  const char* v = std::getenv("ZIPRERANK_BATCH_OVERLAP");
-  return !v || std::string(v) != "0";
-}
-
 }  // namespace
 
 size_t invalid_utf8_offset(std::string_view text) {
@@ -502,9 +476,10 @@ std::vector<std::string> finished_query_ids(const std::string& path, const std::
   return ids;
 }
 
-BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
-                       const std::atomic<bool>& stop,
-                       const std::function<void(const BatchProgress&)>& progress) {
+namespace {
+
+// The options' checks that need no file opened.
+void check_batch_options(const BatchOptions& o) {
   if (o.format != "jsonl" && o.format != "trec" && o.format != "table")
     throw UsageError("--format must be jsonl, trec or table");
   if (o.format == "table" && o.resume) throw UsageError("--resume needs --format jsonl or trec");
@@ -517,31 +492,26 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
                      (from_stdin ? "standard input cannot be read a second time"
                                  : "standard output cannot be read back"));
   }
+}
+
+// The input's lines (standard input for "-").
+std::vector<std::string> read_query_lines(const std::string& input) {
   std::vector<std::string> lines;
-  if (from_stdin) {
+  if (input == "-") {
     for (std::string line; std::getline(std::cin, line);) lines.push_back(line);
   } else {
-    std::ifstream in(o.input, std::ios::binary);
-    if (!in) throw InputError("cannot open '" + o.input + "'");
+    std::ifstream in(input, std::ios::binary);
+    if (!in) throw InputError("cannot open '" + input + "'");
     for (std::string line; std::getline(in, line);) lines.push_back(line);
   }
-  // Relative page paths are resolved against the input's folder (the current one for stdin).
-  const std::string base_dir =
-      from_stdin ? fs::current_path().string() : fs::absolute(o.input).parent_path().string();
-  const std::string input_name = from_stdin ? "<stdin>" : o.input;
+  return lines;
+}
 
-  // Non-blank lines, numbered as in the file, then the shard's contiguous slice.
-  std::vector<size_t> rows;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    if (lines[i].find_first_not_of(" \t\r") != std::string::npos) rows.push_back(i);
-  }
-  const size_t m = rows.size();
-  const size_t lo = m * static_cast<size_t>(o.shard_index - 1) / static_cast<size_t>(o.shard_count);
-  const size_t hi = m * static_cast<size_t>(o.shard_index) / static_cast<size_t>(o.shard_count);
-
-  BatchSummary summary;
-  summary.in_shard = hi - lo;
+// Readies the output file: emptied with --force, continued with --resume (error records dropped
+// so their queries run again); refused when it exists otherwise. Returns the finished query ids.
+std::set<std::string> prepare_output(const BatchOptions& o) {
   std::set<std::string> finished;
+  const bool to_stdout = o.output == "-";
   if (!to_stdout && fs::exists(o.output) && o.force) {
     replace_file(o.output, "");
   } else if (!to_stdout && fs::exists(o.output)) {
@@ -567,35 +537,141 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
       replace_file(o.output, kept);
     }
   }
-  DurableAppender out(o.output);
-  if (o.format == "table") out.write(kTableHeader);
-  // A TREC run has no room for error records: they go, as JSONL, to a file beside it, which a
-  // resumed run starts afresh (its failed queries run again).
-  // Written to standard output, they are logged only (as every failed query is).
-  std::unique_ptr<DurableAppender> errors;
-  if (o.format == "trec" && !to_stdout) {
-    const std::string side = trec_errors_path(o.output);
-    replace_file(side, "");
-    errors = std::make_unique<DurableAppender>(side);
-  }
+  return finished;
+}
 
-  // A query_id seen on an earlier line of the slice makes this line a duplicate: an error record
-  // of its own, whatever became of the first (so a resumed run writes the same records).
-  std::vector<size_t> todo;
-  std::map<size_t, size_t> first_row_of;  // duplicate row -> the row that first used its id
+// Retried queries were appended at the end: restores input order. Each input line takes the
+// next unclaimed record of its query_id (one JSONL line, or a query's run of TREC lines), so a
+// duplicate query_id's error record stays on its own line's place.
+void restore_input_order(const BatchOptions& o, const std::vector<std::string>& lines,
+                         const std::vector<size_t>& rows, size_t lo, size_t hi) {
+  const auto written = read_output_lines(o.output, o.format, /*repair=*/false);
+  std::map<std::string, std::deque<std::string>> records;
+  std::vector<std::string> first_seen;
+  std::string current;
+  for (size_t i = 0; i < written.size(); ++i) {
+    const OutputLine& l = written[i];
+    current += l.text;
+    std::deque<std::string>& q = records[l.query_id];
+    if (q.empty()) first_seen.push_back(l.query_id);
+    const bool same_query = o.format == "trec" && i > 0 && written[i - 1].query_id == l.query_id;
+    if (same_query) {
+      q.back() += l.text;
+    } else {
+      q.push_back(l.text);
+    }
+  }
+  std::string ordered;
+  for (size_t r = lo; r < hi; ++r) {
+    auto it = records.find(row_query_id(lines[rows[r]], rows[r]));
+    if (it == records.end() || it->second.empty()) continue;
+    ordered += it->second.front();
+    it->second.pop_front();
+  }
+  for (const std::string& id : first_seen) {  // lines of queries not in this input stay, last
+    for (const std::string& text : records[id]) ordered += text;
+    records[id].clear();
+  }
+  if (ordered != current) replace_file(o.output, ordered);
+}
+
+std::vector<size_t> nonblank_rows(const std::vector<std::string>& lines) {
+  std::vector<size_t> rows;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].find_first_not_of(" \t\r") != std::string::npos) rows.push_back(i);
+  }
+  return rows;
+}
+
+// A TREC run's side file for error records, emptied: a resumed run starts it afresh.
+std::unique_ptr<DurableAppender> open_errors_file(const std::string& path) {
+  replace_file(path, "");
+  return std::make_unique<DurableAppender>(path);
+}
+
+// The queries of rows [lo, hi) to run: those not finished yet. A query_id seen on an earlier line
+// of the slice makes a line a duplicate: an error record of its own, whatever became of the first
+// (so a resumed run writes the same records).
+struct QueryPlan {
+  std::vector<size_t> todo;               ///< rows to run, in order
+  std::map<size_t, size_t> first_row_of;  ///< duplicate row -> the row that first used its id
+  size_t skipped = 0;                     ///< finished already
+};
+QueryPlan plan_queries(const std::vector<std::string>& lines, const std::vector<size_t>& rows,
+                       size_t lo, size_t hi, const std::set<std::string>& finished) {
+  QueryPlan plan;
   std::map<std::string, size_t> id_row;
   for (size_t r = lo; r < hi; ++r) {
     // A cheap look at the id decides skipping; full validation happens when the query runs.
     const std::string id = row_query_id(lines[rows[r]], rows[r]);
     const auto [first, fresh] = id_row.emplace(id, rows[r]);
     if (!fresh) {
-      first_row_of[rows[r]] = first->second;
+      plan.first_row_of[rows[r]] = first->second;
     } else if (finished.count(id)) {
-      ++summary.skipped;
+      ++plan.skipped;
       continue;
     }
-    todo.push_back(rows[r]);
+    plan.todo.push_back(rows[r]);
   }
+  return plan;
+}
+
+// What a failed query leaves in the run: its error record in JSONL, nothing in a TREC run (the
+// record goes to the side file) or a table (logged only).
+std::string error_record(const BatchOptions& o, DurableAppender* errors, const std::string& qid,
+                         const std::string& error) {
+  if (errors) {
+    errors->write(format_error_line(qid, error));
+    return {};
+  }
+  if (o.format != "jsonl") return {};  // a table, or TREC on standard output: logged only
+  return format_error_line(qid, error);
+}
+
+void log_throughput(size_t done, double wall_s, double model_ms, size_t pages_ahead, bool overlap,
+                    double waited_ms) {
+  if (done == 0 || wall_s <= 0) return;
+  spdlog::debug(
+      "batch: {} queries in {:.1f} s ({:.3f} queries/s); the model computed {:.0f}% of the "
+      "wall time; {} pages decoded and preprocessed ahead (overlap {}), {:.1f} s waited for them",
+      done, wall_s, static_cast<double>(done) / wall_s, model_ms / 10 / wall_s, pages_ahead,
+      overlap ? "on" : "off", waited_ms / 1000);
+}
+
+}  // namespace
+
+BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
+                       const std::atomic<bool>& stop,
+                       const std::function<void(const BatchProgress&)>& progress) {
+  check_batch_options(o);
+  const bool from_stdin = o.input == "-", to_stdout = o.output == "-";
+  const std::vector<std::string> lines = read_query_lines(o.input);
+  // Relative page paths are resolved against the input's folder (the current one for stdin).
+  const std::string base_dir =
+      from_stdin ? fs::current_path().string() : fs::absolute(o.input).parent_path().string();
+  const std::string input_name = from_stdin ? "<stdin>" : o.input;
+
+  // Non-blank lines, numbered as in the file, then the shard's contiguous slice [lo, hi).
+  const std::vector<size_t> rows = nonblank_rows(lines);
+  const size_t lo =
+      rows.size() * static_cast<size_t>(o.shard_index - 1) / static_cast<size_t>(o.shard_count);
+  const size_t hi =
+      rows.size() * static_cast<size_t>(o.shard_index) / static_cast<size_t>(o.shard_count);
+
+  BatchSummary summary;
+  summary.in_shard = hi - lo;
+  const std::set<std::string> finished = prepare_output(o);
+  DurableAppender out(o.output);
+  if (o.format == "table") out.write(kTableHeader);
+  // A TREC run has no room for error records: they go, as JSONL, to a file beside it, which a
+  // resumed run starts afresh (its failed queries run again).
+  // Written to standard output, they are logged only (as every failed query is).
+  std::unique_ptr<DurableAppender> errors;
+  if (o.format == "trec" && !to_stdout) errors = open_errors_file(trec_errors_path(o.output));
+
+  QueryPlan plan = plan_queries(lines, rows, lo, hi, finished);
+  summary.skipped = plan.skipped;
+  const std::vector<size_t>& todo = plan.todo;
   if (summary.skipped)
     spdlog::info("resuming: {} of {} queries already done", summary.skipped, summary.in_shard);
 
@@ -630,21 +706,8 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
       }
     }
     if (overlap && next + 1 < todo.size() && !stop.load()) {
-      const size_t after = todo[next + 1];
-      std::vector<PageRef> pages;
-      try {
-        const BatchQuery q = parse_batch_query(lines[after], base_dir, input_name);
-        for (const PageRef& p : q.candidates) {
-          if (static_cast<int>(pages.size()) >= rerank.window) break;
-          if (!reranker.vision_cache() || !shown.count(prepared_page_key(p))) pages.push_back(p);
-        }
-      } catch (const std::exception&) {
-        pages.clear();  // the query's own turn reports what is wrong with it
-      }
-      if (!pages.empty()) {
-        ahead = std::async(std::launch::async, prepare_ahead, std::cref(reranker), after,
-                           std::move(pages), rerank);
-      }
+      ahead = prepare_next_query(reranker, lines[todo[next + 1]], todo[next + 1], base_dir,
+                                 input_name, rerank, shown);
     }
     if (stop.load()) {
       summary.interrupted = true;
@@ -656,7 +719,7 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
     try {
       BatchQuery q = parse_batch_query(lines[row], base_dir, origin);
       qid = q.query_id;
-      if (auto dup = first_row_of.find(row); dup != first_row_of.end()) {
+      if (auto dup = plan.first_row_of.find(row); dup != plan.first_row_of.end()) {
         throw InputError(origin + ": duplicate query_id '" + qid + "' (first on line " +
                          std::to_string(dup->second + 1) + "); each query needs its own id");
       }
@@ -681,14 +744,7 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
       spdlog::error("query '{}' failed: {}", qid, e.what());
       ++summary.failed;
       ++prog.failed;
-      if (errors) {
-        errors->write(format_error_line(qid, e.what()));
-        record.clear();
-      } else if (o.format != "jsonl") {  // a table, or TREC on standard output: logged only
-        record.clear();
-      } else {
-        record = format_error_line(qid, e.what());
-      }
+      record = error_record(o, errors.get(), qid, e.what());
     }
     out.write(record);
     ++prog.done;
@@ -696,47 +752,11 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
     if (progress) progress(prog);
   }
   if (ahead.valid()) ahead.wait();
-  const double wall_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (prog.done > 0 && wall_s > 0) {
-    spdlog::debug(
-        "batch: {} queries in {:.1f} s ({:.3f} queries/s); the model computed {:.0f}% of the "
-        "wall time; {} pages decoded and preprocessed ahead (overlap {}), {:.1f} s waited for them",
-        prog.done, wall_s, static_cast<double>(prog.done) / wall_s, model_ms / 10 / wall_s,
-        pages_ahead, overlap ? "on" : "off", waited_ms / 1000);
-  }
+  log_throughput(prog.done,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                 model_ms, pages_ahead, overlap, waited_ms);
   if (!summary.interrupted && !to_stdout && (summary.skipped > 0 || o.resume)) {
-    // Retried queries were appended at the end: restore input order. Each input line takes the
-    // next unclaimed record of its query_id (one JSONL line, or a query's run of TREC lines), so
-    // a duplicate query_id's error record stays on its own line's place.
-    const auto written = read_output_lines(o.output, o.format, /*repair=*/false);
-    std::map<std::string, std::deque<std::string>> records;
-    std::vector<std::string> first_seen;
-    std::string current;
-    for (size_t i = 0; i < written.size(); ++i) {
-      const OutputLine& l = written[i];
-      current += l.text;
-      std::deque<std::string>& q = records[l.query_id];
-      if (q.empty()) first_seen.push_back(l.query_id);
-      const bool same_query = o.format == "trec" && i > 0 && written[i - 1].query_id == l.query_id;
-      if (same_query) {
-        q.back() += l.text;
-      } else {
-        q.push_back(l.text);
-      }
-    }
-    std::string ordered;
-    for (size_t r = lo; r < hi; ++r) {
-      auto it = records.find(row_query_id(lines[rows[r]], rows[r]));
-      if (it == records.end() || it->second.empty()) continue;
-      ordered += it->second.front();
-      it->second.pop_front();
-    }
-    for (const std::string& id : first_seen) {  // lines of queries not in this input stay, last
-      for (const std::string& text : records[id]) ordered += text;
-      records[id].clear();
-    }
-    if (ordered != current) replace_file(o.output, ordered);
+    restore_input_order(o, lines, rows, lo, hi);
   }
   return summary;
 }

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "pipeline/window_scoring.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/prompt.hpp"
 #include "ziprerank/pruning.hpp"
@@ -34,13 +35,6 @@ double ms_since(Clock::time_point t0) {
 // honest.
 void wait_for(const at::Tensor& t) {
   if (t.defined() && !t.device().is_cpu() && t.numel() > 0) (void)t.reshape({-1})[0].item<float>();
-}
-
-std::vector<int> stable_order_desc(const std::vector<double>& scores) {
-  std::vector<int> order(scores.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return scores[a] > scores[b]; });
-  return order;
 }
 
 // Softmax of the finite values (NaN stays NaN), shifted by their maximum so no exp overflows.
@@ -190,32 +184,7 @@ WindowScores Reranker::score_window(const std::string& query,
   const ModelConfig& c = model_->config();
   auto t0 = Clock::now();
   if (options.scoring == Scoring::kSimilarity) {
-    const SimilarityQuery q =
-        similarity_query(similarity_words(*tokenizer_, query),
-                         [this](const at::Tensor& ids) { return model_->embed(ids); });
-    // Pages are scored on the visual tokens query-aware pruning keeps (all of them at keep 1.0),
-    // what the language model would see.
-    std::vector<at::Tensor> kept_idx;
-    if (options.keep_ratio < 1.0) {
-      std::vector<int64_t> counts;
-      for (const VisionFeatures* page : pages) counts.push_back(page->embeds.size(0));
-      const at::Tensor text =
-          pruning_text_embeds(*model_, build_ranking_prompt(*tokenizer_, c, query, counts));
-      std::vector<at::Tensor> embeds;
-      for (const VisionFeatures* page : pages)
-        embeds.push_back(page->embeds.to(text.device(), at::kFloat));
-      kept_idx = select_visual_tokens(text, embeds, options.keep_ratio);
-    }
-    WindowScores out;
-    for (size_t i = 0; i < pages.size(); ++i) {
-      const at::Tensor& all = pages[i]->embeds;
-      const at::Tensor kept =
-          kept_idx.empty() ? all : all.index_select(0, kept_idx[i].to(all.device()));
-      out.logits.push_back(similarity_score(q, kept));
-      tokens.visual_before += all.size(0);
-      tokens.visual_after += kept.size(0);
-    }
-    out.order = stable_order_desc(out.logits);
+    WindowScores out = similarity_window(*model_, *tokenizer_, query, pages, options, tokens);
     timing.prune += ms_since(t0);
     return out;
   }
@@ -257,46 +226,8 @@ WindowScores Reranker::score_window(const std::string& query,
   } else {
     // Greedy decoding of "A] > [C] > ...", at most 5 tokens per candidate, as the reference,
     // with what the model's generation_config.json asks of greedy decoding.
-    const GenerationSettings& gen = folder_.generation;
-    std::vector<int64_t> stops = gen.eos_token_ids;
-    stops.push_back(c.eos_token_id);
-    stops.push_back(c.pad_token_id);
-    const auto is_stop = [&](int64_t t) {
-      return std::find(stops.begin(), stops.end(), t) != stops.end();
-    };
-    std::vector<int64_t> in_sequence = prompt.ids;  // every token so far, for the penalty
-    KVCache cache;
-    at::Tensor hidden = model_->forward(seq.input, &cache);
-    int64_t next_pos = seq.input.position_ids.max().item<int64_t>() + 1;
-    std::vector<int64_t> generated;
-    const auto dev = hidden.device();
-    for (int step = 0; step < 5 * n; ++step) {
-      at::Tensor logits =
-          model_->logits(hidden.select(1, hidden.size(1) - 1)).to(at::kFloat).reshape({-1});
-      if (gen.repetition_penalty != 1.0) {
-        std::sort(in_sequence.begin(), in_sequence.end());
-        in_sequence.erase(std::unique(in_sequence.begin(), in_sequence.end()), in_sequence.end());
-        const at::Tensor idx = at::tensor(in_sequence, at::kLong).to(logits.device());
-        const at::Tensor seen = logits.index_select(0, idx);
-        logits.index_copy_(
-            0, idx,
-            at::where(seen < 0, seen * gen.repetition_penalty, seen / gen.repetition_penalty));
-      }
-      if (step < gen.min_new_tokens) {
-        for (int64_t t : stops)
-          if (t >= 0 && t < logits.size(0)) logits[t] = -INFINITY;
-      }
-      const int64_t tok = logits.argmax(-1).item<int64_t>();
-      if (is_stop(tok)) break;
-      generated.push_back(tok);
-      in_sequence.push_back(tok);
-      TextInput step_in;
-      step_in.embeds =
-          model_->embed(at::full({1, 1}, tok, at::TensorOptions().dtype(at::kLong).device(dev)));
-      step_in.position_ids =
-          at::full({3, 1, 1}, next_pos++, at::TensorOptions().dtype(at::kLong).device(dev));
-      hidden = model_->forward(step_in, &cache);
-    }
+    const std::vector<int64_t> generated =
+        greedy_generate(*model_, folder_.generation, seq.input, prompt.ids, 5 * n);
     tokens.generated += static_cast<int64_t>(generated.size());
     out.generated = tokenizer_->decode(generated);
     out.order = parse_generated_ranking(out.generated, n);
@@ -476,6 +407,66 @@ int window_count(int n, const RerankOptions& o) {
 
 }  // namespace
 
+namespace {
+
+double similarity_weight_sum(const Tokenizer& tokenizer, const std::string& query) {
+  double weights = 0;
+  for (const SimilarityWord& w : similarity_words(tokenizer, query)) weights += w.weight;
+  return weights;
+}
+
+// Called once the ranking is done: a ranking of no readable page is an error either way.
+void check_some_readable(const RerankResult& result, int n) {
+  if (!result.ranking.empty()) return;
+  throw InputError("none of the " + std::to_string(n) + " page(s) can be read (the first: " +
+                   (result.skipped.empty() ? std::string("?") : result.skipped.front().reason) +
+                   ")");
+}
+
+// The readable pages sorted by their own scores (per-page scoring: no sliding window).
+void rank_by_own_score(const std::vector<std::string>& ids, const std::vector<char>& unreadable,
+                       const std::vector<double>& last_logit,
+                       const std::vector<double>& last_relevance, RerankResult& result) {
+  std::vector<int> readable;
+  for (int i = 0; i < static_cast<int>(ids.size()); ++i)
+    if (!unreadable[static_cast<size_t>(i)]) readable.push_back(i);
+  std::stable_sort(readable.begin(), readable.end(), [&](int a, int b) {
+    return last_logit[static_cast<size_t>(a)] > last_logit[static_cast<size_t>(b)];
+  });
+  for (const int idx : readable) {
+    RankedPage page;
+    page.id = ids[static_cast<size_t>(idx)];
+    page.logit = page.score = last_logit[static_cast<size_t>(idx)];
+    page.relevance = last_relevance[static_cast<size_t>(idx)];
+    result.ranking.push_back(page);
+  }
+}
+
+// The readable pages in the sliding window's final order. One window of logits keeps its logits
+// as scores; otherwise a page scores n - rank (n counting only the pages read), as the
+// reference's evaluation does.
+void rank_in_window_order(const std::vector<int>& order, const std::vector<std::string>& ids,
+                          const std::vector<char>& unreadable,
+                          const std::vector<double>& last_logit,
+                          const std::vector<double>& last_relevance, Scoring scoring,
+                          RerankResult& result) {
+  const bool single_logit_window = result.windows == 1 && scoring != Scoring::kGenerate;
+  const int ranked = static_cast<int>(ids.size()) - static_cast<int>(result.skipped.size());
+  for (int idx : order) {
+    if (unreadable[static_cast<size_t>(idx)]) continue;
+    RankedPage page;
+    page.id = ids[idx];
+    page.logit = last_logit[idx];
+    const double from_end = static_cast<double>(ranked - static_cast<int>(result.ranking.size()));
+    page.score = single_logit_window ? last_logit[idx] : from_end;
+    // Generate scoring has no logits: relevance falls linearly with rank, 1 for the first.
+    page.relevance = scoring == Scoring::kGenerate ? from_end / ranked : last_relevance[idx];
+    result.ranking.push_back(page);
+  }
+}
+
+}  // namespace
+
 RerankResult Reranker::rank_lazily(const std::string& query, const std::vector<std::string>& ids,
                                    const PageFetch& fetch, const RerankOptions& options) const {
   c10::InferenceMode guard;
@@ -549,21 +540,13 @@ RerankResult Reranker::rank_lazily(const std::string& query, const std::vector<s
       if (unreadable[static_cast<size_t>(idx[k])]) out.order.push_back(static_cast<int>(k));
     return out;
   };
-  // Called once the ranking is done: a ranking of no readable page is an error either way.
-  const auto check_some_readable = [&] {
-    if (!result.ranking.empty()) return;
-    throw InputError("none of the " + std::to_string(n) + " page(s) can be read (the first: " +
-                     (result.skipped.empty() ? std::string("?") : result.skipped.front().reason) +
-                     ")");
-  };
   std::vector<double> last_logit(ids.size(), NAN);
   std::vector<double> last_relevance(ids.size(), NAN);
 
   if (options.scoring == Scoring::kSimilarity) {
     // The score is a sum of cosines weighted by word length: over the weights' sum it is a
     // weighted mean cosine in [-1, 1], mapped linearly onto [0, 1].
-    double weights = 0;
-    for (const SimilarityWord& w : similarity_words(*tokenizer_, query)) weights += w.weight;
+    const double weights = similarity_weight_sum(*tokenizer_, query);
     // Each page scores on its own: no sliding window, the pages are sorted by their scores
     // (scored a window's worth at a time, in input order).
     for (int begin = 0; begin < n; begin += options.window) {
@@ -577,20 +560,8 @@ RerankResult Reranker::rank_lazily(const std::string& query, const std::vector<s
         held[i].reset();
       }
     }
-    std::vector<int> readable;
-    for (int i = 0; i < n; ++i)
-      if (!unreadable[static_cast<size_t>(i)]) readable.push_back(i);
-    std::stable_sort(readable.begin(), readable.end(), [&](int a, int b) {
-      return last_logit[static_cast<size_t>(a)] > last_logit[static_cast<size_t>(b)];
-    });
-    for (const int idx : readable) {
-      RankedPage page;
-      page.id = ids[static_cast<size_t>(idx)];
-      page.logit = page.score = last_logit[static_cast<size_t>(idx)];
-      page.relevance = last_relevance[static_cast<size_t>(idx)];
-      result.ranking.push_back(page);
-    }
-    check_some_readable();
+    rank_by_own_score(ids, unreadable, last_logit, last_relevance, result);
+    check_some_readable(result, n);
     result.timing.total = ms_since(t_start);
     return result;
   }
@@ -611,22 +582,8 @@ RerankResult Reranker::rank_lazily(const std::string& query, const std::vector<s
         return ws.order;
       });
 
-  const bool single_logit_window = result.windows == 1 && options.scoring != Scoring::kGenerate;
-  // Unreadable pages leave the ranking; the others keep their order, n - rank counting only them.
-  const int ranked = n - static_cast<int>(result.skipped.size());
-  for (int idx : order) {
-    if (unreadable[static_cast<size_t>(idx)]) continue;
-    RankedPage page;
-    page.id = ids[idx];
-    page.logit = last_logit[idx];
-    const double from_end = static_cast<double>(ranked - static_cast<int>(result.ranking.size()));
-    page.score = single_logit_window ? last_logit[idx] : from_end;
-    // Generate scoring has no logits: relevance falls linearly with rank, 1 for the first.
-    page.relevance =
-        options.scoring == Scoring::kGenerate ? from_end / ranked : last_relevance[idx];
-    result.ranking.push_back(page);
-  }
-  check_some_readable();
+  rank_in_window_order(order, ids, unreadable, last_logit, last_relevance, options.scoring, result);
+  check_some_readable(result, n);
   result.timing.total = ms_since(t_start);
   return result;
 }
