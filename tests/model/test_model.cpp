@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "model/kernels.hpp"
@@ -77,6 +78,17 @@ TEST(Model, LoadsEveryTensorOfAnInitialisedFolder) {
   for (const auto& [name, t] : m->named_parameters()) {
     EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
   }
+  // The checkpoint layout (weights_layout.cpp, what init writes and inspect checks) and the
+  // modules' own lookups name the same tensors with the same shapes, one for one.
+  std::map<std::string, std::vector<int64_t>> params;
+  for (const auto& [name, t] : m->named_parameters()) params[name] = t.sizes().vec();
+  for (const WeightSpec& spec : specs) {
+    const auto it = params.find(spec.name);
+    ASSERT_NE(it, params.end()) << spec.name << " is in the layout but no module reads it";
+    EXPECT_EQ(it->second, spec.shape) << spec.name;
+    params.erase(it);
+  }
+  EXPECT_TRUE(params.empty()) << params.begin()->first << " is read but not in the layout";
 }
 
 TEST(Model, MropePositionsFollowGetRopeIndex) {
