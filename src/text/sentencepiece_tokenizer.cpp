@@ -29,7 +29,8 @@ struct ShimApi {
   std::string error;  // why the shim is unavailable
 };
 
-std::vector<std::string> shim_candidates() {
+// (Unused in sanitizer builds, which never load the shim.)
+[[maybe_unused]] std::vector<std::string> shim_candidates() {
   std::vector<std::string> out;
   if (const char* env = std::getenv("ZIPRERANK_SPM_SHIM")) out.emplace_back(env);
   std::error_code ec;
