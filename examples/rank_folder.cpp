@@ -29,9 +29,9 @@ int main(int argc, char** argv) {
     auto reranker = ziprerank::Reranker::load(model, ziprerank::ModelOptions{});
     reranker->set_encode_workers(workers);
 
-    ziprerank::RerankOptions options;
-    options.scoring = ziprerank::parse_scoring(reranker->folder().scoring);
-    options.keep_ratio = reranker->folder().keep_ratio;
+    // Scoring, keep ratio and vision tile as the model folder says (what `rank` does by default).
+    const ziprerank::RerankOptions options =
+        reranker->resolve(ziprerank::RerankOptions{}, ziprerank::RankingChoice{});
     const auto pages = ziprerank::expand_page_inputs({argv[2]});
     const ziprerank::RerankResult result = reranker->rerank_pages(argv[1], pages, options);
     for (size_t i = 0; i < result.ranking.size(); ++i) {

@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <functional>
-#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,6 +18,7 @@
 #include "ziprerank/model_folder.hpp"
 #include "ziprerank/pages.hpp"
 #include "ziprerank/tokenizer.hpp"
+#include "ziprerank/vision_cache.hpp"
 
 namespace ziprerank {
 
@@ -111,32 +111,6 @@ struct WindowScores {
   std::vector<double> logits;  ///< empty in generate mode
   std::vector<int> order;
   std::string generated;  ///< generate mode: the decoded text
-};
-
-/// A page after the vision tower: what every window it appears in needs.
-struct EncodedPage {
-  VisionFeatures features;
-  ImageGrid grid;
-  size_t bytes() const;
-};
-
-/// Vision features of pages by file (path, PDF page, size and modification time), least recently
-/// used first out. Features do not depend on the query, so reuse across queries is exact; batch
-/// runs over MMDocIR-style data see the same document pages for many questions.
-class VisionCache {
- public:
-  explicit VisionCache(size_t max_bytes) : max_bytes_(max_bytes) {}
-  std::shared_ptr<const EncodedPage> get(const std::string& key);
-  void put(const std::string& key, std::shared_ptr<const EncodedPage> page);
-  size_t hits() const { return hits_; }
-  size_t misses() const { return misses_; }
-
- private:
-  size_t max_bytes_ = 0, bytes_ = 0, hits_ = 0, misses_ = 0;
-  std::list<std::pair<std::string, std::shared_ptr<const EncodedPage>>>
-      lru_;  // front = most recent
-  std::unordered_map<std::string, decltype(lru_)::iterator> index_;
-  std::mutex mutex_;
 };
 
 class Reranker {

@@ -236,38 +236,6 @@ WindowScores Reranker::score_window(const std::string& query,
   return out;
 }
 
-size_t EncodedPage::bytes() const {
-  size_t n = features.embeds.numel() * features.embeds.element_size();
-  for (const auto& d : features.deepstack) n += d.numel() * d.element_size();
-  return n;
-}
-
-std::shared_ptr<const EncodedPage> VisionCache::get(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  auto it = index_.find(key);
-  if (it == index_.end()) {
-    ++misses_;
-    return nullptr;
-  }
-  ++hits_;
-  lru_.splice(lru_.begin(), lru_, it->second);
-  return it->second->second;
-}
-
-void VisionCache::put(const std::string& key, std::shared_ptr<const EncodedPage> page) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  const size_t size = page->bytes();
-  if (size > max_bytes_ || index_.count(key)) return;
-  lru_.emplace_front(key, std::move(page));
-  index_[key] = lru_.begin();
-  bytes_ += size;
-  while (bytes_ > max_bytes_ && !lru_.empty()) {
-    bytes_ -= lru_.back().second->bytes();
-    index_.erase(lru_.back().first);
-    lru_.pop_back();
-  }
-}
-
 void Reranker::set_vision_cache(size_t max_bytes) {
   cache_ = max_bytes > 0 ? std::make_unique<VisionCache>(max_bytes) : nullptr;
 }

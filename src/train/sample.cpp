@@ -17,8 +17,8 @@
 #include "ziprerank/errors.hpp"
 #include "ziprerank/prompt.hpp"
 #include "ziprerank/pruning.hpp"
-#include "ziprerank/reranker.hpp"
 #include "ziprerank/train.hpp"
+#include "ziprerank/vision_cache.hpp"
 
 namespace ziprerank {
 

@@ -23,11 +23,11 @@
 #include "ziprerank/errors.hpp"
 #include "ziprerank/prompt.hpp"
 #include "ziprerank/pruning.hpp"
-#include "ziprerank/reranker.hpp"
 #include "ziprerank/runtime.hpp"
 #include "ziprerank/safetensors.hpp"
 #include "ziprerank/state_dict.hpp"
 #include "ziprerank/train.hpp"
+#include "ziprerank/vision_cache.hpp"
 
 namespace ziprerank {
 
