@@ -19,22 +19,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 # shellcheck source=build_env.sh
 source "$root/scripts/gpu/build_env.sh"
-dry=0
-out="${OUT:-}"
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) dry=1 ;;
-    -h | --help)
-      sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
-      exit 0
-      ;;
-    -*)
-      echo "bench_vs_transformers: unknown option $arg" >&2
-      exit 2
-      ;;
-    *) out="$arg" ;;
-  esac
-done
+zr_gpu_args bench_vs_transformers "$@"
 out="${out:-$root/build/gpu-bench}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"

@@ -38,6 +38,30 @@ zr_fetch_debs() { # folder
   echo "fetched $(ls "$1"/*.deb | wc -l) packages into $1 ($(du -sh "$1" | cut -f1))" >&2
 }
 
+# zr_gpu_args SCRIPT ARGS...: the GPU scripts' common command line. Sets `dry` (1 with
+# --dry-run) and `out` (the one positional argument, else $OUT, else empty); --help prints the
+# script's header comment and exits 0; an unknown option exits 2.
+zr_gpu_args() {
+  local script="$1" arg
+  shift
+  dry=0
+  out="${OUT:-}"
+  for arg in "$@"; do
+    case "$arg" in
+      --dry-run) dry=1 ;;
+      -h | --help)
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+        exit 0
+        ;;
+      -*)
+        echo "$script: unknown option $arg" >&2
+        exit 2
+        ;;
+      *) out="$arg" ;;
+    esac
+  done
+}
+
 # zr_build_cuda ROOT BUILD_DIR PYTHON LOG [targets...]: configures and builds against PYTHON's
 # torch (its CUDA libtorch), unpacking ZIPRERANK_DEBS first where CMake would not find the rest.
 zr_build_cuda() {

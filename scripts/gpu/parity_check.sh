@@ -9,29 +9,17 @@
 #
 # OUT (default: $OUT, else build/gpu-parity) receives parity_report.md, the fixture made there
 # and each step's log. Environment: PYTHON (a python with CUDA torch and transformers 4.57.6;
-# default python3), BUILD_DIR (default build-gpu; with --dry-run, build).
+# default python3), BUILD_DIR (default build-gpu; with --dry-run, build), ZIPRERANK_DEBS (see
+# build_env.sh).
 #
 # --dry-run, or a machine without CUDA: the same steps on the CPU with the existing build and the
 # reference environment of scripts/reference_env.sh (the fixture step is skipped, with a line in
 # the report, where that environment cannot be made). Exit status: 0 when every step passed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-dry=0
-out="${OUT:-}"
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) dry=1 ;;
-    -h | --help)
-      sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
-      exit 0
-      ;;
-    -*)
-      echo "parity_check: unknown option $arg" >&2
-      exit 2
-      ;;
-    *) out="$arg" ;;
-  esac
-done
+# shellcheck source=build_env.sh
+source "$root/scripts/gpu/build_env.sh"
+zr_gpu_args parity_check "$@"
 out="${out:-$root/build/gpu-parity}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
@@ -70,11 +58,8 @@ fi
 
 # 1. Build (on the GPU machine only; the dry run uses the existing build).
 if [ "$dry" -eq 0 ]; then
-  prefix="$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')"
-  say "building against $prefix in $build"
-  if cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
-    >"$out/build.log" 2>&1 && cmake --build "$build" -j "$(nproc)" --target model_tests \
-    >>"$out/build.log" 2>&1; then
+  say "building model_tests against $python's libtorch in $build"
+  if zr_build_cuda "$root" "$build" "$python" "$out/build.log" model_tests; then
     echo "- build: ok in $(elapsed) s (log: build.log)" >>"$report"
   else
     echo "- build: FAILED (log: build.log)" >>"$report"
