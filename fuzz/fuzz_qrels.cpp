@@ -6,18 +6,7 @@
 #include <set>
 #include <string>
 
-#include "fuzz_util.hpp"
-#include "ziprerank/errors.hpp"
-#include "ziprerank/metrics.hpp"
-#include "ziprerank/run_io.hpp"
-
-namespace {
-
-void check_row(const ziprerank::MetricRow& row) {
-  for (double v : row.values) FUZZ_CHECK(v >= 0.0 && v <= 1.0);  // also rejects NaN
-}
-
-}  // namespace
+#include "fuzz_eval.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
@@ -59,16 +48,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     options.expected_domains = ziprerank::mmdocir_domains();
     options.metrics.denominator = ziprerank::Denominator::kRetrieved;
   }
-  ziprerank::EvalReport report;
-  try {
-    report = ziprerank::evaluate(run, qrels, options);
-  } catch (const ziprerank::InputError&) {  // e.g. no judged query has a relevant id
-    return 0;
-  }
-  check_row(report.micro);
-  check_row(report.macro);
-  for (const auto& row : report.domains) check_row(row);
-  ziprerank::format_eval_table(report);
-  ziprerank::format_eval_json(report);
+  ziprerank::fuzz::check_evaluation(run, qrels, options);
   return 0;
 }
