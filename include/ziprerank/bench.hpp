@@ -3,6 +3,7 @@
 // pipeline for the window (decode, preprocess, vision, pruning, language model).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,8 @@ namespace ziprerank {
 struct BenchConfig {
   Scoring scoring = Scoring::kLogits;
   double keep_ratio = 1.0;
-  int vision_tile = -1;  ///< as RerankOptions::vision_tile (-1 = the model's own)
+  /// As RerankOptions::vision_tile (unset = the model's own); a BenchRow's is settled.
+  std::optional<int> vision_tile;
 };
 
 struct BenchOptions {

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -57,9 +58,10 @@ struct ModelOptions {
   c10::Device device = c10::kCPU;
   c10::ScalarType dtype = c10::kFloat;
   bool trainable = false;  ///< parameters get their own memory and can require grad
-  /// Windowed vision attention: tile side in pixels (see ModelFolder::vision_tile); -1 = the
-  /// model folder's own setting when loaded from one (0 otherwise), 0 = whole images.
-  int vision_tile = -1;
+  /// Windowed vision attention: tile side in pixels (see ModelFolder::vision_tile), 0 = whole
+  /// images. Unset = the model folder's own setting when loaded from one, 0 otherwise; a model's
+  /// options() have it settled (Qwen3VLModel::vision_tile).
+  std::optional<int> vision_tile;
   /// Matrix products of the linear layers (and the vision tower's patch embedding) in bfloat16
   /// while everything else computes in float32: weights are stored once in bfloat16, inputs are
   /// rounded to bfloat16, products accumulate in float32, biases are added in float32. On CPUs
@@ -98,14 +100,17 @@ class Qwen3VLModel {
 
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
+  /// The vision tile images are read with unless encode_images is given one (0 = whole images).
+  int vision_tile() const { return *options_.vision_tile; }
 
   /// pixel_values: [sum of patches, C*T*P*P] float32 rows in merge-window order (see image.hpp).
-  /// With a vision tile (`vision_tile` pixels; -1 = ModelOptions::vision_tile) each image is read
-  /// as tiles; the result keeps the images' token order either way. Without `deepstack` the
+  /// With a vision tile (`vision_tile` pixels; unset = the model's own, vision_tile()) each image
+  /// is read as tiles; the result keeps the images' token order either way. Without `deepstack` the
   /// DeepStack mergers are not run (VisionFeatures::deepstack stays empty): what scoring by
   /// similarity needs, which never runs the language model.
   VisionFeatures encode_images(const at::Tensor& pixel_values, const std::vector<ImageGrid>& grids,
-                               int vision_tile = -1, bool deepstack = true) const;
+                               std::optional<int> vision_tile = std::nullopt,
+                               bool deepstack = true) const;
   /// Token embeddings [.., D] in the model dtype.
   at::Tensor embed(const at::Tensor& token_ids) const;
   /// Runs the decoder; returns final-normed hidden states [B, S, D]. Appends to `cache` if given.

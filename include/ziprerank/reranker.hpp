@@ -22,11 +22,11 @@
 
 namespace ziprerank {
 
-/// Where a ranking is: pages encoded (read, preprocessed and through the vision tower, or found
-/// in the vision cache) and windows scored, each out of its total.
 /// The key of a page in RerankOptions::prepared: its path and PDF page.
 std::string prepared_page_key(const PageRef& page);
 
+/// Where a ranking is: pages encoded (read, preprocessed and through the vision tower, or found
+/// in the vision cache) and windows scored, each out of its total.
 struct RankProgress {
   int pages_encoded = 0, pages_total = 0;
   int windows_done = 0, windows_total = 0;
@@ -38,9 +38,10 @@ struct RerankOptions {
   int window = 20;
   int stride = 10;
   bool page_preresize = true;  ///< shrink pages to longest side 1024 first, as the reference
-  /// Windowed vision attention: tile side in pixels (0 = whole pages; -1 = the model's own, from
-  /// ziprerank.vision_tile in its config.json). See ModelFolder::vision_tile.
-  int vision_tile = -1;
+  /// Windowed vision attention: tile side in pixels, 0 = whole pages. Unset = the model's own
+  /// (ziprerank.vision_tile in its config.json, see ModelFolder::vision_tile), as
+  /// Reranker::resolve settles it.
+  std::optional<int> vision_tile;
   /// Pages already decoded and preprocessed with these options, by prepared_page_key() (batch
   /// prepares the next query's pages while the model computes the current one's); the
   /// others are read as usual. Optional.
@@ -106,22 +107,22 @@ struct RerankResult {
   int windows = 0;
 };
 
-/// Scores of one window, in candidate order, and the order they imply (best first).
-struct WindowScores {
-  std::vector<double> logits;  ///< empty in generate mode
-  std::vector<int> order;
-  std::string generated;  ///< generate mode: the decoded text
-};
+namespace detail {
+class Stages;
+}
 
+/// A loaded model that ranks pages for a query: load a model folder, settle the options
+/// (resolve), rank (rerank_pages; run_batch in batch.hpp for a file of queries). The pipeline's
+/// stages one at a time (preprocessing, the vision tower, one window's scores) are the library's
+/// own, reached through detail::Stages (src/pipeline/stages.hpp), not part of this API.
 class Reranker {
  public:
   static std::unique_ptr<Reranker> load(const std::string& model_dir, const ModelOptions& options);
+  /// A reranker over a model already in memory (a trainer's, for instance).
   Reranker(ModelFolder folder, std::shared_ptr<const Qwen3VLModel> model,
            std::shared_ptr<const Tokenizer> tokenizer);
 
   const ModelFolder& folder() const { return folder_; }
-  const Qwen3VLModel& model() const { return *model_; }
-  const Tokenizer& tokenizer() const { return *tokenizer_; }
 
   /// `options` with its scoring, keep ratio and vision tile settled: as `asked`, else the model
   /// folder's own. A tile asked for is checked against the vision tower (UsageError); a scoring
@@ -130,74 +131,25 @@ class Reranker {
   /// "keep ratio 0.5, logits scoring, vision tiles of 320 px": settled options as logs name them.
   static std::string describe(const RerankOptions& options);
 
-  /// Decodes and preprocesses one page (timed into `timing`).
-  PreprocessedImage prepare(const Image& image, const RerankOptions& options,
-                            StageTiming* timing = nullptr) const;
-
-  /// prepare() for every image, on the page workers (see set_encode_workers) as rerank_pages()
-  /// prepares page files; `timing.preprocess` gets the wall-clock time.
-  std::vector<PreprocessedImage> prepare_all(const std::vector<Image>& images,
-                                             const RerankOptions& options,
-                                             StageTiming* timing = nullptr) const;
-
-  /// Reranks preprocessed pages (ids parallel to pages) with the sliding window.
-  RerankResult rerank(const std::string& query, const std::vector<std::string>& ids,
-                      const std::vector<PreprocessedImage>& pages,
-                      const RerankOptions& options) const;
-
   /// Loads, preprocesses and reranks page files (through the vision cache when one is set).
   RerankResult rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
                             const RerankOptions& options) const;
 
-  /// Runs the vision tower over preprocessed pages (in chunks); adds the time to `timing.vision`.
-  /// `vision_tile` as RerankOptions::vision_tile. Without `deepstack` the pages get no DeepStack
-  /// features: enough for Scoring::kSimilarity, refused by the language-model scorings.
-  std::vector<std::shared_ptr<const EncodedPage>> encode(
-      const std::vector<PreprocessedImage>& pages, StageTiming& timing, int vision_tile = -1,
-      bool deepstack = true) const;
-  /// Ranks encoded pages with the sliding window.
-  RerankResult rank_encoded(const std::string& query, const std::vector<std::string>& ids,
-                            const std::vector<std::shared_ptr<const EncodedPage>>& pages,
-                            const RerankOptions& options) const;
-
   /// Keeps vision features of up to `max_bytes` for reuse by later rerank_pages calls (0 = off).
   void set_vision_cache(size_t max_bytes);
-  const VisionCache* vision_cache() const { return cache_.get(); }
 
-  /// On CPU, encode() splits its pages among up to `workers` threads, each encoding its share
-  /// with one thread (libtorch and OpenBLAS single-threaded meanwhile; OpenBLAS's count is put
-  /// back after): whole cores per page instead of threads per matrix product, which small
-  /// vision matrices leave half idle. The features are those of one worker. Needs OpenBLAS
+  /// On CPU, pages are encoded by up to `workers` threads, each encoding its share with one
+  /// thread (libtorch and OpenBLAS single-threaded meanwhile; OpenBLAS's count is put back
+  /// after): whole cores per page instead of threads per matrix product, which small vision
+  /// matrices leave half idle. The features are those of one worker. Needs OpenBLAS
   /// (openblas_threads() > 0) to keep the products single-threaded; otherwise, and on other
   /// devices, pages are encoded one chunk after another. 1 (the default) = off. rerank_pages()
-  /// and prepare_all() also decode and preprocess their pages on these workers.
+  /// also decodes and preprocesses its pages on these workers.
   void set_encode_workers(int workers);
   int encode_workers() const { return encode_workers_; }
-  /// The workers encode() and rerank_pages() use here: encode_workers() on CPU with OpenBLAS,
-  /// else 1.
-  size_t page_workers() const;
-
-  /// One forward pass over one window whose vision features are already computed.
-  WindowScores score_window(const std::string& query,
-                            const std::vector<const VisionFeatures*>& pages,
-                            const std::vector<ImageGrid>& grids, const RerankOptions& options,
-                            StageTiming& timing, TokenCounts& tokens) const;
 
  private:
-  /// Encoded pages for the given candidate indices (decoding, preprocessing and encoding them as
-  /// needed), in that order; stage times go into the StageTiming. A page that cannot be read is
-  /// null, with its error at its position in the strings (sized to the indices by the caller).
-  using PageFetch = std::function<std::vector<std::shared_ptr<const EncodedPage>>(
-      const std::vector<size_t>&, StageTiming&, std::vector<std::string>&)>;
-  /// Ranks n = ids.size() candidates, fetching each page when the first window that shows it
-  /// comes and dropping it once no later window can: memory follows the window, not the
-  /// number of pages.
-  RerankResult rank_lazily(const std::string& query, const std::vector<std::string>& ids,
-                           const PageFetch& fetch, const RerankOptions& options) const;
-  /// Runs fn(k, timing) for k in [0, n) on the page workers (inline with one); the decode and
-  /// preprocess times the calls add up go into `timing` scaled to the wall-clock time taken.
-  void for_each_page(size_t n, const std::function<void(size_t, StageTiming&)>& fn,
-                     StageTiming& timing) const;
+  friend class detail::Stages;  // pipeline/stages.hpp: the stages, inside the library
 
   ModelFolder folder_;
   std::shared_ptr<const Qwen3VLModel> model_;

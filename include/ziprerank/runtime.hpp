@@ -46,7 +46,9 @@ void use_native_blas_kernels(char** argv);
 /// Tunes glibc's allocator for large, short-lived tensors (a 2x speed-up measured on CPU).
 void tune_allocator();
 
-/// OpenBLAS's thread count when OpenBLAS is the BLAS of this process and says it; 0 otherwise.
+/// OpenBLAS's thread count when OpenBLAS is the BLAS of libtorch's products and says it; 0
+/// otherwise (no OpenBLAS, or a libtorch built with MKL, where an OpenBLAS in the process does none
+/// of them).
 int openblas_threads();
 /// Sets OpenBLAS's thread count; false (nothing done) when OpenBLAS is not in this process.
 bool set_openblas_threads(int threads);
@@ -57,6 +59,20 @@ bool set_openblas_threads(int threads);
 /// it, libtorch gets `threads` (0 keeps its default). Returns how many pages to encode at once
 /// (Reranker::set_encode_workers): `threads` with OpenBLAS, else 1. Logs the choice.
 int configure_threads(int threads);
+/// Once the model's products are known (after configure_threads): with `libtorch_products`
+/// (bfloat16 compute, or bfloat16 products, on CPU) libtorch's pool gets as many threads as
+/// OpenBLAS's; otherwise nothing changes. Pays where OpenMP's threads sleep between parallel
+/// regions (passive_openmp): the 8B shape's language model in bfloat16 ran 1.5x faster, while
+/// with spinning threads the two pools took each other's cores.
+void give_threads_to_libtorch_products(bool libtorch_products);
+/// Whether OMP_WAIT_POLICY is passive in this process.
+bool passive_openmp();
+/// Keeps the program's arguments for rerun_with_passive_openmp (main calls it once).
+void remember_program_arguments(char** argv);
+/// Runs this program again from the start with OMP_WAIT_POLICY=PASSIVE when the variable is unset
+/// (libgomp reads it only when it loads); returns when it is set or running again fails. Call it
+/// before any input is read or any file or socket is opened.
+void rerun_with_passive_openmp();
 
 /// Parses "cpu", "cuda", "cuda:1"; throws UsageError with what is available.
 c10::Device parse_device(const std::string& name);
@@ -70,7 +86,7 @@ bool cpu_has_fast_bf16_products();
 /// What a short measurement on this host says of bfloat16 against float32 matrix products.
 struct MatmulCalibration {
   double float32_gflops = 0;   ///< through the BLAS libtorch calls (OpenBLAS's threads)
-  double bfloat16_gflops = 0;  ///< through libtorch, on one thread (as inference runs them)
+  double bfloat16_gflops = 0;  ///< through libtorch, on one thread
   int threads = 1;             ///< the cores ziprerank was given (OpenBLAS's thread count)
   bool bf16_products = false;  ///< bfloat16 at least 1.25x faster
   bool from_cache = false;

@@ -62,6 +62,12 @@ struct LoadOptions {
 class StateDict {
  public:
   StateDict(std::shared_ptr<const WeightStore> store, LoadOptions options);
+  /// A StateDict over no weights that records every lookup instead: a module constructed over it
+  /// gets undefined tensors, and requested() then lists the checkpoint tensors it reads. The
+  /// checkpoint layout (expected_weights) is derived this way from the modules themselves.
+  static StateDict recorder();
+  /// A recorder's lookups, full names with their shapes, in the order they were made.
+  const std::vector<std::pair<std::string, std::vector<int64_t>>>& requested() const;
 
   /// A view whose names are relative to `prefix` (e.g. "model.visual."). Shares the usage record.
   StateDict select(const std::string& prefix) const;
@@ -84,12 +90,13 @@ class StateDict {
   struct Record {
     std::set<std::string> used;
     std::vector<std::string> problems;
+    std::vector<std::pair<std::string, std::vector<int64_t>>> requested;  // recorder only
   };
   StateDict(std::shared_ptr<const WeightStore> store, LoadOptions options, std::string prefix,
             std::shared_ptr<Record> record);
   at::Tensor fetch(const std::string& name, const std::vector<int64_t>& shape, bool required);
 
-  std::shared_ptr<const WeightStore> store_;
+  std::shared_ptr<const WeightStore> store_;  ///< null for a recorder
   LoadOptions options_;
   std::string prefix_;
   std::shared_ptr<Record> record_;

@@ -2,7 +2,8 @@
 # Parity on a GPU machine, in one go: builds ziprerank against that machine's CUDA PyTorch, makes
 # the transformers parity fixture there (scripts/make_parity_fixture.py --device cuda: float32
 # and bfloat16, eager and sdpa), runs the Parity tests with ziprerank on CUDA against it and
-# against the committed CPU fixtures (transformers and the ZipRerank reference pipeline), and
+# against the committed CPU fixtures (transformers and the ZipRerank reference pipeline), runs the
+# dtype tests (Dtypes/*: the building blocks and the whole model, with their CUDA cases), and
 # writes a short report. Budget: under 8 minutes on a 16-core machine.
 #
 #   scripts/gpu/parity_check.sh [--dry-run] [OUT]
@@ -118,6 +119,8 @@ if [ -n "$fixture" ]; then
   run_tests "transformers-on-$device" "$fixture" 'Parity.*'
 fi
 run_tests "committed-fixtures" "" 'Parity*'
+# The building blocks and the whole model in each dtype, with the CUDA cases this machine adds.
+run_tests "dtypes-and-devices" "" 'Dtypes/*'
 
 echo >>"$report"
 echo "Total: $(elapsed) s; $([ "$failed" -eq 0 ] && echo 'every step passed' || echo 'FAILURES above')." >>"$report"

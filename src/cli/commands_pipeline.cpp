@@ -13,11 +13,13 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "cli/cli.hpp"
+#include "pipeline/stages.hpp"
 #include "ziprerank/batch.hpp"
 #include "ziprerank/bench.hpp"
 #include "ziprerank/errors.hpp"
@@ -30,6 +32,19 @@
 
 namespace ziprerank::cli {
 
+bool libtorch_threads_pay(const std::string& dir, const ModelOptions& mo) {
+  // Products through libtorch (bfloat16 compute or products, on CPU) of a model wide enough to
+  // split them: the embedded model's are too small to gain from more libtorch threads.
+  return mo.device.is_cpu() && (mo.dtype != at::kFloat || mo.bf16_products) &&
+         openblas_threads() > 1 && open_model_folder(dir).config.text.hidden_size >= 1024;
+}
+
+void settle_product_threads(const std::string& dir, const ModelOptions& mo) {
+  if (!libtorch_threads_pay(dir, mo)) return;
+  rerun_with_passive_openmp();
+  give_threads_to_libtorch_products(true);
+}
+
 namespace {
 
 struct PipelineArgs {
@@ -40,7 +55,8 @@ struct PipelineArgs {
   std::string format = "jsonl";
   std::string scoring;  ///< empty: the model's own (ziprerank.scoring in config.json), else logits
   double keep_ratio = -1;  ///< < 0: the model's own (ziprerank.keep_ratio in config.json)
-  int vision_tile = -1;    ///< < 0: the model's own (ziprerank.vision_tile in config.json)
+  /// Unset: the model's own (ziprerank.vision_tile in config.json).
+  std::optional<int> vision_tile;
   int window = 20;
   int stride = 10;
   int max_query_tokens = RerankOptions{}.max_query_tokens;
@@ -76,7 +92,7 @@ RankingChoice ranking_choice(const PipelineArgs& a) {
   RankingChoice c;
   if (!a.scoring.empty()) c.scoring = parse_scoring(a.scoring);
   if (a.keep_ratio >= 0) c.keep_ratio = a.keep_ratio;
-  if (a.vision_tile >= 0) c.vision_tile = a.vision_tile;
+  c.vision_tile = a.vision_tile;
   return c;
 }
 
@@ -101,6 +117,7 @@ std::unique_ptr<Reranker> load_reranker(const CommonOptions& common) {
   mo.device = parse_device(common.device);
   mo.dtype = parse_dtype(common.dtype, mo.device);
   mo.bf16_products = parse_matmul(common.matmul, mo.device, mo.dtype);
+  settle_product_threads(dir, mo);
   auto reranker = Reranker::load(dir, mo);
   reranker->set_encode_workers(workers);
   return reranker;
@@ -298,7 +315,7 @@ int run_batch_command(const PipelineArgs& a) {
   std::signal(SIGTERM, SIG_DFL);
   spdlog::info("batch: {} ok, {} failed, {} skipped (already done) of {} in {}", s.ok, s.failed,
                s.skipped, s.in_shard, o.output);
-  if (const VisionCache* cache = reranker->vision_cache()) {
+  if (const VisionCache* cache = detail::Stages(*reranker).vision_cache()) {
     spdlog::info("vision cache: {} page(s) reused, {} encoded", cache->hits(), cache->misses());
   }
   if (s.interrupted) {
@@ -395,20 +412,21 @@ int run_bench_command(const BenchArgs& a) {
   o.repeats = a.repeats;
   o.warmup = a.warmup;
   o.window = a.window;
-  std::vector<int> tiles;
+  std::vector<std::optional<int>> tiles;
   for (const auto& t : split_list(a.vision_tiles)) {
     try {
       size_t used = 0;
-      tiles.push_back(std::stoi(t, &used));
-      if (used != t.size() || tiles.back() < 0) throw std::invalid_argument(t);
+      const int tile = std::stoi(t, &used);
+      if (used != t.size() || tile < 0) throw std::invalid_argument(t);
+      tiles.push_back(tile);
     } catch (const std::exception&) {
       throw UsageError("--vision-tiles: '" + t + "' is not a tile size in pixels (0 = whole)");
     }
   }
-  if (tiles.empty()) tiles.push_back(-1);
+  if (tiles.empty()) tiles.push_back(std::nullopt);  // the model's own
   for (const auto& sc : split_list(a.scorings)) {
     for (double keep : parse_keep_ratios(a.keep_ratios)) {
-      for (int tile : tiles) {
+      for (const std::optional<int>& tile : tiles) {
         BenchConfig c;
         c.scoring = parse_scoring(sc);
         c.keep_ratio = keep;

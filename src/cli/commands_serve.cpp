@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "ziprerank/errors.hpp"
@@ -21,9 +22,9 @@ namespace {
 struct ServeArgs {
   CommonOptions common;
   serve::ServeOptions server;
-  std::string scoring;     ///< empty: the model's own
-  double keep_ratio = -1;  ///< < 0: the model's own
-  int vision_tile = -1;    ///< < 0: the model's own
+  std::string scoring;             ///< empty: the model's own
+  double keep_ratio = -1;          ///< < 0: the model's own
+  std::optional<int> vision_tile;  ///< unset: the model's own
   int window = 20;
   int stride = 10;
   int max_query_tokens = RerankOptions{}.max_query_tokens;
@@ -36,7 +37,7 @@ int run_serve(const ServeArgs& a) {
   serve::ServeOptions o = a.server;
   if (!a.scoring.empty()) o.choice.scoring = parse_scoring(a.scoring);
   if (a.keep_ratio >= 0) o.choice.keep_ratio = a.keep_ratio;
-  if (a.vision_tile >= 0) o.choice.vision_tile = a.vision_tile;
+  o.choice.vision_tile = a.vision_tile;
   o.rerank.window = a.window;
   o.rerank.stride = a.stride;
   o.rerank.max_query_tokens = a.max_query_tokens;
@@ -56,9 +57,15 @@ int run_serve(const ServeArgs& a) {
   mo.device = parse_device(a.common.device);
   mo.dtype = parse_dtype(a.common.dtype, mo.device);
   const CommonOptions common = a.common;
+  {
+    ModelOptions chosen = mo;  // the products the worker will choose, to run again before listening
+    chosen.bf16_products = parse_matmul(common.matmul, mo.device, mo.dtype);
+    if (libtorch_threads_pay(dir, chosen)) rerun_with_passive_openmp();
+  }
   serve::RerankServer server(o, [dir, mo, common]() mutable {
     const int workers = configure_threads(common.threads);
     mo.bf16_products = parse_matmul(common.matmul, mo.device, mo.dtype);
+    give_threads_to_libtorch_products(libtorch_threads_pay(dir, mo));
     auto reranker = Reranker::load(dir, mo);
     reranker->set_encode_workers(workers);
     return reranker;

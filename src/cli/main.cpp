@@ -65,6 +65,7 @@ std::string resolve_model(const CommonOptions& o, int* encode_workers) {
 int main(int argc, char** argv) {
   using namespace ziprerank;
   use_native_blas_kernels(argv);
+  remember_program_arguments(argv);
   tune_allocator();
   CLI::App app{
       "ziprerank: rerank document pages for a query with a vision-language model.\n"

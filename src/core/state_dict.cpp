@@ -168,11 +168,19 @@ StateDict::StateDict(std::shared_ptr<const WeightStore> store, LoadOptions optio
       prefix_(std::move(prefix)),
       record_(std::move(record)) {}
 
+StateDict StateDict::recorder() { return StateDict(nullptr, LoadOptions{}); }
+
+const std::vector<std::pair<std::string, std::vector<int64_t>>>& StateDict::requested() const {
+  return record_->requested;
+}
+
 StateDict StateDict::select(const std::string& prefix) const {
   return StateDict(store_, options_, prefix_ + prefix, record_);
 }
 
-bool StateDict::contains(const std::string& name) const { return store_->contains(prefix_ + name); }
+bool StateDict::contains(const std::string& name) const {
+  return store_ && store_->contains(prefix_ + name);
+}
 
 at::Tensor StateDict::get(const std::string& name, const std::vector<int64_t>& shape) {
   return fetch(name, shape, true);
@@ -185,6 +193,10 @@ at::Tensor StateDict::get_optional(const std::string& name, const std::vector<in
 at::Tensor StateDict::fetch(const std::string& name, const std::vector<int64_t>& shape,
                             bool required) {
   const std::string full = prefix_ + name;
+  if (!store_) {
+    record_->requested.emplace_back(full, shape);
+    return {};
+  }
   if (!store_->contains(full)) {
     if (required)
       record_->problems.push_back("missing tensor '" + full + "' " + shape_to_string(shape));
@@ -215,6 +227,7 @@ void StateDict::finish(const std::string& origin) const {
 
 std::vector<std::string> StateDict::unused() const {
   std::vector<std::string> out;
+  if (!store_) return out;
   for (const auto& name : store_->names()) {
     if (!record_->used.count(name)) out.push_back(name);
   }

@@ -1,7 +1,8 @@
 // Decoding one UTF-8 sequence: the single primitive behind the tokenizer, the renderer and the
 // training-data parser, which differ only in what they do with a malformed byte; and whole-string
-// conversion to and from code points (the renderer, similarity scoring's word lengths); and
-// ASCII case folding that leaves every other byte (UTF-8 sequences included) as it is.
+// conversion to and from code points (the renderer, similarity scoring's word lengths); ASCII
+// case folding that leaves every other byte (UTF-8 sequences included) as it is; and byte-wise
+// prefix and suffix tests.
 #pragma once
 
 #include <cstddef>
@@ -89,6 +90,14 @@ inline std::string ascii_lower(std::string text) {
     if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
   }
   return text;
+}
+
+/// Whether `text` begins (ends) with `part`, byte for byte.
+inline bool starts_with(std::string_view text, std::string_view part) {
+  return text.substr(0, part.size()) == part;
+}
+inline bool ends_with(std::string_view text, std::string_view part) {
+  return text.size() >= part.size() && text.substr(text.size() - part.size()) == part;
 }
 
 }  // namespace ziprerank::detail

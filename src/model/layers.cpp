@@ -89,23 +89,76 @@ at::Tensor rotate_half(const at::Tensor& x) {
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
+namespace {
+
+// Attention for inference on CPU. The query heads that share a key/value head are stacked into
+// one matrix ([rep * rows, d] against that head's keys, without copying the keys per query head),
+// and a chunk takes enough query rows that every product has at least kMinProductRows rows:
+// OpenBLAS packs the keys once per product, so thin products (a handful of rows against thousands
+// of keys) spend most of their time packing. Key/value heads go in groups that keep one chunk's
+// float32 scores near kScoreBudget elements. The masks, softmax and cast back run in one pass over
+// the scores (softmax_rows); results land in place in the output.
+at::Tensor attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         double scale, bool causal, const at::Tensor& pad_bias, bool low) {
+  constexpr int64_t kMinProductRows = 256;
+  constexpr int64_t kScoreBudget = int64_t{4} << 20;  // 16 MiB of float32 scores
+  const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3);
+  const int64_t Hkv = k.size(1), Sk = k.size(2), rep = H / Hkv;
+  const at::Tensor kt = low ? k.to(at::kFloat).transpose(2, 3) : k.transpose(2, 3);
+  const at::Tensor qs = (!low && scale != 1.0) ? q * scale : q;
+  at::Tensor out = at::empty({B, H, Sq, D}, q.options());
+  const int64_t rows = std::min(Sq, (kMinProductRows + rep - 1) / rep);
+  const int64_t group =
+      std::clamp<int64_t>(kScoreBudget / std::max<int64_t>(1, rep * rows * Sk), 1, Hkv);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h0 = 0; h0 < Hkv; h0 += group) {
+      const int64_t g = std::min(group, Hkv - h0);
+      const at::Tensor kg = kt[b].narrow(0, h0, g);  // [g, D, Sk]
+      const at::Tensor vg = v[b].narrow(0, h0, g);   // [g, Sk, D]
+      for (int64_t r0 = 0; r0 < Sq; r0 += rows) {
+        const int64_t n = std::min(rows, Sq - r0);
+        // Causal: the chunk's rows see keys up to the last row's own position; the keys after
+        // it would only be masked out, so they are not multiplied at all.
+        const int64_t seen = causal ? std::min(Sk, Sk - Sq + r0 + n) : Sk;
+        at::Tensor qc =
+            qs[b].narrow(0, h0 * rep, g * rep).narrow(1, r0, n).reshape({g, rep * n, D});
+        if (low) qc = qc.to(at::kFloat);
+        at::Tensor scores = at::bmm(qc, kg.narrow(2, 0, seen));  // [g, rep * n, seen]
+        if (low && scale != 1.0) scores.mul_(scale);
+        SoftmaxRows s;
+        s.batch = 1;
+        s.heads = g * rep;
+        s.rows = n;
+        s.cols = seen;
+        s.causal_offset = causal ? Sk - Sq + r0 : -1;
+        if (pad_bias.defined()) {
+          s.key_bias = pad_bias.data_ptr<float>() + b * Sk;
+          s.key_bias_stride = Sk;
+        }
+        if (scores.scalar_type() == at::kFloat) {
+          softmax_rows(scores.data_ptr<float>(), s);
+        } else {
+          softmax_rows(reinterpret_cast<uint16_t*>(scores.data_ptr<at::BFloat16>()), s);
+        }
+        const at::Tensor o = at::bmm(scores.to(q.scalar_type()), vg.narrow(1, 0, seen));
+        out[b].narrow(0, h0 * rep, g * rep).narrow(1, r0, n).copy_(o.view({g * rep, n, D}));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
                      bool causal, const at::Tensor& key_padding, bool float32_scores) {
   const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), Sk = k.size(2);
   if (H % Hkv != 0) throw InternalError("attention: query heads not a multiple of key/value heads");
-  at::Tensor kk = k, vv = v;
-  if (Hkv != H) {  // grouped-query attention: share each kv head among H/Hkv query heads
-    const int64_t rep = H / Hkv;
-    kk = k.unsqueeze(2).expand({B, Hkv, rep, Sk, D}).reshape({B, H, Sk, D});
-    vv = v.unsqueeze(2).expand({B, Hkv, rep, Sk, D}).reshape({B, H, Sk, D});
-  }
-  const at::Tensor kt = kk.transpose(2, 3);
   // With float32_scores, bfloat16/float16 scores are computed, scaled and normalised in float32
   // and only the probabilities rounded (rounding the scaled queries and the scores to 8 bits each
   // moves large logits by tenths); the keys are widened once for every chunk.
   const bool low = float32_scores && q.scalar_type() != at::kFloat;
-  const at::Tensor kt32 = low ? kt.to(at::kFloat) : at::Tensor();
   at::Tensor pad_bias;  // [B, 1, 1, Sk] with -inf at padding
   if (key_padding.defined()) {
     const auto opts = at::TensorOptions().dtype(at::kFloat).device(q.device());
@@ -113,8 +166,22 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                    .masked_fill(key_padding.to(at::kBool).logical_not().view({B, 1, 1, Sk}),
                                 -std::numeric_limits<float>::infinity());
   }
-  // Keep the float32 score block of one chunk near 16 MiB: small enough to be served from the
-  // reused heap (see tune_allocator) instead of fresh mmap'ed pages on every chunk.
+  const bool grad =
+      c10::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  const at::ScalarType score_type = low ? at::kFloat : q.scalar_type();
+  if (q.is_cpu() && !grad && (score_type == at::kFloat || score_type == at::kBFloat16))
+    return attention_cpu(q, k, v, scale, causal, pad_bias, low);
+
+  // Training and other devices: libtorch operations throughout, so autograd sees them.
+  at::Tensor kk = k, vv = v;
+  if (Hkv != H) {  // grouped-query attention: share each kv head among H/Hkv query heads
+    const int64_t rep = H / Hkv;
+    kk = k.unsqueeze(2).expand({B, Hkv, rep, Sk, D}).reshape({B, H, Sk, D});
+    vv = v.unsqueeze(2).expand({B, Hkv, rep, Sk, D}).reshape({B, H, Sk, D});
+  }
+  const at::Tensor kt = kk.transpose(2, 3);
+  const at::Tensor kt32 = low ? kt.to(at::kFloat) : at::Tensor();
+  // Keep the float32 score block of one chunk near 16 MiB.
   const int64_t budget = int64_t{4} << 20;
   const int64_t chunk =
       std::max<int64_t>(1, std::min<int64_t>(Sq, budget / std::max<int64_t>(1, B * H * Sk)));
@@ -122,35 +189,11 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   for (int64_t r0 = 0; r0 < Sq; r0 += chunk) {
     const int64_t rows = std::min(chunk, Sq - r0);
     const at::Tensor qc = q.narrow(2, r0, rows);
-    // Causal: the chunk's rows see keys up to the last row's own position; the keys after it
-    // would only be masked out, so they are not multiplied at all (half the work of a prefill).
     const int64_t seen = causal ? std::min(Sk, Sk - Sq + r0 + rows) : Sk;
     // The scale goes on the queries: a chunk of queries is smaller than its block of scores.
-    at::Tensor scores = low ? at::matmul(qc.to(at::kFloat), kt32.narrow(3, 0, seen)).mul_(scale)
-                            : at::matmul(scale == 1.0 ? qc : qc * scale, kt.narrow(3, 0, seen));
-    if (scores.is_cpu() && !scores.requires_grad() && scores.is_contiguous() &&
-        (scores.scalar_type() == at::kFloat || scores.scalar_type() == at::kBFloat16)) {
-      // Inference on CPU: masks, softmax (in float32) and the cast back in one pass over the
-      // scores, in place, instead of a mask tensor and four passes.
-      SoftmaxRows s;
-      s.batch = B;
-      s.heads = H;
-      s.rows = rows;
-      s.cols = seen;
-      s.causal_offset = causal ? Sk - Sq + r0 : -1;
-      if (pad_bias.defined()) {
-        s.key_bias = pad_bias.data_ptr<float>();
-        s.key_bias_stride = Sk;
-      }
-      if (scores.scalar_type() == at::kFloat) {
-        softmax_rows(scores.data_ptr<float>(), s);
-      } else {
-        softmax_rows(reinterpret_cast<uint16_t*>(scores.data_ptr<at::BFloat16>()), s);
-      }
-      outs.push_back(at::matmul(scores.to(q.scalar_type()), vv.narrow(2, 0, seen)));
-      continue;
-    }
-    at::Tensor scores32 = scores.to(at::kFloat);
+    at::Tensor scores32 =
+        low ? at::matmul(qc.to(at::kFloat), kt32.narrow(3, 0, seen)).mul_(scale)
+            : at::matmul(scale == 1.0 ? qc : qc * scale, kt.narrow(3, 0, seen)).to(at::kFloat);
     if (causal) {
       const auto iopts = at::TensorOptions().dtype(at::kLong).device(q.device());
       const at::Tensor qpos = at::arange(Sk - Sq + r0, Sk - Sq + r0 + rows, iopts).view({rows, 1});

@@ -23,8 +23,8 @@ void KVCache::truncate(int64_t n) {
 Qwen3VLModel::Qwen3VLModel(const ModelConfig& config, StateDict& weights,
                            const ModelOptions& options)
     : config_(config), options_(options) {
-  if (options_.vision_tile < 0) options_.vision_tile = 0;
-  check_vision_tile(options_.vision_tile, config.vision, "vision tile");
+  if (!options_.vision_tile) options_.vision_tile = 0;
+  check_vision_tile(*options_.vision_tile, config.vision, "vision tile");
   vision_ = std::make_unique<VisionTower>(config.vision, weights.select("model.visual."), params_);
   text_ = std::make_unique<TextModel>(config, weights.select("model.language_model."), params_);
   if (config.tie_word_embeddings) {
@@ -72,7 +72,7 @@ std::unique_ptr<Qwen3VLModel> Qwen3VLModel::load(const std::string& model_dir,
   lo.bf16_products = bf16_products;
   StateDict sd(store, lo);
   ModelOptions resolved = options;
-  if (resolved.vision_tile < 0) resolved.vision_tile = folder.vision_tile;
+  if (!resolved.vision_tile) resolved.vision_tile = folder.vision_tile;
   resolved.bf16_products = bf16_products;  // what applies here
   auto model = std::make_unique<Qwen3VLModel>(folder.config, sd, resolved);
   sd.finish(model_dir);
@@ -157,9 +157,9 @@ VisionFeatures concat_vision_features(const std::vector<const VisionFeatures*>& 
 }
 
 VisionFeatures Qwen3VLModel::encode_images(const at::Tensor& pixel_values,
-                                           const std::vector<ImageGrid>& grids, int vision_tile,
-                                           bool deepstack) const {
-  if (vision_tile < 0) vision_tile = options_.vision_tile;
+                                           const std::vector<ImageGrid>& grids,
+                                           std::optional<int> asked_tile, bool deepstack) const {
+  const int vision_tile = asked_tile.value_or(this->vision_tile());
   check_vision_tile(vision_tile, config_.vision, "vision tile");
   const int64_t merge = config_.vision.spatial_merge_size;
   const int64_t tile_tokens = vision_tile / (config_.vision.patch_size * merge);

@@ -24,6 +24,9 @@ class TextModel {
     detail::RMSNorm input_norm, post_norm, q_norm, k_norm;
     detail::Linear q, k, v, o, gate, up, down;
   };
+  /// h + the layer's MLP of its post-attention norm of h. For inference on CPU the sum is made in
+  /// place: h must be the pass's own hidden state, referenced nowhere else.
+  at::Tensor mlp_residual(const Layer& layer, const at::Tensor& h) const;
   std::vector<int64_t> embed_shape(const at::Tensor& ids) const {
     auto s = ids.sizes().vec();
     s.push_back(embed_tokens_.size(1));

@@ -1,80 +1,60 @@
+// The checkpoint layout a config implies, read off the modules themselves: the model is
+// constructed over a recording StateDict, so the names and shapes below are exactly the ones
+// loading asks for, and `init`, `inspect` and the loader cannot disagree.
+#include <utility>
+
+#include "core/utf8.hpp"
+#include "ziprerank/errors.hpp"
+#include "ziprerank/model.hpp"
 #include "ziprerank/model_folder.hpp"
+#include "ziprerank/state_dict.hpp"
 
 namespace ziprerank {
+namespace {
 
-std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
-  using Init = WeightSpec::Init;
-  std::vector<WeightSpec> w;
-  auto add = [&](std::string name, std::vector<int64_t> shape, const char* component,
-                 Init init = Init::kNormal) {
-    w.push_back(WeightSpec{std::move(name), std::move(shape), component, init});
+using detail::ends_with;
+using detail::starts_with;
+
+// The part of the model a checkpoint name belongs to, as inspect groups tensors.
+std::string component_of(const std::string& name) {
+  static const std::pair<const char*, const char*> kComponents[] = {
+      {"model.visual.patch_embed.", "vision.patch_embed"},
+      {"model.visual.pos_embed.", "vision.pos_embed"},
+      {"model.visual.blocks.", "vision.blocks"},
+      {"model.visual.merger.", "vision.merger"},
+      {"model.visual.deepstack_merger_list.", "vision.deepstack"},
+      {"model.language_model.embed_tokens.", "text.embed_tokens"},
+      {"model.language_model.layers.", "text.layers"},
+      {"model.language_model.norm.", "text.norm"},
+      {"lm_head.", "lm_head"},
   };
+  for (const auto& [prefix, component] : kComponents) {
+    if (starts_with(name, prefix)) return component;
+  }
+  throw InternalError("no model component for the checkpoint tensor '" + name + "'");
+}
 
-  const auto& v = c.vision;
-  const int64_t vh = v.hidden_size;
-  const int64_t merged = vh * v.spatial_merge_size * v.spatial_merge_size;
-  const std::string vp = "model.visual.";
-  add(vp + "patch_embed.proj.weight",
-      {vh, v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size}, "vision.patch_embed");
-  add(vp + "patch_embed.proj.bias", {vh}, "vision.patch_embed", Init::kZeros);
-  add(vp + "pos_embed.weight", {v.num_position_embeddings, vh}, "vision.pos_embed");
-  for (int i = 0; i < v.depth; ++i) {
-    const std::string b = vp + "blocks." + std::to_string(i) + ".";
-    add(b + "norm1.weight", {vh}, "vision.blocks", Init::kOnes);
-    add(b + "norm1.bias", {vh}, "vision.blocks", Init::kZeros);
-    add(b + "norm2.weight", {vh}, "vision.blocks", Init::kOnes);
-    add(b + "norm2.bias", {vh}, "vision.blocks", Init::kZeros);
-    add(b + "attn.qkv.weight", {3 * vh, vh}, "vision.blocks");
-    add(b + "attn.qkv.bias", {3 * vh}, "vision.blocks", Init::kZeros);
-    add(b + "attn.proj.weight", {vh, vh}, "vision.blocks");
-    add(b + "attn.proj.bias", {vh}, "vision.blocks", Init::kZeros);
-    add(b + "mlp.linear_fc1.weight", {v.intermediate_size, vh}, "vision.blocks");
-    add(b + "mlp.linear_fc1.bias", {v.intermediate_size}, "vision.blocks", Init::kZeros);
-    add(b + "mlp.linear_fc2.weight", {vh, v.intermediate_size}, "vision.blocks");
-    add(b + "mlp.linear_fc2.bias", {vh}, "vision.blocks", Init::kZeros);
-  }
-  auto merger = [&](const std::string& p, int64_t norm_dim, const char* component) {
-    add(p + "norm.weight", {norm_dim}, component, Init::kOnes);
-    add(p + "norm.bias", {norm_dim}, component, Init::kZeros);
-    add(p + "linear_fc1.weight", {merged, merged}, component);
-    add(p + "linear_fc1.bias", {merged}, component, Init::kZeros);
-    add(p + "linear_fc2.weight", {v.out_hidden_size, merged}, component);
-    add(p + "linear_fc2.bias", {v.out_hidden_size}, component, Init::kZeros);
-  };
-  merger(vp + "merger.", vh, "vision.merger");
-  for (size_t i = 0; i < v.deepstack_visual_indexes.size(); ++i) {
-    merger(vp + "deepstack_merger_list." + std::to_string(i) + ".", merged, "vision.deepstack");
-  }
+// How `init` fills a tensor, as transformers initialises Qwen3-VL: biases zero, the scales of
+// layer and RMS norms one, every other weight normal.
+WeightSpec::Init init_of(const std::string& name) {
+  if (ends_with(name, ".bias")) return WeightSpec::Init::kZeros;
+  const std::string suffix = ".weight";
+  if (!ends_with(name, suffix)) return WeightSpec::Init::kNormal;
+  const std::string owner = name.substr(0, name.size() - suffix.size());  // "...input_layernorm"
+  const std::string module = owner.substr(owner.rfind('.') + 1);
+  return module.find("norm") != std::string::npos ? WeightSpec::Init::kOnes
+                                                  : WeightSpec::Init::kNormal;
+}
 
-  const auto& t = c.text;
-  const int64_t d = t.hidden_size;
-  const int64_t q = int64_t{t.num_attention_heads} * t.head_dim;
-  const int64_t kv = int64_t{t.num_key_value_heads} * t.head_dim;
-  const std::string tp = "model.language_model.";
-  add(tp + "embed_tokens.weight", {t.vocab_size, d}, "text.embed_tokens");
-  for (int i = 0; i < t.num_hidden_layers; ++i) {
-    const std::string l = tp + "layers." + std::to_string(i) + ".";
-    add(l + "input_layernorm.weight", {d}, "text.layers", Init::kOnes);
-    add(l + "post_attention_layernorm.weight", {d}, "text.layers", Init::kOnes);
-    add(l + "self_attn.q_proj.weight", {q, d}, "text.layers");
-    add(l + "self_attn.k_proj.weight", {kv, d}, "text.layers");
-    add(l + "self_attn.v_proj.weight", {kv, d}, "text.layers");
-    add(l + "self_attn.o_proj.weight", {d, q}, "text.layers");
-    if (t.attention_bias) {
-      add(l + "self_attn.q_proj.bias", {q}, "text.layers", Init::kZeros);
-      add(l + "self_attn.k_proj.bias", {kv}, "text.layers", Init::kZeros);
-      add(l + "self_attn.v_proj.bias", {kv}, "text.layers", Init::kZeros);
-      add(l + "self_attn.o_proj.bias", {d}, "text.layers", Init::kZeros);
-    }
-    add(l + "self_attn.q_norm.weight", {t.head_dim}, "text.layers", Init::kOnes);
-    add(l + "self_attn.k_norm.weight", {t.head_dim}, "text.layers", Init::kOnes);
-    add(l + "mlp.gate_proj.weight", {t.intermediate_size, d}, "text.layers");
-    add(l + "mlp.up_proj.weight", {t.intermediate_size, d}, "text.layers");
-    add(l + "mlp.down_proj.weight", {d, t.intermediate_size}, "text.layers");
-  }
-  add(tp + "norm.weight", {d}, "text.norm", Init::kOnes);
-  if (!c.tie_word_embeddings) add("lm_head.weight", {t.vocab_size, d}, "lm_head");
-  return w;
+}  // namespace
+
+std::vector<WeightSpec> expected_weights(const ModelConfig& config) {
+  StateDict recorder = StateDict::recorder();
+  const Qwen3VLModel model(config, recorder, ModelOptions{});
+  std::vector<WeightSpec> specs;
+  for (const auto& [name, shape] : recorder.requested())
+    specs.push_back(WeightSpec{name, shape, component_of(name), init_of(name)});
+  return specs;
 }
 
 }  // namespace ziprerank

@@ -23,6 +23,7 @@
 #include "core/json_util.hpp"
 #include "core/utf8.hpp"
 #include "pipeline/batch_ahead.hpp"
+#include "pipeline/stages.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/run_io.hpp"
 
@@ -727,7 +728,7 @@ BatchSummary run_batch(const Reranker& reranker, const BatchOptions& o,
       // out unreadable when decoded are skipped (or fail the query) as these.
       std::vector<SkippedPage> skipped;
       q.candidates = check_page_files(q.candidates, rerank.skip_unreadable ? &skipped : nullptr);
-      if (reranker.vision_cache()) {
+      if (detail::Stages(reranker).vision_cache()) {
         for (const PageRef& p : q.candidates) shown.insert(prepared_page_key(p));
       }
       RerankResult r = reranker.rerank_pages(q.query, q.candidates, query_options);

@@ -4,6 +4,7 @@
 #include <exception>
 #include <vector>
 
+#include "pipeline/stages.hpp"
 #include "ziprerank/batch.hpp"
 #include "ziprerank/pages.hpp"
 
@@ -18,9 +19,10 @@ PreparedAhead prepare_ahead(const Reranker& reranker, size_t row, std::vector<Pa
   PreparedAhead out;
   out.row = row;
   out.pages = std::make_shared<std::map<std::string, PreprocessedImage>>();
+  const detail::Stages stages(reranker);
   for (const PageRef& p : pages) {
     try {
-      (*out.pages)[prepared_page_key(p)] = reranker.prepare(load_page(p), options);
+      (*out.pages)[prepared_page_key(p)] = stages.prepare(load_page(p), options);
     } catch (const std::exception&) {
     }
   }
@@ -44,7 +46,8 @@ std::future<PreparedAhead> prepare_next_query(const Reranker& reranker, const st
     const BatchQuery q = parse_batch_query(line, base_dir, input_name);
     for (const PageRef& p : q.candidates) {
       if (static_cast<int>(pages.size()) >= rerank.window) break;
-      if (!reranker.vision_cache() || !shown.count(prepared_page_key(p))) pages.push_back(p);
+      if (!detail::Stages(reranker).vision_cache() || !shown.count(prepared_page_key(p)))
+        pages.push_back(p);
     }
   } catch (const std::exception&) {
     pages.clear();

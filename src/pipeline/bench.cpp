@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 
+#include "pipeline/stages.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/model.hpp"
 #include "ziprerank/pages.hpp"
@@ -100,14 +101,14 @@ namespace {
 // language model saw) and the product rates measured now at the stages' sizes.
 void count_work(const Reranker& reranker, const std::vector<PageRef>& pages,
                 const std::vector<Image>& images, std::vector<BenchRow>& rows) {
-  const ModelConfig& c = reranker.model().config();
-  const ModelOptions& mo = reranker.model().options();
+  const detail::Stages stages(reranker);
+  const ModelConfig& c = stages.model().config();
+  const ModelOptions& mo = stages.model().options();
   std::vector<ImageGrid> grids;
   const RerankOptions ro;
   const size_t n = pages.empty() ? images.size() : pages.size();
   for (size_t i = 0; i < n; ++i) {
-    const PreprocessedImage p =
-        reranker.prepare(pages.empty() ? images[i] : load_page(pages[i]), ro);
+    const PreprocessedImage p = stages.prepare(pages.empty() ? images[i] : load_page(pages[i]), ro);
     grids.push_back(ImageGrid{p.grid_thw[0], p.grid_thw[1], p.grid_thw[2]});
   }
   // Products run in bfloat16 for a bfloat16 model or with bfloat16 products, else in the
@@ -123,7 +124,7 @@ void count_work(const Reranker& reranker, const std::vector<PageRef>& pages,
   if (measure && patches > 0) {
     // Pages are encoded `workers` at a time, each on one thread: the tower can reach `workers`
     // times a one-thread product.
-    const int workers = static_cast<int>(std::min(reranker.page_workers(), grids.size()));
+    const int workers = static_cast<int>(std::min(stages.page_workers(), grids.size()));
     const int blas = openblas_threads(), torch_threads = at::get_num_threads();
     if (workers > 1) {
       if (blas > 0) set_openblas_threads(1);
@@ -139,7 +140,8 @@ void count_work(const Reranker& reranker, const std::vector<PageRef>& pages,
   }
   const int64_t unit = static_cast<int64_t>(c.vision.patch_size) * c.vision.spatial_merge_size;
   for (BenchRow& row : rows) {
-    const int64_t tile = row.config.vision_tile > 0 ? row.config.vision_tile / unit : 0;
+    const int tile_px = row.config.vision_tile.value_or(0);
+    const int64_t tile = tile_px > 0 ? tile_px / unit : 0;
     row.vision_flops = vision_flops(c.vision, grids, tile);
     row.vision_product_gflops = vision_rate;
     row.llm_flops = TextFlops{};
@@ -175,6 +177,7 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
   struct Samples {
     std::vector<double> dec, pre, vis, pru, llm, tot;
   };
+  const detail::Stages stages(reranker);
   std::vector<BenchRow> rows(o.configs.size());
   std::vector<Samples> samples(o.configs.size());
   auto run_once = [&](const BenchConfig& cfg) {
@@ -188,12 +191,12 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
     const auto t0 = std::chrono::steady_clock::now();
     StageTiming t;
     // On the page workers, as rerank_pages() prepares page files.
-    const std::vector<PreprocessedImage> prepared = reranker.prepare_all(images, ro, &t);
+    const std::vector<PreprocessedImage> prepared = stages.prepare_all(images, ro, &t);
     std::vector<std::string> ids;
     for (size_t i = 0; i < images.size(); ++i) ids.push_back("page" + std::to_string(i + 1));
     const double prep =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    RerankResult r = reranker.rerank(query, ids, prepared, ro);
+    RerankResult r = stages.rerank(query, ids, prepared, ro);
     r.timing.preprocess += t.preprocess;
     r.timing.total += prep;
     return r;
@@ -211,8 +214,7 @@ std::vector<BenchRow> run_bench(const Reranker& reranker, const std::string& que
       s.tot.push_back(r.timing.total);
       BenchRow& row = rows[c];
       row.config = o.configs[c];
-      if (row.config.vision_tile < 0)
-        row.config.vision_tile = reranker.model().options().vision_tile;
+      row.config.vision_tile = row.config.vision_tile.value_or(stages.model().vision_tile());
       row.input_tokens = r.tokens.input;
       row.visual_before = r.tokens.visual_before;
       row.visual_after = r.tokens.visual_after;
@@ -246,6 +248,7 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
   o << line;
   const double base = rows.empty() ? 0 : rows.front().total.median;
   for (const auto& r : rows) {
+    const int tile = r.config.vision_tile.value_or(0);  // settled by run_bench
     char tokens[32], spread[32];
     std::snprintf(tokens, sizeof(tokens), "%lld->%lld", static_cast<long long>(r.visual_before),
                   static_cast<long long>(r.visual_after));
@@ -253,9 +256,9 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
     std::snprintf(
         line, sizeof(line),
         "%-10s %5.2f %5d %6d %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %12s %12s %10lld %7.2fx\n",
-        scoring_name(r.config.scoring).c_str(), r.config.keep_ratio, r.config.vision_tile, r.pages,
-        r.decode.median, r.preprocess.median, r.vision.median, r.prune.median, r.llm.median,
-        r.total.median, spread, tokens, static_cast<long long>(r.generated),
+        scoring_name(r.config.scoring).c_str(), r.config.keep_ratio, tile, r.pages, r.decode.median,
+        r.preprocess.median, r.vision.median, r.prune.median, r.llm.median, r.total.median, spread,
+        tokens, static_cast<long long>(r.generated),
         r.total.median > 0 ? base / r.total.median : 0.0);
     o << line;
   }
@@ -266,9 +269,10 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
   o << line;
   const auto share = [](double achieved, double peak) { return peak > 0 ? achieved / peak : 0.0; };
   for (const auto& r : rows) {
+    const int tile = r.config.vision_tile.value_or(0);
     std::snprintf(
         line, sizeof(line), "%-10s %5.2f %5d %9.1f %9.1f %9.1f %5.0f%% %9.1f %9.1f %9.1f %5.0f%%\n",
-        scoring_name(r.config.scoring).c_str(), r.config.keep_ratio, r.config.vision_tile,
+        scoring_name(r.config.scoring).c_str(), r.config.keep_ratio, tile,
         r.vision_flops.total() / 1e9, r.vision_gflops(), r.vision_product_gflops,
         100 * share(r.vision_gflops(), r.vision_product_gflops), r.llm_flops.total() / 1e9,
         r.llm_gflops(), r.llm_product_gflops, 100 * share(r.llm_gflops(), r.llm_product_gflops));
@@ -307,7 +311,7 @@ std::string format_bench_jsonl(const std::vector<BenchRow>& rows) {
   for (const auto& r : rows) {
     nlohmann::json j = {{"scoring", scoring_name(r.config.scoring)},
                         {"keep_ratio", r.config.keep_ratio},
-                        {"vision_tile", r.config.vision_tile},
+                        {"vision_tile", r.config.vision_tile.value_or(0)},
                         {"pages", r.pages},
                         {"timing_ms",
                          {{"decode", stat(r.decode)},

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/utf8.hpp"
+#include "pipeline/stages.hpp"
 #include "render/word_boxes.hpp"
 #include "ziprerank/batch.hpp"
 #include "ziprerank/errors.hpp"
@@ -41,7 +42,10 @@ PruningRecallReport measure_pruning_recall(const Reranker& reranker,
   std::ifstream in(queries_path, std::ios::binary);
   if (!in) throw InputError("cannot open '" + queries_path + "'");
   const std::string base_dir = std::filesystem::absolute(queries_path).parent_path().string();
-  const Qwen3VLModel& model = reranker.model();
+  const detail::Stages stages(reranker);
+  const Qwen3VLModel& model = stages.model();
+  const RerankOptions defaults;  // the page as ranking reads it: the model's own vision tile
+  const int tile = stages.vision_tile(defaults);
   const ModelConfig& c = model.config();
   const int64_t merge = c.vision.spatial_merge_size;
   PageWordIndex words_index;
@@ -76,9 +80,9 @@ PruningRecallReport measure_pruning_recall(const Reranker& reranker,
         continue;
       }
       const Image image = load_image(page.path);
-      const PreprocessedImage pre = reranker.prepare(image, RerankOptions{});
+      const PreprocessedImage pre = stages.prepare(image, defaults);
       StageTiming timing;
-      const auto encoded = reranker.encode({pre}, timing, -1, /*deepstack=*/false);
+      const auto encoded = stages.encode({pre}, timing, tile, /*deepstack=*/false);
       const at::Tensor visual = encoded.at(0)->features.embeds.to(at::kFloat);
       std::set<int64_t> cells;
       for (const PlacedWord& w : *words) {
@@ -92,7 +96,7 @@ PruningRecallReport measure_pruning_recall(const Reranker& reranker,
         continue;
       }
       const PromptTokens prompt =
-          build_ranking_prompt(reranker.tokenizer(), c, q.query, {visual.size(0)});
+          build_ranking_prompt(stages.tokenizer(), c, q.query, {visual.size(0)});
       const at::Tensor text = pruning_text_embeds(model, prompt);
       ++report.pages;
       report.word_tokens += static_cast<int64_t>(cells.size());

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "pipeline/stages.hpp"
 #include "pipeline/window_scoring.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/prompt.hpp"
@@ -62,7 +63,7 @@ void RerankOptions::validate() const {
   if (stride < 1) throw UsageError("--stride must be positive");
   if (max_query_tokens < 1) throw UsageError("--max-query-tokens must be positive");
   if (max_candidates < 1) throw UsageError("--max-candidates must be positive");
-  if (vision_tile < -1) throw UsageError("--vision-tile must not be negative");
+  if (vision_tile && *vision_tile < 0) throw UsageError("--vision-tile must not be negative");
   if (window > 1 && stride >= window) {
     // Windows that do not overlap leave pages between them unscored, and none could move up past
     // a window's edge.
@@ -154,7 +155,7 @@ RerankOptions Reranker::resolve(RerankOptions options, const RankingChoice& aske
     check_vision_tile(*asked.vision_tile, model_->config().vision, "--vision-tile");
     options.vision_tile = *asked.vision_tile;
   } else {
-    options.vision_tile = model_->options().vision_tile;
+    options.vision_tile = model_->vision_tile();
   }
   options.validate();
   return options;
@@ -163,28 +164,35 @@ RerankOptions Reranker::resolve(RerankOptions options, const RankingChoice& aske
 std::string Reranker::describe(const RerankOptions& o) {
   std::ostringstream out;
   out << "keep ratio " << o.keep_ratio << ", " << scoring_name(o.scoring) << " scoring";
-  if (o.vision_tile > 0) out << ", vision tiles of " << o.vision_tile << " px";
+  if (o.vision_tile.value_or(0) > 0) out << ", vision tiles of " << *o.vision_tile << " px";
   return out.str();
 }
 
-PreprocessedImage Reranker::prepare(const Image& image, const RerankOptions& options,
-                                    StageTiming* timing) const {
+namespace detail {
+
+int Stages::vision_tile(const RerankOptions& options) const {
+  return options.vision_tile.value_or(r_.model_->vision_tile());
+}
+
+PreprocessedImage Stages::prepare(const Image& image, const RerankOptions& options,
+                                  StageTiming* timing) const {
   const auto t0 = Clock::now();
-  PreprocessedImage p = preprocess_image(image, folder_.preprocessor, options.page_preresize);
+  PreprocessedImage p = preprocess_image(image, r_.folder_.preprocessor, options.page_preresize);
   if (timing) timing->preprocess += ms_since(t0);
   return p;
 }
 
-WindowScores Reranker::score_window(const std::string& query,
-                                    const std::vector<const VisionFeatures*>& pages,
-                                    const std::vector<ImageGrid>& grids,
-                                    const RerankOptions& options, StageTiming& timing,
-                                    TokenCounts& tokens) const {
+WindowScores Stages::score_window(const std::string& query,
+                                  const std::vector<const VisionFeatures*>& pages,
+                                  const std::vector<ImageGrid>& grids, const RerankOptions& options,
+                                  StageTiming& timing, TokenCounts& tokens) const {
   c10::InferenceMode guard;
-  const ModelConfig& c = model_->config();
+  const Qwen3VLModel& model = *r_.model_;
+  const Tokenizer& tokenizer = *r_.tokenizer_;
+  const ModelConfig& c = model.config();
   auto t0 = Clock::now();
   if (options.scoring == Scoring::kSimilarity) {
-    WindowScores out = similarity_window(*model_, *tokenizer_, query, pages, options, tokens);
+    WindowScores out = similarity_window(model, tokenizer, query, pages, options, tokens);
     timing.prune += ms_since(t0);
     return out;
   }
@@ -197,9 +205,9 @@ WindowScores Reranker::score_window(const std::string& query,
     }
   }
   const VisionFeatures vf = concat_vision_features(pages);
-  const PromptTokens prompt = build_ranking_prompt(*tokenizer_, c, query, vf.tokens_per_image);
-  AssembledSequence seq = assemble_sequence(*model_, prompt.ids, grids, vf, options.keep_ratio,
-                                            pruning_text(c, prompt));
+  const PromptTokens prompt = build_ranking_prompt(tokenizer, c, query, vf.tokens_per_image);
+  AssembledSequence seq =
+      assemble_sequence(model, prompt.ids, grids, vf, options.keep_ratio, pruning_text(c, prompt));
   wait_for(seq.input.embeds);
   const int64_t positions = seq.input.position_ids.max().item<int64_t>() + 1;
   if (positions > c.text.max_position_embeddings) {
@@ -217,24 +225,26 @@ WindowScores Reranker::score_window(const std::string& query,
   const int n = static_cast<int>(pages.size());
   t0 = Clock::now();
   if (options.scoring == Scoring::kLogits) {
-    const at::Tensor hidden = model_->forward(seq.input);
+    const at::Tensor hidden = model.forward(seq.input);
     const at::Tensor last = hidden.select(1, hidden.size(1) - 1);  // the "[" position
     const at::Tensor ids = at::tensor(prompt.identifier_ids, at::kLong);
-    const at::Tensor logits = model_->logits(last, ids).to(at::kCPU, at::kDouble).reshape({-1});
+    const at::Tensor logits = model.logits(last, ids).to(at::kCPU, at::kDouble).reshape({-1});
     out.logits.assign(logits.data_ptr<double>(), logits.data_ptr<double>() + logits.numel());
     out.order = stable_order_desc(out.logits);
   } else {
     // Greedy decoding of "A] > [C] > ...", at most 5 tokens per candidate, as the reference,
     // with what the model's generation_config.json asks of greedy decoding.
     const std::vector<int64_t> generated =
-        greedy_generate(*model_, folder_.generation, seq.input, prompt.ids, 5 * n);
+        greedy_generate(model, r_.folder_.generation, seq.input, prompt.ids, 5 * n);
     tokens.generated += static_cast<int64_t>(generated.size());
-    out.generated = tokenizer_->decode(generated);
+    out.generated = tokenizer.decode(generated);
     out.order = parse_generated_ranking(out.generated, n);
   }
   timing.llm += ms_since(t0);
   return out;
 }
+
+}  // namespace detail
 
 void Reranker::set_vision_cache(size_t max_bytes) {
   cache_ = max_bytes > 0 ? std::make_unique<VisionCache>(max_bytes) : nullptr;
@@ -245,11 +255,15 @@ void Reranker::set_encode_workers(int workers) {
   encode_workers_ = workers;
 }
 
-size_t Reranker::page_workers() const {
-  return model_->options().device.is_cpu() && openblas_threads() > 0
-             ? static_cast<size_t>(encode_workers_)
+namespace detail {
+
+size_t Stages::page_workers() const {
+  return r_.model_->options().device.is_cpu() && openblas_threads() > 0
+             ? static_cast<size_t>(r_.encode_workers_)
              : 1;
 }
+
+}  // namespace detail
 
 namespace {
 
@@ -310,13 +324,16 @@ struct OpenBlasThreads {
 
 }  // namespace
 
-std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
+namespace detail {
+
+std::vector<std::shared_ptr<const EncodedPage>> Stages::encode(
     const std::vector<PreprocessedImage>& pages, StageTiming& timing, int vision_tile,
     bool deepstack) const {
   std::vector<std::shared_ptr<const EncodedPage>> out(pages.size());
   const auto t0 = Clock::now();
-  if (!model_->options().device.is_cpu()) {
-    encode_range(*model_, pages, 0, pages.size(), vision_tile, deepstack, out);
+  const Qwen3VLModel& model = *r_.model_;
+  if (!model.options().device.is_cpu()) {
+    encode_range(model, pages, 0, pages.size(), vision_tile, deepstack, out);
   } else {
     // Each worker takes a contiguous share of the pages and runs single-threaded (libtorch and
     // OpenBLAS), and so does a lone page: BLAS results can depend on the thread count (OpenBLAS's
@@ -326,13 +343,15 @@ std::vector<std::shared_ptr<const EncodedPage>> Reranker::encode(
     const size_t workers = std::max<size_t>(1, std::min(pages.size(), page_workers()));
     const OpenBlasThreads single(1);
     run_workers(workers, [&](size_t w) {
-      encode_range(*model_, pages, pages.size() * w / workers, pages.size() * (w + 1) / workers,
+      encode_range(model, pages, pages.size() * w / workers, pages.size() * (w + 1) / workers,
                    vision_tile, deepstack, out);
     });
   }
   timing.vision += ms_since(t0);
   return out;
 }
+
+}  // namespace detail
 
 namespace {
 
@@ -435,10 +454,12 @@ void rank_in_window_order(const std::vector<int>& order, const std::vector<std::
 
 }  // namespace
 
-RerankResult Reranker::rank_lazily(const std::string& query, const std::vector<std::string>& ids,
-                                   const PageFetch& fetch, const RerankOptions& options) const {
+namespace detail {
+
+RerankResult Stages::rank_lazily(const std::string& query, const std::vector<std::string>& ids,
+                                 const PageFetch& fetch, const RerankOptions& options) const {
   c10::InferenceMode guard;
-  check_request(query, ids.size(), options, *tokenizer_);
+  check_request(query, ids.size(), options, *r_.tokenizer_);
   RerankResult result;
   const auto t_start = Clock::now();
   const int n = static_cast<int>(ids.size());
@@ -514,7 +535,7 @@ RerankResult Reranker::rank_lazily(const std::string& query, const std::vector<s
   if (options.scoring == Scoring::kSimilarity) {
     // The score is a sum of cosines weighted by word length: over the weights' sum it is a
     // weighted mean cosine in [-1, 1], mapped linearly onto [0, 1].
-    const double weights = similarity_weight_sum(*tokenizer_, query);
+    const double weights = similarity_weight_sum(*r_.tokenizer_, query);
     // Each page scores on its own: no sliding window, the pages are sorted by their scores
     // (scored a window's worth at a time, in input order).
     for (int begin = 0; begin < n; begin += options.window) {
@@ -556,9 +577,9 @@ RerankResult Reranker::rank_lazily(const std::string& query, const std::vector<s
   return result;
 }
 
-RerankResult Reranker::rank_encoded(const std::string& query, const std::vector<std::string>& ids,
-                                    const std::vector<std::shared_ptr<const EncodedPage>>& pages,
-                                    const RerankOptions& options) const {
+RerankResult Stages::rank_encoded(const std::string& query, const std::vector<std::string>& ids,
+                                  const std::vector<std::shared_ptr<const EncodedPage>>& pages,
+                                  const RerankOptions& options) const {
   if (ids.size() != pages.size()) throw InternalError("rerank: ids and pages differ in length");
   return rank_lazily(
       query, ids,
@@ -570,20 +591,23 @@ RerankResult Reranker::rank_encoded(const std::string& query, const std::vector<
       options);
 }
 
-RerankResult Reranker::rerank(const std::string& query, const std::vector<std::string>& ids,
-                              const std::vector<PreprocessedImage>& pages,
-                              const RerankOptions& options) const {
+RerankResult Stages::rerank(const std::string& query, const std::vector<std::string>& ids,
+                            const std::vector<PreprocessedImage>& pages,
+                            const RerankOptions& options) const {
   if (ids.size() != pages.size()) throw InternalError("rerank: ids and pages differ in length");
+  const int tile = vision_tile(options);
   const bool deepstack = options.scoring != Scoring::kSimilarity;
   return rank_lazily(
       query, ids,
       [&](const std::vector<size_t>& idx, StageTiming& timing, std::vector<std::string>&) {
         std::vector<PreprocessedImage> some;
         for (size_t i : idx) some.push_back(pages[i]);
-        return encode(some, timing, options.vision_tile, deepstack);
+        return encode(some, timing, tile, deepstack);
       },
       options);
 }
+
+}  // namespace detail
 
 namespace {
 std::string cache_key(const PageRef& p, const RerankOptions& o, int vision_tile, bool deepstack) {
@@ -596,8 +620,10 @@ std::string cache_key(const PageRef& p, const RerankOptions& o, int vision_tile,
 }
 }  // namespace
 
-void Reranker::for_each_page(size_t n, const std::function<void(size_t, StageTiming&)>& fn,
-                             StageTiming& timing) const {
+namespace detail {
+
+void Stages::for_each_page(size_t n, const std::function<void(size_t, StageTiming&)>& fn,
+                           StageTiming& timing) const {
   const size_t workers = std::min(n, page_workers());
   if (workers <= 1) {
     for (size_t k = 0; k < n; ++k) fn(k, timing);
@@ -617,9 +643,9 @@ void Reranker::for_each_page(size_t n, const std::function<void(size_t, StageTim
   timing.preprocess += sum > 0 ? wall * preprocess / sum : 0;
 }
 
-std::vector<PreprocessedImage> Reranker::prepare_all(const std::vector<Image>& images,
-                                                     const RerankOptions& options,
-                                                     StageTiming* timing) const {
+std::vector<PreprocessedImage> Stages::prepare_all(const std::vector<Image>& images,
+                                                   const RerankOptions& options,
+                                                   StageTiming* timing) const {
   std::vector<PreprocessedImage> out(images.size());
   StageTiming t;
   for_each_page(
@@ -629,17 +655,13 @@ std::vector<PreprocessedImage> Reranker::prepare_all(const std::vector<Image>& i
   return out;
 }
 
-std::string prepared_page_key(const PageRef& page) {
-  return page.path + "#" + std::to_string(page.pdf_page);
-}
-
-RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
-                                    const RerankOptions& options) const {
+RerankResult Stages::rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
+                                  const RerankOptions& options) const {
   // rank_lazily checks the request before any page is read.
   std::vector<std::string> ids;
   for (const PageRef& p : pages) ids.push_back(p.id);
   // Pages read with another tile have other features: the tile is part of the cache key.
-  const int tile = options.vision_tile < 0 ? model_->options().vision_tile : options.vision_tile;
+  const int tile = vision_tile(options);
   // Similarity scoring reads the merged tokens alone: the DeepStack mergers are skipped.
   const bool deepstack = options.scoring != Scoring::kSimilarity;
   std::mutex pdf;  // PDF pages are drawn one at a time (the PDF library keeps shared state)
@@ -649,9 +671,9 @@ RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<
     std::vector<std::string> keys(idx.size());
     std::vector<size_t> missing;  // positions in idx
     for (size_t k = 0; k < idx.size(); ++k) {
-      if (cache_) {
+      if (r_.cache_) {
         keys[k] = cache_key(pages[idx[k]], options, tile, deepstack);
-        out[k] = cache_->get(keys[k]);
+        out[k] = r_.cache_->get(keys[k]);
         if (out[k]) continue;
       }
       missing.push_back(k);
@@ -690,15 +712,26 @@ RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<
       readable.push_back(m);
       ready.push_back(std::move(prepared[m]));
     }
-    const auto fresh = encode(ready, timing, options.vision_tile, deepstack);
+    const auto fresh = encode(ready, timing, tile, deepstack);
     for (size_t r = 0; r < readable.size(); ++r) {
       const size_t k = missing[readable[r]];
       out[k] = fresh[r];
-      if (cache_) cache_->put(keys[k], fresh[r]);
+      if (r_.cache_) r_.cache_->put(keys[k], fresh[r]);
     }
     return out;
   };
   return rank_lazily(query, ids, fetch, options);
+}
+
+}  // namespace detail
+
+std::string prepared_page_key(const PageRef& page) {
+  return page.path + "#" + std::to_string(page.pdf_page);
+}
+
+RerankResult Reranker::rerank_pages(const std::string& query, const std::vector<PageRef>& pages,
+                                    const RerankOptions& options) const {
+  return detail::Stages(*this).rerank_pages(query, pages, options);
 }
 
 }  // namespace ziprerank

@@ -1,12 +1,13 @@
 // The two ways of scoring a window that do not read identifier logits: per-page similarity
 // (no language model) and greedy generation of the ranking (the reference's slow baseline).
-// Private to the pipeline module; Reranker::score_window calls them.
+// Private to the pipeline module; detail::Stages::score_window calls them.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "pipeline/stages.hpp"
 #include "ziprerank/model.hpp"
 #include "ziprerank/model_folder.hpp"
 #include "ziprerank/reranker.hpp"

@@ -9,6 +9,7 @@
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <torch/version.h>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +23,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -112,6 +114,9 @@ SetThreads openblas_set() {
 }  // namespace
 
 int openblas_threads() {
+  // A libtorch built with MKL (the PyTorch wheel's) multiplies through MKL: an OpenBLAS that
+  // another library loaded (OpenCV's) does none of its products, and its threads are no lever.
+  if (at::hasMKL()) return 0;
   const GetThreads get = openblas_get();
   return get && openblas_set() ? std::max(0, get()) : 0;
 }
@@ -137,6 +142,42 @@ int configure_threads(int threads) {
   if (threads > 0) at::set_num_threads(threads);
   spdlog::debug("threads: libtorch intra-op {} (no OpenBLAS to size)", at::get_num_threads());
   return 1;
+}
+
+void give_threads_to_libtorch_products(bool libtorch_products) {
+  const int blas = openblas_threads();
+  if (!libtorch_products || blas <= 1 || at::get_num_threads() >= blas) return;
+  // bfloat16 compute or bfloat16 products: libtorch (oneDNN) multiplies the linear layers, which
+  // one libtorch thread would leave half the cores idle for; attention's float32 products keep
+  // OpenBLAS's threads. Each pool's threads sleep while the other computes when OpenMP's wait
+  // policy is passive (rerun_with_passive_openmp).
+  at::set_num_threads(blas);
+  spdlog::debug("threads: libtorch intra-op {} for the bfloat16 products, OpenBLAS {}{}",
+                at::get_num_threads(), blas,
+                passive_openmp() ? "" : " (OMP_WAIT_POLICY is not passive: the pools may spin)");
+}
+
+namespace {
+char** g_program_arguments = nullptr;
+}
+
+void remember_program_arguments(char** argv) { g_program_arguments = argv; }
+
+bool passive_openmp() {
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  return policy && detail::ascii_lower(policy) == "passive";
+}
+
+void rerun_with_passive_openmp() {
+  if (std::getenv("OMP_WAIT_POLICY") || !g_program_arguments || !g_program_arguments[0]) return;
+  // libgomp reads the policy once, when it loads: this process keeps the one it started with.
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  spdlog::debug(
+      "running again with OMP_WAIT_POLICY=PASSIVE (libtorch's and OpenBLAS's threads "
+      "both compute)");
+  std::fflush(nullptr);
+  execv("/proc/self/exe", g_program_arguments);
+  unsetenv("OMP_WAIT_POLICY");  // still here: go on as started
 }
 
 c10::Device parse_device(const std::string& name) {
@@ -309,8 +350,11 @@ MatmulCalibration calibrate_matmul() {
   static MatmulCalibration cached = [] {
     MatmulCalibration c;
     c.threads = std::max(1, openblas_threads() > 0 ? openblas_threads() : at::get_num_threads());
-    const std::string key = cpu_brand() + "|" + openblas_core_name() + "|threads " +
-                            std::to_string(c.threads) + "|" + version_string();
+    // A measurement holds for one CPU, BLAS (library and kernels), thread count, libtorch and
+    // ziprerank: a build against another libtorch measures again.
+    const std::string key = cpu_brand() + "|" + detect_blas().library + "|" + openblas_core_name() +
+                            "|threads " + std::to_string(c.threads) + "|libtorch " + TORCH_VERSION +
+                            "|" + version_string();
     const char* xdg = std::getenv("XDG_CACHE_HOME");
     const char* home = std::getenv("HOME");
     const std::filesystem::path dir =
@@ -336,9 +380,9 @@ MatmulCalibration calibrate_matmul() {
     }
     if (!c.from_cache) {
       c.float32_gflops = product_rate(at::kFloat, 1);  // float32: OpenBLAS's own threads
-      // bfloat16 on the one libtorch thread they get beside OpenBLAS's (giving libtorch every
-      // core and OpenBLAS one made the products 1.7x faster but the embedded model's
-      // language-model pass 1.3x slower: its float32 attention products lost a thread).
+      // bfloat16 on one libtorch thread: what the embedded model's products get beside
+      // OpenBLAS's threads (wider models give libtorch more: give_threads_to_libtorch_products),
+      // and a fair measure while OpenBLAS's threads, just used, may still be spinning.
       c.bfloat16_gflops = product_rate(at::kBFloat16, 1);
       // bfloat16 products round their inputs: worth it only for a clear gain.
       c.bf16_products = c.bfloat16_gflops >= 1.25 * c.float32_gflops;

@@ -6,6 +6,7 @@
 #include <system_error>
 #include <vector>
 
+#include "core/utf8.hpp"
 #include "ziprerank/serve.hpp"
 
 namespace ziprerank::serve {
@@ -28,9 +29,7 @@ std::string type_name(const json& v) {
 
 [[noreturn]] void bad(const std::string& message) { throw HttpError(400, message); }
 
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
-}
+using detail::starts_with;
 
 const std::vector<std::string>& image_media_types() {
   static const std::vector<std::string> types = {"image/png", "image/jpeg", "image/jpg",

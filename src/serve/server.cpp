@@ -24,6 +24,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "pipeline/stages.hpp"
 #include "ziprerank/batch.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/serve.hpp"
@@ -365,7 +366,7 @@ struct RerankServer::Impl {
     }
     RerankOptions o = rerank;
     if (options.timeout_s > 0) o.should_stop = [deadline] { return Clock::now() >= deadline; };
-    const VisionCache* cache = reranker->vision_cache();
+    const VisionCache* cache = detail::Stages(*reranker).vision_cache();
     const size_t hits0 = cache ? cache->hits() : 0, misses0 = cache ? cache->misses() : 0;
     RerankResult result;
     try {

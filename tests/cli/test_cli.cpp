@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.hpp"
@@ -305,4 +306,60 @@ TEST_F(Cli, OutputIsDashOEverywhereAndRequiredFlagsComeFirstInHelp) {
     EXPECT_NE(rank.out.find(word), std::string::npos) << word;
     EXPECT_NE(batch.out.find(word), std::string::npos) << word;
   }
+}
+
+TEST_F(Cli, WideModelWithBfloat16ProductsRunsAgainWithSleepingOpenMpThreads) {
+  // A model as wide as the published ones (hidden size 1024) with bfloat16 products: libtorch's
+  // pool takes the threads, which needs OpenMP's passive wait policy; the program runs itself
+  // again with it set, once, and ranks exactly as a run started with it.
+  nlohmann::json config = nlohmann::json::parse(slurp(model() / "config.json"));
+  config["text_config"]["hidden_size"] = 1024;
+  config["vision_config"]["out_hidden_size"] = 1024;
+  config.erase("ziprerank");
+  const fs::path wide = dir_ / "wide";
+  {
+    std::ofstream out(dir_ / "wide_config.json");
+    out << config.dump(2);
+  }
+  CliResult r = run_cli("--log-level warn init --seed 6 --config " +
+                        shell_quote((dir_ / "wide_config.json").string()) + " --out " +
+                        shell_quote(wide.string()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const fs::path page = fs::path(ZIPRERANK_TEST_FIXTURES) / "train" / "pages" / "memo_0.png";
+  const std::string args = "-v rank --model " + shell_quote(wide.string()) +
+                           " --matmul bfloat16 --threads 2 -q 'quarterly revenue' -p " +
+                           shell_quote(page.string()) + " -p " +
+                           shell_quote((page.parent_path() / "memo_1.png").string());
+  const char* user = std::getenv("OMP_WAIT_POLICY");
+  const std::string saved = user ? user : "";
+  const auto count = [](const std::string& s, const std::string& what) {
+    int n = 0;
+    for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+    return n;
+  };
+  unsetenv("OMP_WAIT_POLICY");
+  const CliResult again = run_cli(args);
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  const CliResult passive = run_cli(args);
+  if (user) {
+    setenv("OMP_WAIT_POLICY", saved.c_str(), 1);
+  } else {
+    unsetenv("OMP_WAIT_POLICY");
+  }
+  ASSERT_EQ(again.code, 0) << again.err;
+  ASSERT_EQ(passive.code, 0) << passive.err;
+  if (openblas_core_name().empty()) GTEST_SKIP() << "OpenBLAS is not the BLAS of this build";
+  EXPECT_EQ(count(again.err, "running again with OMP_WAIT_POLICY=PASSIVE"), 1) << again.err;
+  EXPECT_EQ(count(passive.err, "running again"), 0) << passive.err;
+  EXPECT_NE(again.err.find("libtorch intra-op 2 for the bfloat16 products"), std::string::npos)
+      << again.err;
+  EXPECT_EQ(again.out, passive.out);
+  // The embedded-size model keeps libtorch's one thread and does not run again.
+  unsetenv("OMP_WAIT_POLICY");
+  r = run_cli("-v rank --model " + shell_quote(model().string()) +
+              " --matmul bfloat16 --threads 2 -q 'quarterly revenue' -p " +
+              shell_quote(page.string()));
+  if (user) setenv("OMP_WAIT_POLICY", saved.c_str(), 1);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(count(r.err, "running again"), 0) << r.err;
 }

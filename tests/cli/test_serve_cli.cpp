@@ -106,7 +106,9 @@ class ServeCli : public ::testing::Test {
     static int counter = 0;
     Server s;
     s.log = dir_ / ("serve" + std::to_string(counter++) + ".log");
-    const std::string cmd = "exec " + shell_quote(ZIPRERANK_BINARY) + " serve --model " +
+    // TMPDIR inside the suite's folder: a server killed here leaves its data-URI files there.
+    const std::string cmd = "TMPDIR=" + shell_quote(dir_.string()) + " exec " +
+                            shell_quote(ZIPRERANK_BINARY) + " serve --model " +
                             shell_quote((dir_ / "tiny").string()) + " --pages-root " +
                             shell_quote((dir_ / "root").string()) + " --port 0 --threads 1 " +
                             args + " 2> " + shell_quote(s.log.string());

@@ -78,8 +78,9 @@ TEST(Model, LoadsEveryTensorOfAnInitialisedFolder) {
   for (const auto& [name, t] : m->named_parameters()) {
     EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
   }
-  // The checkpoint layout (weights_layout.cpp, what init writes and inspect checks) and the
-  // modules' own lookups name the same tensors with the same shapes, one for one.
+  // The checkpoint layout (what init writes and inspect checks, recorded from the modules'
+  // constructors) and the parameters a loaded model holds name the same tensors with the same
+  // shapes, one for one.
   std::map<std::string, std::vector<int64_t>> params;
   for (const auto& [name, t] : m->named_parameters()) params[name] = t.sizes().vec();
   for (const WeightSpec& spec : specs) {
@@ -90,6 +91,120 @@ TEST(Model, LoadsEveryTensorOfAnInitialisedFolder) {
   }
   EXPECT_TRUE(params.empty()) << params.begin()->first << " is read but not in the layout";
 }
+
+TEST(Model, CheckpointLayoutOfThePublishedShape) {
+  // Qwen3-VL-8B's checkpoint as transformers writes it: 750 tensors (27 vision blocks of 12, 4
+  // mergers of 6, 36 language-model layers of 11, embeddings, norm, lm_head), 8,767,123,696
+  // numbers in all (8.77 B), with its initialisation kinds and the components inspect groups them
+  // by.
+  const ModelConfig c =
+      load_model_config(std::string(ZIPRERANK_TEST_FIXTURES) + "/config/qwen3_vl_8b_config.json");
+  const std::vector<WeightSpec> specs = expected_weights(c);
+  ASSERT_EQ(specs.size(), 750u);
+  int64_t numbers = 0;
+  std::map<std::string, const WeightSpec*> by_name;
+  for (const WeightSpec& s : specs) {
+    int64_t n = 1;
+    for (int64_t d : s.shape) n *= d;
+    numbers += n;
+    EXPECT_TRUE(by_name.emplace(s.name, &s).second) << s.name << " twice";
+  }
+  EXPECT_EQ(numbers, 8767123696);  // Qwen3-VL-8B's published parameter count
+  const auto expect = [&](const std::string& name, std::vector<int64_t> shape,
+                          const std::string& component, WeightSpec::Init init) {
+    const auto it = by_name.find(name);
+    ASSERT_NE(it, by_name.end()) << name;
+    EXPECT_EQ(it->second->shape, shape) << name;
+    EXPECT_EQ(it->second->component, component) << name;
+    EXPECT_EQ(it->second->init, init) << name;
+  };
+  using Init = WeightSpec::Init;
+  expect("model.visual.patch_embed.proj.weight", {1152, 3, 2, 16, 16}, "vision.patch_embed",
+         Init::kNormal);
+  expect("model.visual.pos_embed.weight", {2304, 1152}, "vision.pos_embed", Init::kNormal);
+  expect("model.visual.blocks.26.norm2.bias", {1152}, "vision.blocks", Init::kZeros);
+  expect("model.visual.blocks.0.attn.qkv.weight", {3456, 1152}, "vision.blocks", Init::kNormal);
+  expect("model.visual.merger.norm.weight", {1152}, "vision.merger", Init::kOnes);
+  expect("model.visual.deepstack_merger_list.2.norm.weight", {4608}, "vision.deepstack",
+         Init::kOnes);
+  expect("model.visual.deepstack_merger_list.2.linear_fc2.weight", {4096, 4608}, "vision.deepstack",
+         Init::kNormal);
+  expect("model.language_model.embed_tokens.weight", {151936, 4096}, "text.embed_tokens",
+         Init::kNormal);
+  expect("model.language_model.layers.35.self_attn.k_proj.weight", {1024, 4096}, "text.layers",
+         Init::kNormal);
+  expect("model.language_model.layers.0.self_attn.q_norm.weight", {128}, "text.layers",
+         Init::kOnes);
+  expect("model.language_model.layers.0.post_attention_layernorm.weight", {4096}, "text.layers",
+         Init::kOnes);
+  expect("model.language_model.layers.7.mlp.down_proj.weight", {4096, 12288}, "text.layers",
+         Init::kNormal);
+  expect("model.language_model.norm.weight", {4096}, "text.norm", Init::kOnes);
+  expect("lm_head.weight", {151936, 4096}, "lm_head", Init::kNormal);
+}
+
+// The whole model in each compute mode and on each device at hand against the float32 model on
+// the CPU: the last position's logits (what scoring reads) and the vision features, within a
+// tolerance per mode relative to their scale.
+struct ModelCase {
+  const char* name;
+  at::ScalarType dtype;
+  bool bf16_products;
+  c10::DeviceType device;
+  double tolerance;
+};
+
+// How test listings (and CTest's names) show a case.
+void PrintTo(const ModelCase& c, std::ostream* os) { *os << c.name; }
+
+class ModelModes : public testing::TestWithParam<ModelCase> {};
+
+TEST_P(ModelModes, FollowTheFloat32ModelOnTheCpu) {
+  const ModelCase& mc = GetParam();
+  const auto reference = load_tiny();
+  ModelOptions o;
+  o.dtype = mc.dtype;
+  o.bf16_products = mc.bf16_products;
+  o.device = mc.device;
+  const auto m = Qwen3VLModel::load(test::tiny_model_dir(), o);
+  ASSERT_EQ(m->options().bf16_products, mc.bf16_products);
+  const Sequence s = make_sequence(m->config(), 31);
+  c10::InferenceMode guard;
+  VisionFeatures want_vf, got_vf;
+  const at::Tensor want =
+      reference->logits(reference->forward(build_input(*reference, s, &want_vf)));
+  Sequence on_device = s;
+  on_device.pixels = s.pixels.to(mc.device);
+  const at::Tensor got =
+      m->logits(m->forward(build_input(*m, on_device, &got_vf))).to(at::kCPU).to(at::kFloat);
+  const auto check = [&](const at::Tensor& g, const at::Tensor& w, const char* what) {
+    const double scale = std::max(1.0, w.abs().max().item<double>());
+    const double diff =
+        (g.to(at::kCPU).to(at::kDouble) - w.to(at::kDouble)).abs().max().item<double>();
+    EXPECT_LE(diff, mc.tolerance * scale)
+        << mc.name << " " << what << ": max difference " << diff << " at scale " << scale;
+  };
+  check(got_vf.embeds, want_vf.embeds, "vision features");
+  check(got.select(1, -1), want.select(1, -1), "last position's logits");
+}
+
+std::vector<ModelCase> model_cases() {
+  std::vector<ModelCase> cases = {
+      {"Float32", at::kFloat, false, c10::kCPU, 1e-5},
+      {"Float32WithBfloat16Products", at::kFloat, true, c10::kCPU, 5e-3},
+      {"Bfloat16", at::kBFloat16, false, c10::kCPU, 1e-2},
+  };
+  if (at::hasCUDA()) {
+    cases.push_back({"Float32Cuda", at::kFloat, false, c10::kCUDA, 1e-4});
+    cases.push_back({"Bfloat16Cuda", at::kBFloat16, false, c10::kCUDA, 1e-2});
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, ModelModes, testing::ValuesIn(model_cases()),
+                         [](const testing::TestParamInfo<ModelCase>& info) {
+                           return std::string(info.param.name);
+                         });
 
 TEST(Model, MropePositionsFollowGetRopeIndex) {
   const ModelConfig c = tiny_model_config();
@@ -110,6 +225,22 @@ TEST(Model, MropePositionsFollowGetRopeIndex) {
   EXPECT_THROW(mrope_position_ids({1, VS, I, I, VE}, {{1, 4, 6}}, c), InputError);
 }
 
+// Attention the plain way: every score, the masks as -inf, one softmax. k and v may have fewer
+// heads than q (grouped-query attention); pad is [B, Sk] with 0 at padding.
+static at::Tensor masked_softmax_attention(const at::Tensor& q, const at::Tensor& k,
+                                           const at::Tensor& v, double scale, bool causal,
+                                           const at::Tensor& pad) {
+  const int64_t B = q.size(0), Sq = q.size(2), Sk = k.size(2), rep = q.size(1) / k.size(1);
+  const at::Tensor kk = k.repeat_interleave(rep, 1), vv = v.repeat_interleave(rep, 1);
+  at::Tensor scores = at::matmul(q, kk.transpose(2, 3)) * scale;
+  if (causal) {
+    const at::Tensor qpos = at::arange(Sk - Sq, Sk).view({Sq, 1});
+    scores = scores.masked_fill(at::arange(Sk).view({1, Sk}) > qpos, -INFINITY);
+  }
+  scores = scores.masked_fill(pad.view({B, 1, 1, Sk}) == 0, -INFINITY);
+  return at::matmul(at::softmax(scores, -1), vv);
+}
+
 TEST(Model, ChunkedAttentionEqualsOneMaskedSoftmax) {
   // Long enough for several row chunks, so causal chunks skip the keys after their last row.
   at::manual_seed(9);
@@ -122,17 +253,36 @@ TEST(Model, ChunkedAttentionEqualsOneMaskedSoftmax) {
     pad.narrow(1, 5, 3).zero_();  // three keys padded out
     const double scale = 0.35;
     for (bool causal : {true, false}) {
-      at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * scale;
-      const at::Tensor qpos = at::arange(Sk - Sq, Sk).view({Sq, 1});
-      const at::Tensor kpos = at::arange(Sk).view({1, Sk});
-      if (causal) scores = scores.masked_fill(kpos > qpos, -INFINITY);
-      scores = scores.masked_fill(pad.view({B, 1, 1, Sk}) == 0, -INFINITY);
-      const at::Tensor want = at::matmul(at::softmax(scores, -1), v);
+      const at::Tensor want = masked_softmax_attention(q, k, v, scale, causal, pad);
       const at::Tensor got = ziprerank::detail::attention(q, k, v, scale, causal, pad);
       EXPECT_TRUE(at::allclose(got, want, 1e-5, 1e-6))
           << Sq << "x" << Sk << (causal ? " causal" : "") << ": max difference "
           << (got - want).abs().max().item<double>();
     }
+  }
+}
+
+TEST(Model, GroupedQueryAttentionInHeadGroupsEqualsOneMaskedSoftmax) {
+  // Two batch elements padded differently; 12 query heads sharing 6 key/value heads; enough keys
+  // that the key/value heads go in more than one group and the queries in several row chunks.
+  at::manual_seed(11);
+  const int64_t B = 2, H = 12, Hkv = 6, D = 8, Sq = 300, Sk = 3000;
+  const at::Tensor q = at::randn({B, H, Sq, D}), k = at::randn({B, Hkv, Sk, D}),
+                   v = at::randn({B, Hkv, Sk, D});
+  at::Tensor pad = at::ones({B, Sk}, at::kLong);
+  pad[0].narrow(0, 5, 3).zero_();
+  pad[1].narrow(0, 0, 40).zero_();
+  const double scale = 0.35;
+  for (bool causal : {true, false}) {
+    const at::Tensor want = masked_softmax_attention(q, k, v, scale, causal, pad);
+    const at::Tensor got = ziprerank::detail::attention(q, k, v, scale, causal, pad);
+    EXPECT_TRUE(at::allclose(got, want, 1e-5, 1e-6))
+        << (causal ? "causal" : "") << ": max difference "
+        << (got - want).abs().max().item<double>();
+    // With a graph (training), the same numbers through libtorch's operations.
+    const at::Tensor qg = q.clone().requires_grad_(true);
+    const at::Tensor trained = ziprerank::detail::attention(qg, k, v, scale, causal, pad);
+    EXPECT_TRUE(at::allclose(trained.detach(), want, 1e-5, 1e-6));
   }
 }
 
@@ -575,7 +725,8 @@ TEST(Model, StillImagesGoThroughOneFrameOfThePatchKernel) {
   EXPECT_FALSE(at::allclose(model->encode_images(other.view_as(still), {grid}).embeds, a.embeds,
                             1e-3, 1e-4));
   // Without DeepStack: the same tokens, no levels.
-  const VisionFeatures lean = model->encode_images(still, {grid}, -1, /*deepstack=*/false);
+  const VisionFeatures lean =
+      model->encode_images(still, {grid}, std::nullopt, /*deepstack=*/false);
   EXPECT_TRUE(lean.deepstack.empty());
   EXPECT_TRUE(at::equal(lean.embeds, a.embeds));
 }

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "pipeline/stages.hpp"
 #include "ziprerank/image.hpp"
 #include "ziprerank/model.hpp"
 #include "ziprerank/model_folder.hpp"
@@ -461,7 +462,8 @@ TEST_F(ParityReference, Generate) {
       reference_window_pages(reranker->folder().preprocessor);
   StageTiming timing;
   TokenCounts counts;
-  const auto encoded = reranker->encode(pages, timing);
+  const ziprerank::detail::Stages stages(*reranker);
+  const auto encoded = stages.encode(pages, timing, stages.model().vision_tile());
   std::vector<const VisionFeatures*> features;
   std::vector<ImageGrid> grids;
   for (const auto& e : encoded) {
@@ -470,8 +472,8 @@ TEST_F(ParityReference, Generate) {
   }
   RerankOptions options;
   options.scoring = Scoring::kGenerate;
-  const WindowScores ws = reranker->score_window(reference_meta()["query"].get<std::string>(),
-                                                 features, grids, options, timing, counts);
+  const WindowScores ws = stages.score_window(reference_meta()["query"].get<std::string>(),
+                                              features, grids, options, timing, counts);
   const auto& want = reference_meta()["generate"];
   EXPECT_EQ(counts.generated, static_cast<int64_t>(want["tokens"].size()));
   EXPECT_EQ(ws.generated, want["text"].get<std::string>());
@@ -492,10 +494,11 @@ TEST_F(ParityReference, GeneratedRankingParse) {
 // window of 20 sliding back by 10) for 1 to 45 candidates, without pruning and at keep 0.5.
 TEST_F(ParityReference, Rankings) {
   const auto reranker = Reranker::load(reference_model_dir(), parity_options());
+  const ziprerank::detail::Stages stages(*reranker);
   std::vector<PreprocessedImage> pages;
   for (const auto& page : reference_meta()["pages"]) {
-    pages.push_back(reranker->prepare(load_image((kRefDir / page.get<std::string>()).string()),
-                                      RerankOptions{}));
+    pages.push_back(
+        stages.prepare(load_image((kRefDir / page.get<std::string>()).string()), RerankOptions{}));
   }
   for (const auto& run : reference_meta()["rankings"]) {
     const int n = run["candidates"];
@@ -509,7 +512,7 @@ TEST_F(ParityReference, Rankings) {
     for (int i = 0; i < n; ++i) ids.push_back(std::to_string(i));
     const std::vector<PreprocessedImage> subset(pages.begin(), pages.begin() + n);
     const RerankResult result =
-        reranker->rerank(reference_meta()["query"].get<std::string>(), ids, subset, options);
+        stages.rerank(reference_meta()["query"].get<std::string>(), ids, subset, options);
     std::vector<int> got;
     for (const RankedPage& p : result.ranking) got.push_back(std::stoi(p.id));
     EXPECT_EQ(got, run["ranking"].get<std::vector<int>>());

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "model_fixture.hpp"
+#include "pipeline/stages.hpp"
 #include "ziprerank/errors.hpp"
 #include "ziprerank/pages.hpp"
 #include "ziprerank/prompt.hpp"
@@ -26,6 +27,17 @@ namespace {
 
 std::unique_ptr<Reranker> tiny_reranker() {
   return Reranker::load(test::tiny_model_dir(), ModelOptions{});
+}
+
+// The reranker's stages one at a time.
+ziprerank::detail::Stages stages(const Reranker& r) { return ziprerank::detail::Stages(r); }
+
+// Pages through the vision tower with the model's own tile.
+std::vector<std::shared_ptr<const EncodedPage>> encode(const Reranker& r,
+                                                       const std::vector<PreprocessedImage>& pages,
+                                                       StageTiming& timing, bool deepstack = true) {
+  const ziprerank::detail::Stages s(r);
+  return s.encode(pages, timing, s.model().vision_tile(), deepstack);
 }
 
 std::vector<PreprocessedImage> random_pages(int n, int64_t seed) {
@@ -196,14 +208,14 @@ TEST(Pruning, SelectsTheTokensClosestToTheTextInSpatialOrder) {
 
 TEST(Pruning, TextModesCompareWithTheSpanTheyName) {
   auto rr = tiny_reranker();
-  const Qwen3VLModel& m = rr->model();
+  const Qwen3VLModel& m = stages(*rr).model();
   const std::string query = "net revenue by region";
-  const PromptTokens prompt = build_ranking_prompt(rr->tokenizer(), m.config(), query, {4});
+  const PromptTokens prompt = build_ranking_prompt(stages(*rr).tokenizer(), m.config(), query, {4});
   ASSERT_LT(prompt.query_begin, prompt.query_end);
   ASSERT_LT(prompt.query_end, prompt.image_starts[0]);
   const std::vector<int64_t> qids(prompt.ids.begin() + prompt.query_begin,
                                   prompt.ids.begin() + prompt.query_end);
-  std::string decoded = rr->tokenizer().decode(qids);
+  std::string decoded = stages(*rr).tokenizer().decode(qids);
   decoded.erase(0, decoded.find_first_not_of(' '));
   EXPECT_EQ(decoded, query);
 
@@ -240,7 +252,7 @@ TEST(Pruning, TextModesCompareWithTheSpanTheyName) {
   std::vector<int64_t> line_ids;
   for (int64_t r : pruning_text_rows(reference_only, prompt.ids, line))
     line_ids.push_back(prompt.ids[static_cast<size_t>(r)]);
-  EXPECT_EQ(rr->tokenizer().decode(line_ids),
+  EXPECT_EQ(stages(*rr).tokenizer().decode(line_ids),
             "Only output the ranking results, do not say anything else.");
   auto kept_rows = [&](const PruningText& t) {
     const AssembledSequence seq = assemble_sequence(m, prompt.ids, grids, vf, 0.5, t);
@@ -257,7 +269,7 @@ TEST(Pruning, TextModesCompareWithTheSpanTheyName) {
 
 TEST(Pruning, KeepRatioOneIsBitIdenticalToTheUnprunedSequence) {
   auto rr = tiny_reranker();
-  const Qwen3VLModel& m = rr->model();
+  const Qwen3VLModel& m = stages(*rr).model();
   const auto pages = random_pages(3, 4);
   std::vector<ImageGrid> grids;
   std::vector<at::Tensor> px;
@@ -267,7 +279,7 @@ TEST(Pruning, KeepRatioOneIsBitIdenticalToTheUnprunedSequence) {
   }
   const VisionFeatures vf = m.encode_images(at::cat(px), grids);
   const PromptTokens prompt =
-      build_ranking_prompt(rr->tokenizer(), m.config(), "net revenue", vf.tokens_per_image);
+      build_ranking_prompt(stages(*rr).tokenizer(), m.config(), "net revenue", vf.tokens_per_image);
   // Unpruned reference: scatter the visual tokens into the pad positions.
   const at::Tensor ids = at::tensor(prompt.ids, at::kLong);
   const at::Tensor mask = ids.eq(m.config().image_token_id);
@@ -305,18 +317,18 @@ TEST(Reranker, ScoresEveryCandidateAndOrdersByLogit) {
   const std::vector<std::string> ids = {"a", "b", "c", "d", "e"};
   RerankOptions o;
   o.keep_ratio = 1.0;
-  const RerankResult r = rr->rerank("some query", ids, pages, o);
+  const RerankResult r = stages(*rr).rerank("some query", ids, pages, o);
   ASSERT_EQ(r.ranking.size(), 5u);
   EXPECT_EQ(r.windows, 1);
   for (size_t i = 1; i < r.ranking.size(); ++i)
     EXPECT_GE(r.ranking[i - 1].score, r.ranking[i].score);
   for (const auto& p : r.ranking) EXPECT_DOUBLE_EQ(p.score, p.logit);
   // Single pass == one forward pass: the same window scored twice gives identical scores.
-  const RerankResult again = rr->rerank("some query", ids, pages, o);
+  const RerankResult again = stages(*rr).rerank("some query", ids, pages, o);
   for (size_t i = 0; i < 5; ++i) EXPECT_EQ(again.ranking[i].id, r.ranking[i].id);
 
   o.scoring = Scoring::kGenerate;
-  const RerankResult g = rr->rerank("some query", ids, pages, o);
+  const RerankResult g = stages(*rr).rerank("some query", ids, pages, o);
   EXPECT_EQ(g.ranking.size(), 5u);
   EXPECT_LE(g.tokens.generated, 25);
   EXPECT_DOUBLE_EQ(g.ranking[0].score, 5.0);  // n - rank
@@ -366,7 +378,7 @@ TEST(Reranker, GenerateFollowsTheModelsGenerationConfig) {
     folder.generation.min_new_tokens = 1;
     const Reranker rr(folder, model, tok);
     StageTiming t;
-    const auto encoded = rr.encode(pages, t);
+    const auto encoded = encode(rr, pages, t);
     std::vector<const VisionFeatures*> feats;
     std::vector<ImageGrid> grids;
     std::vector<int64_t> counts;
@@ -376,7 +388,7 @@ TEST(Reranker, GenerateFollowsTheModelsGenerationConfig) {
       counts.push_back(p->features.embeds.size(0));
     }
     TokenCounts tc;
-    const WindowScores ws = rr.score_window(query, feats, grids, o, t, tc);
+    const WindowScores ws = stages(rr).score_window(query, feats, grids, o, t, tc);
     const PromptTokens prompt = build_ranking_prompt(*tok, model->config(), query, counts);
     VisionFeatures joined;
     std::vector<at::Tensor> embeds;
@@ -417,12 +429,12 @@ TEST(Reranker, SimilarityScoringSumsEachQueryWordsBestMatchWeightedByLength) {
   // then " oil"); per page, each word's best cosine-mean over the visual tokens scored, times the
   // word's length. At keep 1.0 every token is scored; below it, the tokens pruning keeps.
   StageTiming t;
-  const auto encoded = rr->encode(pages, t);
+  const auto encoded = encode(*rr, pages, t);
   const auto unit_mean = [&](const std::vector<std::string>& forms) {
     std::vector<int64_t> pieces;
     for (const auto& f : forms)
-      for (int64_t id : rr->tokenizer().encode(f)) pieces.push_back(id);
-    at::Tensor e = rr->model().embed(at::tensor(pieces, at::kLong)).to(at::kFloat);
+      for (int64_t id : stages(*rr).tokenizer().encode(f)) pieces.push_back(id);
+    at::Tensor e = stages(*rr).model().embed(at::tensor(pieces, at::kLong)).to(at::kFloat);
     return (e / e.norm(2, {1}, true)).mean(0);
   };
   const std::vector<std::pair<at::Tensor, double>> words = {{unit_mean({" Whale", " whale"}), 5.0},
@@ -434,12 +446,13 @@ TEST(Reranker, SimilarityScoringSumsEachQueryWordsBestMatchWeightedByLength) {
     counts.push_back(all.back().size(0));
   }
   const at::Tensor text = pruning_text_embeds(
-      rr->model(), build_ranking_prompt(rr->tokenizer(), rr->model().config(), query, counts));
+      stages(*rr).model(),
+      build_ranking_prompt(stages(*rr).tokenizer(), stages(*rr).model().config(), query, counts));
   for (double keep : {1.0, 0.25}) {
     RerankOptions o;
     o.scoring = Scoring::kSimilarity;
     o.keep_ratio = keep;
-    const RerankResult r = rr->rerank(query, ids, pages, o);
+    const RerankResult r = stages(*rr).rerank(query, ids, pages, o);
     ASSERT_EQ(r.ranking.size(), 4u);
     EXPECT_EQ(r.tokens.input, 0);  // no language-model pass
     const auto kept = select_visual_tokens(text, all, keep);
@@ -461,7 +474,7 @@ TEST(Reranker, SimilarityScoringSumsEachQueryWordsBestMatchWeightedByLength) {
       EXPECT_NEAR(r.ranking[i].score, want[r.ranking[i].id], 1e-4) << keep << r.ranking[i].id;
       if (i > 0) EXPECT_GE(r.ranking[i - 1].score, r.ranking[i].score);
     }
-    EXPECT_THROW(rr->rerank(" ... !? ", ids, pages, o), InputError);
+    EXPECT_THROW(stages(*rr).rerank(" ... !? ", ids, pages, o), InputError);
   }
   EXPECT_EQ(parse_scoring("similarity"), Scoring::kSimilarity);
   EXPECT_THROW(parse_scoring("maxsim"), UsageError);
@@ -471,10 +484,10 @@ TEST(Reranker, PagesEncodedByParallelWorkersGetTheSameFeatures) {
   auto rr = tiny_reranker();
   const auto pages = random_pages(5, 13);
   StageTiming t;
-  const auto one = rr->encode(pages, t);
+  const auto one = encode(*rr, pages, t);
   const int blas = openblas_threads();
   rr->set_encode_workers(3);  // shares of 1, 2 and 2 pages
-  const auto three = rr->encode(pages, t);
+  const auto three = encode(*rr, pages, t);
   EXPECT_EQ(openblas_threads(), blas);  // put back
   ASSERT_EQ(three.size(), one.size());
   for (size_t i = 0; i < one.size(); ++i) {
@@ -488,10 +501,10 @@ TEST(Reranker, PagesEncodedByParallelWorkersGetTheSameFeatures) {
   }
   // More workers than pages, and a failing page: the error reaches the caller.
   rr->set_encode_workers(8);
-  EXPECT_EQ(rr->encode({pages[0]}, t).size(), 1u);
+  EXPECT_EQ(encode(*rr, {pages[0]}, t).size(), 1u);
   std::vector<PreprocessedImage> bad = pages;
   bad[3].pixel_values = bad[3].pixel_values.narrow(1, 0, 10);
-  EXPECT_THROW(rr->encode(bad, t), InputError);
+  EXPECT_THROW(encode(*rr, bad, t), InputError);
   EXPECT_EQ(openblas_threads(), blas);
   EXPECT_THROW(rr->set_encode_workers(0), UsageError);
 }
@@ -505,15 +518,15 @@ TEST(Reranker, ImagesPreparedOnWorkersEqualOneAtATime) {
   auto rr = tiny_reranker();
   rr->set_encode_workers(3);
   StageTiming t;
-  const std::vector<PreprocessedImage> all = rr->prepare_all(images, o, &t);
+  const std::vector<PreprocessedImage> all = stages(*rr).prepare_all(images, o, &t);
   ASSERT_EQ(all.size(), images.size());
   for (size_t i = 0; i < images.size(); ++i) {
-    const PreprocessedImage one = rr->prepare(images[i], o);
+    const PreprocessedImage one = stages(*rr).prepare(images[i], o);
     EXPECT_EQ(all[i].grid_thw, one.grid_thw) << i;
     EXPECT_TRUE(at::equal(all[i].pixel_values, one.pixel_values)) << i;
   }
   EXPECT_GT(t.preprocess, 0);
-  EXPECT_TRUE(rr->prepare_all({}, o).empty());
+  EXPECT_TRUE(stages(*rr).prepare_all({}, o).empty());
 }
 
 TEST(Reranker, PageFilesDecodedOnParallelWorkersRankTheSame) {
@@ -556,8 +569,8 @@ TEST(Reranker, SimilarityScoringSkipsTheDeepStackMergersWhichLogitsScoringNeeds)
   const auto pages = random_pages(3, 11);
   const std::vector<std::string> ids = {"a", "b", "c"};
   StageTiming t;
-  const auto full = rr->encode(pages, t);
-  const auto lean = rr->encode(pages, t, -1, /*deepstack=*/false);
+  const auto full = encode(*rr, pages, t);
+  const auto lean = encode(*rr, pages, t, /*deepstack=*/false);
   ASSERT_EQ(lean.size(), 3u);
   for (size_t i = 0; i < lean.size(); ++i) {
     EXPECT_TRUE(lean[i]->features.deepstack.empty());
@@ -566,18 +579,18 @@ TEST(Reranker, SimilarityScoringSkipsTheDeepStackMergersWhichLogitsScoringNeeds)
   }
   RerankOptions o;
   o.scoring = Scoring::kSimilarity;
-  const RerankResult a = rr->rank_encoded("whale oil", ids, full, o);
-  const RerankResult b = rr->rank_encoded("whale oil", ids, lean, o);
+  const RerankResult a = stages(*rr).rank_encoded("whale oil", ids, full, o);
+  const RerankResult b = stages(*rr).rank_encoded("whale oil", ids, lean, o);
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(a.ranking[i].id, b.ranking[i].id);
     EXPECT_EQ(a.ranking[i].logit, b.ranking[i].logit);
   }
   // rerank() encodes without them for similarity scoring: the same scores.
-  const RerankResult c = rr->rerank("whale oil", ids, pages, o);
+  const RerankResult c = stages(*rr).rerank("whale oil", ids, pages, o);
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(a.ranking[i].logit, c.ranking[i].logit);
   o.scoring = Scoring::kLogits;
-  EXPECT_THROW(rr->rank_encoded("whale oil", ids, lean, o), InternalError);
-  EXPECT_NO_THROW(rr->rank_encoded("whale oil", ids, full, o));
+  EXPECT_THROW(stages(*rr).rank_encoded("whale oil", ids, lean, o), InternalError);
+  EXPECT_NO_THROW(stages(*rr).rank_encoded("whale oil", ids, full, o));
 }
 
 TEST(Reranker, PagesAreEncodedAsTheWindowReachesThemAndTheRankingCanBeStopped) {
@@ -592,7 +605,7 @@ TEST(Reranker, PagesAreEncodedAsTheWindowReachesThemAndTheRankingCanBeStopped) {
   o.stride = 4;
   std::vector<RankProgress> seen;
   o.progress = [&](const RankProgress& p) { seen.push_back(p); };
-  const RerankResult lazy = rr->rerank("a query", ids, pages, o);
+  const RerankResult lazy = stages(*rr).rerank("a query", ids, pages, o);
   ASSERT_FALSE(seen.empty());
   EXPECT_EQ(seen.back().pages_encoded, 25);
   EXPECT_EQ(seen.back().windows_done, lazy.windows);
@@ -610,7 +623,7 @@ TEST(Reranker, PagesAreEncodedAsTheWindowReachesThemAndTheRankingCanBeStopped) {
   EXPECT_EQ(encoded_before_window, (std::vector<int>{8, 12, 16, 20, 24, 25}));
   StageTiming t;
   o.progress = nullptr;
-  const RerankResult upfront = rr->rank_encoded("a query", ids, rr->encode(pages, t), o);
+  const RerankResult upfront = stages(*rr).rank_encoded("a query", ids, encode(*rr, pages, t), o);
   ASSERT_EQ(upfront.ranking.size(), lazy.ranking.size());
   for (size_t i = 0; i < lazy.ranking.size(); ++i) {
     EXPECT_EQ(upfront.ranking[i].id, lazy.ranking[i].id);
@@ -620,7 +633,7 @@ TEST(Reranker, PagesAreEncodedAsTheWindowReachesThemAndTheRankingCanBeStopped) {
   int windows = 0;
   o.progress = [&](const RankProgress& p) { windows = p.windows_done; };
   o.should_stop = [&] { return windows >= 2; };
-  EXPECT_THROW(rr->rerank("a query", ids, pages, o), Interrupted);
+  EXPECT_THROW(stages(*rr).rerank("a query", ids, pages, o), Interrupted);
   EXPECT_EQ(windows, 2);
 }
 
@@ -631,7 +644,7 @@ TEST(Reranker, OversizedRequestsAreOneClearInputError) {
   RerankOptions o;
   o.max_candidates = 3;
   try {
-    rr->rerank("a query", ids, pages, o);
+    stages(*rr).rerank("a query", ids, pages, o);
     ADD_FAILURE() << "no error for 4 candidates above a cap of 3";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("4 candidates in one query, above the cap of 3"),
@@ -641,16 +654,16 @@ TEST(Reranker, OversizedRequestsAreOneClearInputError) {
   o.max_candidates = 4;
   const std::string long_query(3000, 'x');
   try {
-    rr->rerank(long_query, ids, pages, o);
+    stages(*rr).rerank(long_query, ids, pages, o);
     ADD_FAILURE() << "no error for a 3000-byte query";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("--max-query-tokens"), std::string::npos) << e.what();
   }
   o.max_query_tokens = 100000;
   o.scoring = Scoring::kSimilarity;
-  EXPECT_NO_THROW(rr->rerank(long_query, ids, pages, o));
+  EXPECT_NO_THROW(stages(*rr).rerank(long_query, ids, pages, o));
   o.max_query_tokens = 0;
-  EXPECT_THROW(rr->rerank("q", ids, pages, o), UsageError);
+  EXPECT_THROW(stages(*rr).rerank("q", ids, pages, o), UsageError);
 
   // A window whose positions run past the model's max_position_embeddings.
   namespace fs = std::filesystem;
@@ -663,7 +676,7 @@ TEST(Reranker, OversizedRequestsAreOneClearInputError) {
   init_model_folder(c, qwen3_vl_preprocessor_config(), init);
   const auto short_model = Reranker::load(dir.string(), ModelOptions{});
   try {
-    short_model->rerank("a query", ids, pages, RerankOptions{});
+    stages(*short_model).rerank("a query", ids, pages, RerankOptions{});
     ADD_FAILURE() << "no error past max_position_embeddings";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("past the model's max_position_embeddings (64)"),
@@ -675,7 +688,7 @@ TEST(Reranker, OversizedRequestsAreOneClearInputError) {
 
 TEST(Similarity, QueryWordsDropPunctuationAndWeighByCharacters) {
   auto rr = tiny_reranker();
-  const Tokenizer& tok = rr->tokenizer();
+  const Tokenizer& tok = stages(*rr).tokenizer();
   const auto words = similarity_words(tok, "  \"Whale-oil,\" lamps -- na\u00efve!\n");
   ASSERT_EQ(words.size(), 3u);  // "--" has no piece
   EXPECT_EQ(words[0].text, "Whale-oil");

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "model_fixture.hpp"
+#include "pipeline/stages.hpp"
 #include "train/data.hpp"
 #include "train/grounding.hpp"
 #include "train/optimizer.hpp"
@@ -385,14 +386,15 @@ std::vector<std::string> rank_line(const Reranker& r, const std::string& line,
   const json j = json::parse(line);
   std::vector<PreprocessedImage> pages;
   std::vector<std::string> ids;
+  const ziprerank::detail::Stages stages(r);
   for (size_t i = 0; i < j["passages"].size(); ++i) {
     pages.push_back(
-        r.prepare(render_passage(j["passages"][i].get<std::string>()), RerankOptions{}));
+        stages.prepare(render_passage(j["passages"][i].get<std::string>()), RerankOptions{}));
     ids.push_back(std::to_string(i));
   }
   RerankOptions o;
   o.keep_ratio = 1.0;
-  const RerankResult res = r.rerank(j["query"], ids, pages, o);
+  const RerankResult res = stages.rerank(j["query"], ids, pages, o);
   std::vector<std::string> order;
   for (const auto& p : res.ranking) {
     order.push_back(p.id);

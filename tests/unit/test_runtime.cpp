@@ -1,6 +1,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -105,6 +106,10 @@ TEST(Runtime, MatmulAutoFollowsOneMeasurementKeptPerHost) {
   const auto saved = nlohmann::json::parse(std::ifstream(c.cache_file));
   EXPECT_EQ(saved.at("bf16_products").get<bool>(), c.bf16_products);
   EXPECT_DOUBLE_EQ(saved.at("float32_gflops").get<double>(), c.float32_gflops);
+  // The answer belongs to this libtorch: a build against another one measures again.
+  EXPECT_NE(saved.at("key").get<std::string>().find(std::string("|libtorch ") + TORCH_VERSION),
+            std::string::npos)
+      << saved.at("key");
   EXPECT_EQ(parse_matmul("auto", c10::Device(c10::kCPU), at::kFloat), c.bf16_products);
   // Later calls in the process give the same answer without measuring again.
   EXPECT_EQ(calibrate_matmul().bfloat16_gflops, c.bfloat16_gflops);
@@ -117,4 +122,29 @@ TEST(Runtime, FormatsBytesAndReportsPeakRss) {
   EXPECT_EQ(format_bytes(3.0 * 1024 * 1024 * 1024), "3.00 GiB");
   EXPECT_GT(peak_rss_bytes(), size_t{1} << 20);
   EXPECT_THROW(configure_threads(-1), UsageError);
+}
+
+TEST(Runtime, LibtorchProductsTakeOpenBlasThreadCount) {
+  const int torch_threads = at::get_num_threads();
+  const int blas = openblas_threads();
+  at::set_num_threads(1);
+  give_threads_to_libtorch_products(false);  // float32 products: nothing changes
+  EXPECT_EQ(at::get_num_threads(), 1);
+  give_threads_to_libtorch_products(true);
+  // With OpenBLAS on several threads libtorch's pool gets as many; OpenBLAS keeps its own.
+  EXPECT_EQ(at::get_num_threads(), blas > 1 ? blas : 1);
+  EXPECT_EQ(openblas_threads(), blas);
+  at::set_num_threads(torch_threads);
+}
+
+TEST(Runtime, PassiveOpenMpFollowsTheVariable) {
+  const char* saved = std::getenv("OMP_WAIT_POLICY");
+  const std::string keep = saved ? saved : "";
+  ::setenv("OMP_WAIT_POLICY", "Passive", 1);
+  EXPECT_TRUE(passive_openmp());
+  ::setenv("OMP_WAIT_POLICY", "active", 1);
+  EXPECT_FALSE(passive_openmp());
+  ::unsetenv("OMP_WAIT_POLICY");
+  EXPECT_FALSE(passive_openmp());
+  if (saved) ::setenv("OMP_WAIT_POLICY", keep.c_str(), 1);
 }

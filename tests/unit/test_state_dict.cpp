@@ -142,3 +142,19 @@ TEST(StateDict, FolderWithoutWeightsSaysWhatToDo) {
     EXPECT_NE(std::string(e.what()).find("no model.safetensors"), std::string::npos) << e.what();
   }
 }
+
+TEST(StateDict, RecorderListsTheLookupsInOrder) {
+  StateDict rec = StateDict::recorder();
+  StateDict block = rec.select("blocks.0.");
+  EXPECT_FALSE(rec.get("a.weight", {4, 2}).defined());
+  EXPECT_FALSE(block.get("norm.bias", {4}).defined());
+  EXPECT_FALSE(block.get_optional("extra", {1}).defined());
+  EXPECT_FALSE(block.contains("norm.bias"));
+  using Lookup = std::pair<std::string, std::vector<int64_t>>;
+  const std::vector<Lookup> want = {
+      {"a.weight", {4, 2}}, {"blocks.0.norm.bias", {4}}, {"blocks.0.extra", {1}}};
+  EXPECT_EQ(rec.requested(), want);
+  EXPECT_EQ(block.requested(), want);  // one record shared by every view
+  EXPECT_TRUE(rec.unused().empty());
+  EXPECT_NO_THROW(rec.finish("recorder"));
+}
