@@ -104,6 +104,7 @@ at::Tensor attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Ten
   constexpr int64_t kScoreBudget = int64_t{4} << 20;  // 16 MiB of float32 scores
   const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), Sk = k.size(2), rep = H / Hkv;
+  const bool reduced = q.scalar_type() != at::kFloat;
   const at::Tensor kt = low ? k.to(at::kFloat).transpose(2, 3) : k.transpose(2, 3);
   const at::Tensor qs = (!low && scale != 1.0) ? q * scale : q;
   at::Tensor out = at::empty({B, H, Sq, D}, q.options());
@@ -113,8 +114,14 @@ at::Tensor attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Ten
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h0 = 0; h0 < Hkv; h0 += group) {
       const int64_t g = std::min(group, Hkv - h0);
-      const at::Tensor kg = kt[b].narrow(0, h0, g);  // [g, D, Sk]
-      const at::Tensor vg = v[b].narrow(0, h0, g);   // [g, Sk, D]
+      // Reduced precision: both products take their second operand transposed in memory
+      // (keys as [g, Sk, D], values as [g, D, Sk]). Without oneDNN's bfloat16 kernels (CPUs
+      // without AVX-512), libtorch 1.13 multiplies a bfloat16 [m, k] by a plain [k, n] summing
+      // in bfloat16 (4,096 ones add up to 256); a transposed one is summed in float32.
+      const at::Tensor kg = reduced && !low ? k[b].narrow(0, h0, g).contiguous().transpose(1, 2)
+                                            : kt[b].narrow(0, h0, g);  // [g, D, Sk]
+      const at::Tensor vg = reduced ? v[b].narrow(0, h0, g).transpose(1, 2).contiguous()
+                                    : v[b].narrow(0, h0, g);  // [g, D, Sk] / [g, Sk, D]
       for (int64_t r0 = 0; r0 < Sq; r0 += rows) {
         const int64_t n = std::min(rows, Sq - r0);
         // Causal: the chunk's rows see keys up to the last row's own position; the keys after
@@ -140,7 +147,8 @@ at::Tensor attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Ten
         } else {
           softmax_rows(reinterpret_cast<uint16_t*>(scores.data_ptr<at::BFloat16>()), s);
         }
-        const at::Tensor o = at::bmm(scores.to(q.scalar_type()), vg.narrow(1, 0, seen));
+        const at::Tensor vs = reduced ? vg.narrow(2, 0, seen).transpose(1, 2) : vg.narrow(1, 0, seen);
+        const at::Tensor o = at::bmm(scores.to(q.scalar_type()), vs);
         out[b].narrow(0, h0 * rep, g * rep).narrow(1, r0, n).copy_(o.view({g * rep, n, D}));
       }
     }

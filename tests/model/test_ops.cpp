@@ -97,6 +97,38 @@ TEST_P(Ops, AttentionCausalPaddedGroupedQuery) {
   }
 }
 
+// Thousands of keys: each output is a weighted sum over all of them, which must be summed in
+// float32 whatever the dtype. Values near 1 make a sum kept in bfloat16 plain to see: its steps
+// (a probability of ~1/4096 each) fall below bfloat16's spacing near 0.5 and the output stalls
+// far below 1 (libtorch 1.13 summed so on CPUs without AVX-512 before the values' layout was
+// chosen for it).
+TEST_P(Ops, AttentionOverThousandsOfKeysSumsInFloat32) {
+  at::manual_seed(22);
+  const int64_t B = 1, H = 4, Hkv = 2, D = 16, Sq = 40, Sk = 4096;
+  const at::Tensor q = input({B, H, Sq, D}, 0.1), k = input({B, Hkv, Sk, D}, 0.1);
+  const at::Tensor v = (1.0 + at::randn({B, Hkv, Sk, D}) * 0.1).to(opts());
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  for (bool causal : {false, true}) {
+    at::Tensor scores = at::matmul(f64(q), f64(k).repeat_interleave(H / Hkv, 1).transpose(2, 3));
+    scores = scores * scale;
+    if (causal) {
+      const at::Tensor qpos = at::arange(Sk - Sq, Sk).view({Sq, 1});
+      scores = scores.masked_fill(at::arange(Sk).view({1, Sk}) > qpos, -INFINITY);
+    }
+    const at::Tensor want =
+        at::matmul(at::softmax(scores, -1), f64(v).repeat_interleave(H / Hkv, 1));
+    for (bool f32_scores : {true, false}) {
+      const at::Tensor got = attention(q, k, v, scale, causal, {}, f32_scores);
+      ASSERT_EQ(got.scalar_type(), GetParam().dtype);
+      // bfloat16: one unit of its rounding; float32: a sum of 4,096 terms, within 2^-17.
+      const double bound = GetParam().dtype == at::kFloat ? 8e-6 : tolerance();
+      const double diff = (f64(got) - want).abs().max().item<double>();
+      EXPECT_LE(diff, bound) << (causal ? "causal" : "full")
+                             << (f32_scores ? ", float32 scores" : ", scores in the dtype");
+    }
+  }
+}
+
 TEST_P(Ops, RmsNormAsQwen3) {
   at::manual_seed(22);
   ziprerank::detail::RMSNorm norm;

@@ -260,10 +260,12 @@ TEST_F(Parity, HiddenStatesAndIdentifierLogits) {
 // difference, which one unlucky rounding decides, is printed beside it.
 //
 // Measured ratios to transformers' own: vision tokens, DeepStack features and hidden states
-// 0.99-1.01 (a rounding step more per layer, e.g. libtorch 1.13's bfloat16 layer norm, shows as
-// 1.1-1.4); the logits row at "[" 0.83-1.17: one position's few hundred values, whose error moves
-// by up to 27% between transformers' own two attentions.
-constexpr double kBf16Slack = 1.02;
+// 0.99-1.01 on CPUs with AVX-512 and 0.98-1.04 on AVX2-only ones, where libtorch 1.13 has no
+// oneDNN bfloat16 kernels (a rounding step more per layer, e.g. libtorch 1.13's bfloat16 layer
+// norm, shows as 1.1-1.4; a bfloat16 sum over the keys as 5-11); the logits row at "[" 0.77-1.19:
+// one position's few hundred values, whose error moves by up to 27% between transformers' own two
+// attentions.
+constexpr double kBf16Slack = 1.06;
 constexpr double kBf16LogitsSlack = 1.25;
 
 TEST_F(Parity, Bfloat16WithinTransformersOwnError) {
