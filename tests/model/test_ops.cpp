@@ -64,6 +64,20 @@ class Ops : public testing::TestWithParam<OpCase> {
 
 at::Tensor f64(const at::Tensor& t) { return t.to(at::kCPU).to(at::kDouble); }
 
+// Attention in float64 from the same (rounded) inputs: each key/value head shared by H/Hkv query
+// heads, causal as the decoder (query i sees keys up to Sk - Sq + i), padding = 0 masked out.
+at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               double scale, bool causal, const at::Tensor& pad = {}) {
+  const int64_t B = q.size(0), rep = q.size(1) / k.size(1), Sq = q.size(2), Sk = k.size(2);
+  at::Tensor scores = at::matmul(f64(q), f64(k).repeat_interleave(rep, 1).transpose(2, 3)) * scale;
+  if (causal) {
+    const at::Tensor qpos = at::arange(Sk - Sq, Sk).view({Sq, 1});
+    scores = scores.masked_fill(at::arange(Sk).view({1, Sk}) > qpos, -INFINITY);
+  }
+  if (pad.defined()) scores = scores.masked_fill(pad.view({B, 1, 1, Sk}) == 0, -INFINITY);
+  return at::matmul(at::softmax(scores, -1), f64(v).repeat_interleave(rep, 1));
+}
+
 TEST_P(Ops, AttentionCausalPaddedGroupedQuery) {
   at::manual_seed(21);
   const int64_t B = 2, H = 4, Hkv = 2, D = 16, Sq = 70, Sk = 90;
@@ -72,15 +86,7 @@ TEST_P(Ops, AttentionCausalPaddedGroupedQuery) {
   pad[1].narrow(0, 0, 7).zero_();
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   for (bool causal : {false, true}) {
-    at::Tensor scores = at::matmul(f64(q), f64(k).repeat_interleave(H / Hkv, 1).transpose(2, 3));
-    scores = scores * scale;
-    if (causal) {
-      const at::Tensor qpos = at::arange(Sk - Sq, Sk).view({Sq, 1});
-      scores = scores.masked_fill(at::arange(Sk).view({1, Sk}) > qpos, -INFINITY);
-    }
-    scores = scores.masked_fill(pad.view({B, 1, 1, Sk}) == 0, -INFINITY);
-    const at::Tensor want =
-        at::matmul(at::softmax(scores, -1), f64(v).repeat_interleave(H / Hkv, 1));
+    const at::Tensor want = reference_attention(q, k, v, scale, causal, pad);
     // Scores in float32 (as fused kernels) and, for bfloat16, also in bfloat16 (the CPU fast path
     // with bfloat16 products); the latter rounds the scores as well, so it gets three units.
     for (bool f32_scores : {true, false}) {
@@ -109,14 +115,7 @@ TEST_P(Ops, AttentionOverThousandsOfKeysSumsInFloat32) {
   const at::Tensor v = (1.0 + at::randn({B, Hkv, Sk, D}) * 0.1).to(opts());
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   for (bool causal : {false, true}) {
-    at::Tensor scores = at::matmul(f64(q), f64(k).repeat_interleave(H / Hkv, 1).transpose(2, 3));
-    scores = scores * scale;
-    if (causal) {
-      const at::Tensor qpos = at::arange(Sk - Sq, Sk).view({Sq, 1});
-      scores = scores.masked_fill(at::arange(Sk).view({1, Sk}) > qpos, -INFINITY);
-    }
-    const at::Tensor want =
-        at::matmul(at::softmax(scores, -1), f64(v).repeat_interleave(H / Hkv, 1));
+    const at::Tensor want = reference_attention(q, k, v, scale, causal);
     for (bool f32_scores : {true, false}) {
       const at::Tensor got = attention(q, k, v, scale, causal, {}, f32_scores);
       ASSERT_EQ(got.scalar_type(), GetParam().dtype);
