@@ -1,7 +1,16 @@
 # Build-speed helpers: ccache when present, a fast linker (mold, else gold) when the compiler accepts it.
+# ccache is told three things, so that it caches every object and a second checkout of the tree
+# (CI's, another build folder) hits what the first one compiled:
+# - paths under the source tree are hashed relative to it (CCACHE_BASEDIR) and the working folder
+#   is left out of the hash (CCACHE_NOHASHDIR; debug info then names the first checkout's folder);
+# - objects built with a precompiled header are cacheable (pch_defines, time_macros: without them
+#   ccache compiles every such object afresh, "could not use precompiled header").
 find_program(ZIPRERANK_CCACHE ccache)
 if(ZIPRERANK_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
-  set(CMAKE_CXX_COMPILER_LAUNCHER ${ZIPRERANK_CCACHE})
+  set(CMAKE_CXX_COMPILER_LAUNCHER
+      ${CMAKE_COMMAND} -E env CCACHE_BASEDIR=${PROJECT_SOURCE_DIR} CCACHE_NOHASHDIR=1
+      CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+      ${ZIPRERANK_CCACHE})
   message(STATUS "ziprerank: using ccache")
 endif()
 

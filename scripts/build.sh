@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs missing system packages, configures and builds ziprerank (Release-with-debug-info).
-# Usage: scripts/build.sh [extra cmake -D options]   (BUILD_DIR overrides the build folder)
+# Usage: scripts/build.sh [extra cmake -D options]   (BUILD_DIR overrides the build folder;
+#        BUILD_TARGETS="a b" builds just those targets and what they need, default: all)
 #
 # ZIPRERANK_LIBTORCH=wheel builds against the libtorch inside the PyTorch CPU wheel of the
 # reference environment (scripts/reference_env.sh) instead of Debian's libtorch, in build-wheel/
@@ -30,4 +31,6 @@ if [ -f "$build/CMakeCache.txt" ] && ! grep -q "CMAKE_GENERATOR:INTERNAL=${gener
 fi
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${extra[@]}" "$@"
 jobs="${JOBS:-$(nproc)}"
-cmake --build "$build" -j "$jobs"
+targets=()
+[ -n "${BUILD_TARGETS:-}" ] && targets=(--target ${BUILD_TARGETS})
+cmake --build "$build" -j "$jobs" "${targets[@]}"

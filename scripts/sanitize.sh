@@ -8,9 +8,7 @@ build="${SANITIZE_BUILD_DIR:-$root/build-asan}"
 "$root/scripts/install_deps.sh"
 generator=()
 command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
-launcher=()
-command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-cmake -S "$root" -B "$build" "${generator[@]}" "${launcher[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DZIPRERANK_SANITIZE=ON
 cmake --build "$build" -j "${JOBS:-$(nproc)}"
 # libtorch is not instrumented: leak reports from its allocator caches are noise, so leaks are
