@@ -3,6 +3,8 @@
 # (CI's, another build folder) hits what the first one compiled:
 # - paths under the source tree are hashed relative to it (CCACHE_BASEDIR) and the working folder
 #   is left out of the hash (CCACHE_NOHASHDIR; debug info then names the first checkout's folder);
+#   the compiler is then given relative source paths, so __FILE__ is relative to the build folder
+#   and must not be used to find files (tests use ZIPRERANK_TEST_FIXTURES);
 # - objects built with a precompiled header are cacheable (pch_defines, time_macros: without them
 #   ccache compiles every such object afresh, "could not use precompiled header").
 find_program(ZIPRERANK_CCACHE ccache)

@@ -74,7 +74,7 @@ TEST(Prompt, TextMatchesTheReferenceWording) {
 
 TEST(Prompt, TokenSequenceWithTheRealQwenTokenizer) {
   const char* env = std::getenv("ZIPRERANK_QWEN3_TOKENIZER");
-  const fs::path root = fs::path(__FILE__).parent_path().parent_path().parent_path();
+  const fs::path root = fs::path(ZIPRERANK_TEST_FIXTURES).parent_path().parent_path();
   const std::string path =
       env ? env : (root / ".cache/qwen3-tokenizer/package/models/tokenizer.json").string();
   if (!fs::exists(path))

@@ -46,8 +46,8 @@ constexpr bool kOptimizedBuild = true;
 constexpr bool kOptimizedBuild = false;
 #endif
 
-// The source tree, found from this file's path (the build passes absolute source paths).
-fs::path repo_root() { return fs::path(__FILE__).parent_path().parent_path().parent_path(); }
+// The source tree: the fixtures folder is tests/fixtures in it (an absolute path from the build).
+fs::path repo_root() { return fs::path(ZIPRERANK_TEST_FIXTURES).parent_path().parent_path(); }
 
 // The byte -> character map of byte-level BPE, written out independently of the library.
 std::string byte_char(int b) {

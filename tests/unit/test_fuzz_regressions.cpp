@@ -40,7 +40,7 @@ using ziprerank::InputError;
 
 // The source tree, found from this file's path (the build passes absolute source paths).
 fs::path crashes_dir() {
-  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "fuzz" / "crashes";
+  return fs::path(ZIPRERANK_TEST_FIXTURES).parent_path().parent_path() / "fuzz" / "crashes";
 }
 
 std::string read_bytes(const fs::path& p) {
