@@ -5,12 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${SANITIZE_BUILD_DIR:-$root/build-asan}"
-"$root/scripts/install_deps.sh"
-generator=()
-command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
-cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DZIPRERANK_SANITIZE=ON
-cmake --build "$build" -j "${JOBS:-$(nproc)}"
+BUILD_DIR="$build" "$root/scripts/build.sh" -DZIPRERANK_SANITIZE=ON
 # libtorch is not instrumented: leak reports from its allocator caches are noise, so leaks are
 # checked in the fuzz targets (fuzz/) instead; every other report halts the process.
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_odr_violation=0"

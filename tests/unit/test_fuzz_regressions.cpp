@@ -38,7 +38,7 @@ namespace {
 namespace fs = std::filesystem;
 using ziprerank::InputError;
 
-// The source tree, found from this file's path (the build passes absolute source paths).
+// The crash inputs in the source tree (tests/fixtures is in it, an absolute path from the build).
 fs::path crashes_dir() {
   return fs::path(ZIPRERANK_TEST_FIXTURES).parent_path().parent_path() / "fuzz" / "crashes";
 }
