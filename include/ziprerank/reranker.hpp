@@ -141,10 +141,10 @@ class Reranker {
   /// On CPU, pages are encoded by up to `workers` threads, each encoding its share with one
   /// thread (libtorch and OpenBLAS single-threaded meanwhile; OpenBLAS's count is put back
   /// after): whole cores per page instead of threads per matrix product, which small vision
-  /// matrices leave half idle. The features are those of one worker. Needs OpenBLAS
-  /// (openblas_threads() > 0) to keep the products single-threaded; otherwise, and on other
-  /// devices, pages are encoded one chunk after another. 1 (the default) = off. rerank_pages()
-  /// also decodes and preprocesses its pages on these workers.
+  /// matrices leave half idle. The features are those of one worker, whichever library
+  /// multiplies (OpenBLAS, or MKL through libtorch's pool). On other devices pages are encoded
+  /// one chunk after another. 1 (the default) = off. rerank_pages() also decodes and
+  /// preprocesses its pages on these workers.
   void set_encode_workers(int workers);
   int encode_workers() const { return encode_workers_; }
 

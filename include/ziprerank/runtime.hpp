@@ -56,8 +56,9 @@ bool set_openblas_threads(int threads);
 /// Sets up `threads` compute threads (0 = OpenBLAS's own count, from OPENBLAS_NUM_THREADS or the
 /// cores) without oversubscribing the cores: with OpenBLAS, libtorch's intra-op threads stay at 1
 /// and OpenBLAS gets `threads` (both pools at N threads each run 2x slower on 2 cores); without
-/// it, libtorch gets `threads` (0 keeps its default). Returns how many pages to encode at once
-/// (Reranker::set_encode_workers): `threads` with OpenBLAS, else 1. Logs the choice.
+/// it, libtorch gets `threads` (0 keeps its default). Returns how many pages to encode at once,
+/// one thread each (Reranker::set_encode_workers): OpenBLAS's threads, else libtorch's. Logs the
+/// choice.
 int configure_threads(int threads);
 /// Once the model's products are known (after configure_threads): with `libtorch_products`
 /// (bfloat16 compute, or bfloat16 products, on CPU) libtorch's pool gets as many threads as

@@ -37,7 +37,7 @@ void add_model_options(CLI::App* cmd, CommonOptions& o) {
       ->capture_default_str();
   cmd->add_option("--threads", o.threads,
                   "Compute threads (0 = OpenBLAS's own count: OPENBLAS_NUM_THREADS, else every "
-                  "core); on CPU with OpenBLAS, pages are encoded this many at a time, one thread "
+                  "core); on CPU, pages are encoded this many at a time, one thread "
                   "each")
       ->capture_default_str();
 }

@@ -258,9 +258,7 @@ void Reranker::set_encode_workers(int workers) {
 namespace detail {
 
 size_t Stages::page_workers() const {
-  return r_.model_->options().device.is_cpu() && openblas_threads() > 0
-             ? static_cast<size_t>(r_.encode_workers_)
-             : 1;
+  return r_.model_->options().device.is_cpu() ? static_cast<size_t>(r_.encode_workers_) : 1;
 }
 
 }  // namespace detail

@@ -80,8 +80,8 @@ class Stages {
                             const std::vector<ImageGrid>& grids, const RerankOptions& options,
                             StageTiming& timing, TokenCounts& tokens) const;
 
-  /// The workers encode() and rerank_pages() use here: Reranker::encode_workers() on CPU with
-  /// OpenBLAS, else 1.
+  /// The workers encode() and rerank_pages() use here: Reranker::encode_workers() on CPU, else
+  /// 1.
   size_t page_workers() const;
 
  private:

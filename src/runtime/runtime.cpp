@@ -139,9 +139,13 @@ int configure_threads(int threads) {
                   openblas_threads(), n);
     return n;
   }
+  // No OpenBLAS doing the products (a libtorch built with MKL): libtorch's pool multiplies, and
+  // pages are encoded as many at a time as it has threads, one thread each, as with OpenBLAS.
   if (threads > 0) at::set_num_threads(threads);
-  spdlog::debug("threads: libtorch intra-op {} (no OpenBLAS to size)", at::get_num_threads());
-  return 1;
+  const int n = std::max(1, at::get_num_threads());
+  spdlog::debug("threads: libtorch intra-op {} (no OpenBLAS to size), pages encoded {} at a time",
+                n, n);
+  return n;
 }
 
 void give_threads_to_libtorch_products(bool libtorch_products) {

@@ -1,4 +1,5 @@
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -507,6 +508,20 @@ TEST(Reranker, PagesEncodedByParallelWorkersGetTheSameFeatures) {
   EXPECT_THROW(encode(*rr, bad, t), InputError);
   EXPECT_EQ(openblas_threads(), blas);
   EXPECT_THROW(rr->set_encode_workers(0), UsageError);
+}
+
+TEST(Reranker, PagesAreEncodedAsManyAtATimeAsThereAreComputeThreads) {
+  // Whichever library multiplies (OpenBLAS, or MKL in the PyTorch wheel's libtorch), --threads N
+  // encodes N pages at a time on CPU, one thread each; a one-worker tower would run on a single
+  // thread (the wheel's build did: its vision tower took 2x as long).
+  const int blas = openblas_threads(), torch_threads = at::get_num_threads();
+  const int workers = configure_threads(2);
+  EXPECT_EQ(workers, 2);
+  auto rr = tiny_reranker();
+  rr->set_encode_workers(workers);
+  EXPECT_EQ(stages(*rr).page_workers(), 2u);
+  if (blas > 0) set_openblas_threads(blas);
+  at::set_num_threads(torch_threads);
 }
 
 TEST(Reranker, ImagesPreparedOnWorkersEqualOneAtATime) {

@@ -47,9 +47,10 @@ TEST(Runtime, ThreadsSizeOpenBlasAndLeaveLibtorchAtOneThread) {
   const int torch_before = at::get_num_threads();
   EXPECT_THROW(configure_threads(-1), UsageError);
   if (before == 0) {
-    // Another BLAS: libtorch takes the threads, pages are encoded one chunk at a time.
+    // Another BLAS (MKL): libtorch takes the threads, and pages are encoded as many at a time,
+    // one thread each.
     EXPECT_FALSE(set_openblas_threads(2));
-    EXPECT_EQ(configure_threads(2), 1);
+    EXPECT_EQ(configure_threads(2), 2);
     EXPECT_EQ(at::get_num_threads(), 2);
     at::set_num_threads(torch_before);
     return;
