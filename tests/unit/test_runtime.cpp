@@ -48,8 +48,7 @@ TEST(Runtime, ThreadsSizeOpenBlasAndLeaveLibtorchAtOneThread) {
   EXPECT_THROW(configure_threads(-1), UsageError);
   if (before == 0) {
     // Another BLAS (MKL): libtorch takes the threads, and pages are encoded as many at a time,
-    // one thread each.
-    EXPECT_FALSE(set_openblas_threads(2));
+    // one thread each. (An OpenBLAS that OpenCV loads may still be there, doing no products.)
     EXPECT_EQ(configure_threads(2), 2);
     EXPECT_EQ(at::get_num_threads(), 2);
     at::set_num_threads(torch_before);
