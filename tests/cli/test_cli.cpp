@@ -348,7 +348,13 @@ TEST_F(Cli, WideModelWithBfloat16ProductsRunsAgainWithSleepingOpenMpThreads) {
   }
   ASSERT_EQ(again.code, 0) << again.err;
   ASSERT_EQ(passive.code, 0) << passive.err;
-  if (openblas_core_name().empty()) GTEST_SKIP() << "OpenBLAS is not the BLAS of this build";
+  // In a libtorch built with MKL (the wheel's) its pool does every product: there is no second
+  // pool to put to sleep, and an OpenBLAS that OpenCV loads does nothing.
+  if (openblas_threads() == 0) {
+    EXPECT_EQ(count(again.err, "running again"), 0) << again.err;
+    EXPECT_EQ(again.out, passive.out);
+    GTEST_SKIP() << "OpenBLAS does not multiply in this build";
+  }
   EXPECT_EQ(count(again.err, "running again with OMP_WAIT_POLICY=PASSIVE"), 1) << again.err;
   EXPECT_EQ(count(passive.err, "running again"), 0) << passive.err;
   EXPECT_NE(again.err.find("libtorch intra-op 2 for the bfloat16 products"), std::string::npos)
