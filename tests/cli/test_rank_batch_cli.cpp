@@ -1,4 +1,5 @@
 // End-to-end: rank and batch through the real binary on a tiny model and generated pages.
+#include <ATen/Context.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include <sstream>
 #include <thread>
 #include <tuple>
+#include <vector>
 
 #include "cli_runner.hpp"
 #include "pages_fixture.hpp"
@@ -422,44 +424,52 @@ TEST_F(RankBatch, BadRankInputIsOneClearError) {
 }
 
 // The product paths CPU hosts differ in, so that the cross-run tests below cover each on any
-// host: bfloat16 products (libtorch), float32 ones (OpenBLAS, with the kernels it picked for this
-// CPU), and float32 ones on OpenBLAS's Haswell kernels, which AMD EPYC hosts run and whose
-// results depend on the thread count.
+// host: bfloat16 products (libtorch's own, oneDNN's in a libtorch built with it), float32 ones
+// with the kernels the BLAS picked for this CPU, and float32 ones on the kernels AVX2-only and
+// AMD EPYC hosts run: OpenBLAS's Haswell kernels, whose results depend on the thread count, or,
+// in a libtorch that multiplies with MKL (the PyTorch wheel's), MKL's AVX2 code path.
 struct ProductPath {
-  std::string name, matmul, coretype;
+  std::string name, matmul, env, value;
 };
-const ProductPath kProductPaths[] = {{"float32", "float32", ""},
-                                     {"bfloat16", "bfloat16", ""},
-                                     {"float32-haswell", "float32", "Haswell"}};
-
-// Sets OPENBLAS_CORETYPE for the child processes while in scope (empty: leaves it as it was).
-class CoreType {
- public:
-  explicit CoreType(const std::string& core) : set_(!core.empty()) {
-    if (!set_) return;
-    if (const char* was = std::getenv("OPENBLAS_CORETYPE")) saved_ = was;
-    ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+std::vector<ProductPath> product_paths() {
+  std::vector<ProductPath> paths = {{"float32", "float32", "", ""},
+                                    {"bfloat16", "bfloat16", "", ""}};
+  if (at::hasMKL()) {
+    paths.push_back({"float32-mkl-avx2", "float32", "MKL_ENABLE_INSTRUCTIONS", "AVX2"});
+  } else {
+    paths.push_back({"float32-haswell", "float32", "OPENBLAS_CORETYPE", "Haswell"});
   }
-  ~CoreType() {
-    if (!set_) return;
+  return paths;
+}
+
+// Sets an environment variable for the child processes while in scope (no name: nothing).
+class ScopedEnv {
+ public:
+  ScopedEnv(const std::string& name, const std::string& value) : name_(name) {
+    if (name_.empty()) return;
+    if (const char* was = std::getenv(name_.c_str())) saved_ = was;
+    ::setenv(name_.c_str(), value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (name_.empty()) return;
     if (saved_) {
-      ::setenv("OPENBLAS_CORETYPE", saved_->c_str(), 1);
+      ::setenv(name_.c_str(), saved_->c_str(), 1);
     } else {
-      ::unsetenv("OPENBLAS_CORETYPE");
+      ::unsetenv(name_.c_str());
     }
   }
-  CoreType(const CoreType&) = delete;
-  CoreType& operator=(const CoreType&) = delete;
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
 
  private:
-  bool set_;
+  std::string name_;
   std::optional<std::string> saved_;
 };
 
 TEST_F(RankBatch, BatchThenEvalRoundTrip) {
-  for (const ProductPath& path : kProductPaths) {
+  for (const ProductPath& path : product_paths()) {
     SCOPED_TRACE(path.name);
-    const CoreType core(path.coretype);
+    const ScopedEnv env(path.env, path.value);
     const std::string& mm = path.name;
     const std::string flags = model_flag() + " --matmul " + path.matmul;
     const std::string out = (dir_ / ("run_full_" + mm + ".jsonl")).string();
@@ -495,9 +505,9 @@ TEST_F(RankBatch, BatchThenEvalRoundTrip) {
 }
 
 TEST_F(RankBatch, ResumeAfterSigkillGivesTheSameRun) {
-  for (const ProductPath& path : kProductPaths) {
+  for (const ProductPath& path : product_paths()) {
     SCOPED_TRACE(path.name);
-    const CoreType core(path.coretype);
+    const ScopedEnv env(path.env, path.value);
     const std::string& mm = path.name;
     const std::string flags = model_flag() + " --matmul " + path.matmul;
     const std::string q = shell_quote((dir_ / "queries.jsonl").string());
@@ -624,9 +634,9 @@ TEST_F(RankBatch, AReadOnlyOutputFolderIsRefusedBeforeTheModelLoads) {
 }
 
 TEST_F(RankBatch, ShardsConcatenateToTheFullRun) {
-  for (const ProductPath& path : kProductPaths) {
+  for (const ProductPath& path : product_paths()) {
     SCOPED_TRACE(path.name);
-    const CoreType core(path.coretype);
+    const ScopedEnv env(path.env, path.value);
     const std::string& mm = path.name;
     const std::string flags = model_flag() + " --matmul " + path.matmul;
     const std::string q = shell_quote((dir_ / "queries.jsonl").string());
