@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -76,5 +77,33 @@ inline std::vector<nlohmann::json> read_jsonl(const std::string& text) {
   }
   return out;
 }
+
+// Sets (a value) or unsets (no value) an environment variable for the child processes the tests
+// start, and puts back what was there when it goes out of scope, on every way out of the test
+// (an ASSERT too). No name: does nothing.
+class ScopedEnv {
+ public:
+  ScopedEnv(const std::string& name, const std::optional<std::string>& value) : name_(name) {
+    if (name_.empty()) return;
+    if (const char* was = std::getenv(name_.c_str())) saved_ = was;
+    set(value);
+  }
+  ~ScopedEnv() {
+    if (!name_.empty()) set(saved_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  void set(const std::optional<std::string>& value) const {
+    if (value) {
+      ::setenv(name_.c_str(), value->c_str(), 1);
+    } else {
+      ::unsetenv(name_.c_str());
+    }
+  }
+  std::string name_;
+  std::optional<std::string> saved_;
+};
 
 }  // namespace ziprerank::test

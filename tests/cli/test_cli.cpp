@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli_runner.hpp"
 #include "ziprerank/runtime.hpp"
@@ -238,8 +239,7 @@ TEST(CliRuntime, OpenBlasRunsTheKernelsThisCpuHas) {
   // better ones when that choice was a fallback (a CPU OpenBLAS does not know).
   const std::string here = openblas_core_name();
   if (here.empty()) GTEST_SKIP() << "OpenBLAS is not the BLAS of this build";
-  const char* user = std::getenv("OPENBLAS_CORETYPE");
-  const std::string saved = user ? user : "";
+  const bool user = std::getenv("OPENBLAS_CORETYPE") != nullptr;
   const auto kernels = [](const std::string& err) {
     const std::string key = "(OpenBLAS kernels: ";
     const auto at = err.find(key);
@@ -250,12 +250,12 @@ TEST(CliRuntime, OpenBlasRunsTheKernelsThisCpuHas) {
                            shell_quote((fs::temp_directory_path() / "zr_no_such_model").string());
   const bool avx2 = cpu_has_avx2_fma(), avx512 = cpu_has_avx512_skylakex();
 
-  unsetenv("OPENBLAS_CORETYPE");
+  const ScopedEnv no_core("OPENBLAS_CORETYPE", std::nullopt);
   CliResult r = run_cli(args);
   const std::string got = kernels(r.err);
   ASSERT_FALSE(got.empty()) << r.err;
   EXPECT_EQ(better_openblas_coretype(got, avx2, avx512), "") << r.err;
-  if (user == nullptr) {
+  if (!user) {
     const std::string wanted = better_openblas_coretype(here, avx2, avx512);
     if (!wanted.empty()) {
       EXPECT_EQ(got, wanted) << r.err;
@@ -267,15 +267,10 @@ TEST(CliRuntime, OpenBlasRunsTheKernelsThisCpuHas) {
   }
 
   // A choice made with OPENBLAS_CORETYPE is kept.
-  setenv("OPENBLAS_CORETYPE", "Prescott", 1);
+  const ScopedEnv prescott("OPENBLAS_CORETYPE", "Prescott");
   r = run_cli(args);
   EXPECT_EQ(kernels(r.err), "Prescott") << r.err;
   EXPECT_EQ(r.err.find("switched to"), std::string::npos) << r.err;
-  if (user) {
-    setenv("OPENBLAS_CORETYPE", saved.c_str(), 1);
-  } else {
-    unsetenv("OPENBLAS_CORETYPE");
-  }
 }
 
 TEST_F(Cli, OutputIsDashOEverywhereAndRequiredFlagsComeFirstInHelp) {
@@ -330,21 +325,17 @@ TEST_F(Cli, WideModelWithBfloat16ProductsRunsAgainWithSleepingOpenMpThreads) {
                            " --matmul bfloat16 --threads 2 -q 'quarterly revenue' -p " +
                            shell_quote(page.string()) + " -p " +
                            shell_quote((page.parent_path() / "memo_1.png").string());
-  const char* user = std::getenv("OMP_WAIT_POLICY");
-  const std::string saved = user ? user : "";
   const auto count = [](const std::string& s, const std::string& what) {
     int n = 0;
     for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
     return n;
   };
-  unsetenv("OMP_WAIT_POLICY");
+  const ScopedEnv no_policy("OMP_WAIT_POLICY", std::nullopt);
   const CliResult again = run_cli(args);
-  setenv("OMP_WAIT_POLICY", "passive", 1);
-  const CliResult passive = run_cli(args);
-  if (user) {
-    setenv("OMP_WAIT_POLICY", saved.c_str(), 1);
-  } else {
-    unsetenv("OMP_WAIT_POLICY");
+  CliResult passive;
+  {
+    const ScopedEnv passive_policy("OMP_WAIT_POLICY", "passive");
+    passive = run_cli(args);
   }
   ASSERT_EQ(again.code, 0) << again.err;
   ASSERT_EQ(passive.code, 0) << passive.err;
@@ -361,11 +352,9 @@ TEST_F(Cli, WideModelWithBfloat16ProductsRunsAgainWithSleepingOpenMpThreads) {
       << again.err;
   EXPECT_EQ(again.out, passive.out);
   // The embedded-size model keeps libtorch's one thread and does not run again.
-  unsetenv("OMP_WAIT_POLICY");
   r = run_cli("-v rank --model " + shell_quote(model().string()) +
               " --matmul bfloat16 --threads 2 -q 'quarterly revenue' -p " +
               shell_quote(page.string()));
-  if (user) setenv("OMP_WAIT_POLICY", saved.c_str(), 1);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(count(r.err, "running again"), 0) << r.err;
 }

@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <random>
 #include <regex>
 #include <set>
@@ -441,30 +440,6 @@ std::vector<ProductPath> product_paths() {
   }
   return paths;
 }
-
-// Sets an environment variable for the child processes while in scope (no name: nothing).
-class ScopedEnv {
- public:
-  ScopedEnv(const std::string& name, const std::string& value) : name_(name) {
-    if (name_.empty()) return;
-    if (const char* was = std::getenv(name_.c_str())) saved_ = was;
-    ::setenv(name_.c_str(), value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (name_.empty()) return;
-    if (saved_) {
-      ::setenv(name_.c_str(), saved_->c_str(), 1);
-    } else {
-      ::unsetenv(name_.c_str());
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_;
-  std::optional<std::string> saved_;
-};
 
 TEST_F(RankBatch, BatchThenEvalRoundTrip) {
   for (const ProductPath& path : product_paths()) {
